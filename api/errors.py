@@ -1,0 +1,126 @@
+"""One error shape for every failure: RFC 9457 problem details, never a raw database error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("carteco.api")
+PROBLEM_JSON = "application/problem+json"
+
+TITLES = {
+    400: "Requête invalide",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Introuvable",
+    405: "Méthode non autorisée",
+    406: "Format non disponible",
+    409: "Conflit",
+    412: "Version périmée",
+    413: "Requête trop volumineuse",
+    415: "Type de contenu non pris en charge",
+    422: "Données invalides",
+    428: "Précondition requise",
+    429: "Trop de requêtes",
+    500: "Erreur interne",
+    503: "Service momentanément indisponible",
+}
+
+
+class Problem(Exception):
+    """An error to send as problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or TITLES.get(status, "Erreur")
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem-details JSON response."""
+    body: dict[str, Any] = {
+        "type": f"about:blank#{status}" if not extra.get("type") else extra.pop("type"),
+        "title": title or TITLES.get(status, "Erreur"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body", "header")]
+        errors.append({"parameter": ".".join(loc), "reason": e.get("msg", "invalide")})
+    detail = "; ".join(f"{e['parameter']} : {e['reason']}" for e in errors) or "paramètre invalide"
+    return detail, errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception through problem details (400 for validation, not 422)."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.detail, exc.title, exc.headers, **exc.extra
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"aucune ressource à l'adresse {request.url.path}"
+        if exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"méthode {request.method} non autorisée ici"
+        return problem_response(request, exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _describe_validation(exc)
+        return problem_response(request, 400, detail, errors=errors)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def _db_down(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        return problem_response(
+            request,
+            503,
+            "la base de données ne répond pas ; réessayez dans quelques secondes",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def _pool_timeout(request: Request, exc: sa.exc.TimeoutError) -> JSONResponse:
+        return problem_response(
+            request, 503, "service saturé ; réessayez", headers={"Retry-After": "2"}
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return problem_response(request, 500, "une erreur interne est survenue")

@@ -1,0 +1,1 @@
+"""Router factories, each mountable on a bare FastAPI app."""

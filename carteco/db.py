@@ -1,0 +1,127 @@
+"""Database layer: engine creation, the embedded default, migrations and identifier quoting."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from carteco.embedded import EmbeddedCluster
+from carteco.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQL_DIR = Path(__file__).parent / "sql"
+
+
+class DatabaseError(RuntimeError):
+    """The database is unreachable or not a PostGIS database Carteco can use."""
+
+
+def embedded_cluster(settings: Settings) -> EmbeddedCluster:
+    """The embedded cluster described by the settings (not started)."""
+    return EmbeddedCluster(
+        root=settings.effective_data_dir() / "postgres",
+        port=settings.embedded_port,
+        bin_dir=settings.pg_bin_dir,
+    )
+
+
+def resolve_url(settings: Settings, start_embedded: bool = True) -> str:
+    """The configured database URL, or the embedded cluster's (started if asked)."""
+    if settings.database_url:
+        return normalise_url(settings.database_url)
+    cluster = embedded_cluster(settings)
+    return cluster.start() if start_embedded else cluster.url
+
+
+def normalise_url(url: str) -> str:
+    """Force the psycopg 3 driver on plain postgresql:// URLs."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(settings: Settings, url: str | None = None) -> Engine:
+    """A pooled engine with Carteco's session settings (statement timeout, UTC, app name)."""
+    url = url or resolve_url(settings)
+    options = f"-c statement_timeout={int(settings.statement_timeout_ms)} -c TimeZone=UTC"
+    return sa.create_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_max_overflow,
+        pool_timeout=settings.pool_timeout_s,
+        pool_pre_ping=True,
+        connect_args={"options": options, "application_name": "carteco", "connect_timeout": 5},
+    )
+
+
+def read_sql(name: str) -> str:
+    """Text of a .sql file shipped in carteco/sql."""
+    return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def quote_ident(name: str, allowed: Iterable[str]) -> str:
+    """Quote an SQL identifier, refusing any name that is not in the allow-list."""
+    allowed_set = set(allowed)
+    if name not in allowed_set or not _IDENT.match(name):
+        raise ValueError(f"identifier {name!r} is not allowed")
+    return '"' + name + '"'
+
+
+def check_postgis(conn: Connection) -> str:
+    """PostGIS version of the connected database, or a clear error when it is missing."""
+    try:
+        return str(conn.execute(sa.text("SELECT postgis_lib_version()")).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(
+            "PostGIS is not available in this database: install it "
+            "(Debian: apt-get install -y postgresql-15-postgis-3) and run `carteco db upgrade`."
+        ) from exc
+
+
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    """An Alembic configuration pointing at the migrations shipped with the package."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Migrate the database up to `revision` (all heads by default)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    """Migrate the database down to `revision`."""
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revisions(conn: Connection) -> set[str]:
+    """Alembic revisions the database is at (empty before the first migration)."""
+    try:
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        return set(rows)
+    except sa.exc.ProgrammingError:
+        conn.rollback()
+        return set()
+
+
+def head_revisions(url: str) -> set[str]:
+    """Revisions of the newest migrations shipped with this version."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())

@@ -1,0 +1,53 @@
+"""The Île-de-France demo: reference layers plus three real structure lists, each its own source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "geodata" / "demo"
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    """One demo file, the source name it is imported under, and its mapping."""
+
+    source: str
+    file: str
+    mapping: str
+    # Real files carry real mistakes: the médiation list has 2 malformed SIRETs, reported
+    # and left out rather than silently "fixed".
+    skip_invalid: bool = False
+
+    @property
+    def path(self) -> Path:
+        """The shipped demo file."""
+        return demo_dir() / self.file
+
+    @property
+    def mapping_path(self) -> Path:
+        """Its mapping file."""
+        return demo_dir() / self.mapping
+
+
+DEMO_SOURCES = (
+    DemoSource("siae-2019", "siae_idf_2019-07.csv", "siae.mapping.toml"),
+    DemoSource(
+        "mediation-numerique-2022",
+        "mediation_numerique_idf_2022.csv",
+        "mediation_numerique.mapping.toml",
+        skip_invalid=True,
+    ),
+    DemoSource(
+        "supermarches-cooperatifs-2025",
+        "supermarches_cooperatifs_idf_2025.geojson",
+        "supermarches_cooperatifs.mapping.toml",
+    ),
+)
+
+
+def demo_dir() -> Path:
+    """Folder of the demo files (inside the installed geodata package)."""
+    import geodata
+
+    return Path(geodata.__file__).resolve().parent / "demo"

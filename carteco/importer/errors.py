@@ -1,0 +1,42 @@
+"""Errors of the import pipeline: one for a whole file, one for a cell or row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+class ImportFileError(ValueError):
+    """The file cannot be read at all (format, encoding, headers); nothing is written."""
+
+    def __init__(self, file: str, reason: str, row: int | None = None) -> None:
+        self.file = file
+        self.reason = reason
+        self.row = row
+        where = f"{file}, ligne {row}" if row else file
+        super().__init__(f"{where} : {reason}")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why one row (and, when known, one column) was rejected."""
+
+    row: int
+    column: str | None
+    value: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form stored in import_runs.errors."""
+        return asdict(self)
+
+    def message(self, file: str) -> str:
+        """One line naming file, row, column, value and reason."""
+        col = f", colonne « {self.column} »" if self.column else ""
+        val = f" (valeur « {_short(self.value)} »)" if self.value not in (None, "") else ""
+        return f"{file}, ligne {self.row}{col}{val} : {self.reason}"
+
+
+def _short(value: str | None, n: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -1,0 +1,452 @@
+"""The import pipeline: read → map → validate → upsert, in one transaction, with a report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from carteco.importer.errors import ImportFileError, RowError
+from carteco.importer.mapping import Mapping
+from carteco.importer.readers import read_table
+from carteco.importer.validate import RECORD_FIELDS, Record, RowValidator
+from carteco.sectors import load_taxonomy
+
+# Fields an import owns; the location columns are handled apart (manual points are kept).
+DATA_FIELDS = tuple(f for f in RECORD_FIELDS if f not in ("lon", "lat"))
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or would do, in a dry run)."""
+
+    file: str
+    source: str
+    checksum: str
+    status: str = "running"
+    format: str = ""
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    run_id: int | None = None
+    dry_run: bool = False
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "run_id": self.run_id,
+            "file": self.file,
+            "source": self.source,
+            "status": self.status,
+            "format": self.format,
+            "dry_run": self.dry_run,
+            "rows_read": self.rows_read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "errors": [e.as_dict() for e in self.errors],
+            "message": self.message,
+        }
+
+
+def run_import(
+    engine: Engine,
+    path: Path,
+    source: str | None = None,
+    mapping: Mapping | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    data: bytes | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import one file as one transaction; with errors, write nothing unless `skip_invalid`."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImportFileError(str(path), f"lecture impossible : {exc.strerror}") from exc
+    source = source or path.stem
+    report = ImportReport(
+        file=path.name,
+        source=source,
+        checksum=hashlib.sha256(data).hexdigest(),
+        dry_run=dry_run,
+    )
+    report.run_id = _start_run(engine, report)
+    try:
+        _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
+    except ImportFileError as exc:
+        report.status = "rejected"
+        report.message = str(exc)
+        _finish_run(engine, report)
+        raise
+    except BaseException as exc:
+        report.status = "failed"
+        report.message = f"{type(exc).__name__}: {exc}"[:2000]
+        _finish_run(engine, report)
+        raise
+    _finish_run(engine, report)
+    return report
+
+
+def _run(
+    engine: Engine,
+    path: Path,
+    data: bytes,
+    report: ImportReport,
+    mapping: Mapping,
+    dry_run: bool,
+    skip_invalid: bool,
+    progress: Progress | None,
+) -> None:
+    table = read_table(path, data)
+    report.format = table.format
+    report.rows_read = len(table.rows)
+    columns = mapping.resolve(path.name, table.headers)
+    if "name" not in columns and "name" not in mapping.constants:
+        raise ImportFileError(
+            path.name,
+            "aucune colonne de nom reconnue (nom, raison sociale, dénomination…) : "
+            "indiquez-la avec --mapping",
+            row=1,
+        )
+    validator = RowValidator(mapping, columns, load_taxonomy())
+    records: dict[str, Record] = {}
+    for i, row in enumerate(table.rows, start=1):
+        rec, errs = validator.validate(row)
+        if errs:
+            report.errors.extend(errs)
+            report.rejected += 1
+        elif rec is not None:
+            _merge_duplicate(records, rec)
+        if progress and (i % 200 == 0 or i == len(table.rows)):
+            progress(i, len(table.rows))
+    if report.errors and not skip_invalid:
+        report.status = "rejected"
+        report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
+        return
+    with engine.connect() as conn:
+        with conn.begin() as trans:
+            # One import per source at a time: concurrent runs would race on the upsert.
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext('carteco-import:' || :s))"),
+                {"s": report.source},
+            )
+            _upsert(conn, report, list(records.values()))
+            if dry_run:
+                trans.rollback()
+                report.status = "dry_run"
+                return
+    report.status = "succeeded"
+
+
+def _merge_duplicate(records: dict[str, Record], rec: Record) -> None:
+    """Rows sharing a source id are one structure (e.g. a SIAE listed under two measures)."""
+    prev = records.get(rec.source_id)
+    if prev is None:
+        records[rec.source_id] = rec
+        return
+    merged = dict(prev.values)
+    merged["sectors"] = sorted(set(prev.values["sectors"]) | set(rec.values["sectors"]))
+    for k, val in rec.values.items():
+        if merged.get(k) in (None, "", [], {}) and val not in (None, "", [], {}):
+            merged[k] = val
+    rows = list(prev.values.get("extra", {}).get("_lignes", [prev.row]))
+    merged["extra"] = {**merged.get("extra", {}), "_lignes": [*rows, rec.row]}
+    records[rec.source_id] = Record(prev.row, prev.source_id, merged)
+
+
+_COLUMNS = """
+    s.id, s.source, s.source_id, s.content_hash, s.location_precision,
+    ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, s.siret, s.siren, s.rna, s.name, s.legal_category,
+    s.legal_form, s.ess_family, s.esus, s.sectors, s.description, s.address_line, s.postcode,
+    s.commune_name, s.insee_code, s.website, s.status, s.opened_on, s.closed_on, s.extra
+"""
+# Column lists below are module constants, never input: S608 does not apply.
+_BY_LINK = sa.text(
+    f"""
+    SELECT l.source_id AS link_id, l.content_hash AS link_hash, {_COLUMNS}
+      FROM structure_sources l JOIN structures s ON s.id = l.structure_id
+     WHERE l.source = :source AND l.source_id = ANY(:sids)
+    """  # noqa: S608
+)
+_BY_KEY = sa.text(
+    f"SELECT {_COLUMNS} FROM structures s WHERE s.siret = ANY(:sirets) OR s.rna = ANY(:rnas)"  # noqa: S608
+)
+
+
+def _upsert(conn: Connection, report: ImportReport, records: list[Record]) -> None:
+    sids = [r.source_id for r in records]
+    by_link = {
+        r["link_id"]: dict(r)
+        for r in conn.execute(_BY_LINK, {"source": report.source, "sids": sids}).mappings()
+    }
+    pending = [r for r in records if r.source_id not in by_link]
+    sirets = [r.values["siret"] for r in pending if r.values["siret"]]
+    rnas = [r.values["rna"] for r in pending if r.values["rna"]]
+    by_siret: dict[str, list[dict[str, Any]]] = {}
+    by_rna: dict[str, list[dict[str, Any]]] = {}
+    if sirets or rnas:
+        for r in conn.execute(_BY_KEY, {"sirets": sirets, "rnas": rnas}).mappings():
+            d = dict(r)
+            if d["siret"]:
+                by_siret.setdefault(d["siret"], []).append(d)
+            if d["rna"]:
+                by_rna.setdefault(d["rna"], []).append(d)
+
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    claimed: set[int] = set()
+    for rec in records:
+        existing = by_link.get(rec.source_id)
+        if existing is not None:
+            if existing["link_hash"] == rec.content_hash:
+                report.unchanged += 1
+                continue
+        else:
+            # Another source's structure with the same SIRET (else RNA), when unambiguous.
+            for pool, key in ((by_siret, rec.values["siret"]), (by_rna, rec.values["rna"])):
+                cands = [c for c in pool.get(key or "", []) if c["id"] not in claimed]
+                if key and len(cands) == 1:
+                    existing = cands[0]
+                    break
+        if existing is None:
+            inserts.append(_insert_params(report.source, rec))
+            continue
+        claimed.add(existing["id"])
+        links.append(
+            {
+                "source": report.source,
+                "source_id": rec.source_id,
+                "id": existing["id"],
+                "hash": rec.content_hash,
+            }
+        )
+        new = _next_state(report.source, rec, existing)
+        if new is None:
+            report.unchanged += 1
+        else:
+            updates.append(new)
+    if inserts:
+        conn.execute(_INSERT, inserts)
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
+                SELECT source, source_id, id, content_hash FROM structures
+                 WHERE source = :source AND source_id = ANY(:sids)
+                ON CONFLICT (source, source_id) DO NOTHING
+                """
+            ),
+            {"source": report.source, "sids": [p["source_id"] for p in inserts]},
+        )
+        report.created += len(inserts)
+    if updates:
+        conn.execute(_UPDATE, updates)
+        report.updated += len(updates)
+    if links:
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
+                VALUES (:source, :source_id, :id, :hash)
+                ON CONFLICT (source, source_id) DO UPDATE
+                   SET structure_id = EXCLUDED.structure_id, content_hash = EXCLUDED.content_hash
+                """
+            ),
+            links,
+        )
+
+
+def _location(rec: Record) -> dict[str, Any]:
+    if rec.values["lon"] is not None:
+        return {
+            "lon": rec.values["lon"],
+            "lat": rec.values["lat"],
+            "location_precision": "provided",
+            "location_score": 1.0,
+            "location_source": "source",
+            "geocode_status": None,
+        }
+    return {
+        "lon": None,
+        "lat": None,
+        "location_precision": None,
+        "location_score": None,
+        "location_source": None,
+        "geocode_status": "to_geocode",
+    }
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    out = {k: values[k] for k in DATA_FIELDS}
+    out["extra"] = json.dumps(values["extra"], ensure_ascii=False, default=str)
+    return out
+
+
+def _insert_params(source: str, rec: Record) -> dict[str, Any]:
+    return {
+        **_jsonable(rec.values),
+        **_location(rec),
+        "source": source,
+        "source_id": rec.source_id,
+        "content_hash": rec.content_hash,
+    }
+
+
+def _next_state(source: str, rec: Record, existing: dict[str, Any]) -> dict[str, Any] | None:
+    """Parameters of the UPDATE that brings `existing` up to date, or None if nothing changes."""
+    if existing["source"] == source and existing["source_id"] == rec.source_id:
+        values = dict(rec.values)
+        content_hash = rec.content_hash
+    else:
+        # Matched across sources (SIRET/RNA): enrich, never overwrite the owner's fields.
+        values = {k: existing[k] for k in DATA_FIELDS}
+        values["sectors"] = sorted(set(existing["sectors"] or []) | set(rec.values["sectors"]))
+        for k in DATA_FIELDS:
+            if values.get(k) in (None, "", [], {}) and rec.values.get(k) not in (None, "", [], {}):
+                values[k] = rec.values[k]
+        extra = dict(existing["extra"] or {})
+        also = dict(extra.get("_autres_sources", {}))
+        also[source] = rec.source_id
+        extra["_autres_sources"] = also
+        values["extra"] = extra
+        values["lon"], values["lat"] = rec.values["lon"], rec.values["lat"]
+        content_hash = existing["content_hash"]
+    loc = _location(Record(rec.row, rec.source_id, values))
+    precision = existing["location_precision"]
+    keep_point = precision == "manual" or (loc["lon"] is None and existing["lon"] is not None)
+    if keep_point or (precision == "provided" and existing["source"] != source):
+        loc = {
+            "lon": existing["lon"],
+            "lat": existing["lat"],
+            "location_precision": precision,
+            "location_score": None,
+            "location_source": None,
+            "geocode_status": None,
+            "keep": True,
+        }
+    same = all(_eq(values[k], existing[k]) for k in DATA_FIELDS if k != "extra") and _eq(
+        values["extra"], existing["extra"]
+    )
+    same = same and (
+        loc.get("keep") or (_eq(loc["lon"], existing["lon"]) and _eq(loc["lat"], existing["lat"]))
+    )
+    if same and content_hash == existing["content_hash"]:
+        return None
+    if existing["source"] != source and same:
+        return None
+    params = {**_jsonable(values), "id": existing["id"], "content_hash": content_hash}
+    params.update({k: loc[k] for k in ("lon", "lat")})
+    params["keep_location"] = bool(loc.get("keep"))
+    params["location_precision"] = loc["location_precision"]
+    params["location_source"] = loc["location_source"]
+    params["location_score"] = loc["location_score"]
+    params["geocode_status"] = loc["geocode_status"]
+    return params
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return abs(float(a) - float(b)) < 1e-7
+    if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(
+            b, sort_keys=True, default=str
+        )
+    return a == b
+
+
+_COLS = ", ".join(DATA_FIELDS)
+_VALS = ", ".join(f"CAST(:{f} AS jsonb)" if f == "extra" else f":{f}" for f in DATA_FIELDS)
+_INSERT = sa.text(
+    f"""
+    INSERT INTO structures ({_COLS}, geom, location_precision, location_score, location_source,
+                            geocode_status, located_at, source, source_id, content_hash)
+    VALUES ({_VALS},
+            CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL
+                 ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END,
+            :location_precision, :location_score, :location_source, :geocode_status,
+            CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL ELSE now() END,
+            :source, :source_id, :content_hash)
+    """  # noqa: S608
+)
+_SETS = ", ".join(
+    f"{f} = CAST(:{f} AS jsonb)" if f == "extra" else f"{f} = :{f}" for f in DATA_FIELDS
+)
+_UPDATE = sa.text(
+    f"""
+    UPDATE structures SET {_SETS}, content_hash = :content_hash,
+        geom = CASE WHEN :keep_location THEN geom
+                    WHEN CAST(:lon AS float8) IS NULL THEN NULL
+                    ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END,
+        location_precision = CASE WHEN :keep_location THEN location_precision
+                                  ELSE :location_precision END,
+        location_score = CASE WHEN :keep_location THEN location_score ELSE :location_score END,
+        location_source = CASE WHEN :keep_location THEN location_source ELSE :location_source END,
+        geocode_status = CASE WHEN :keep_location THEN geocode_status ELSE :geocode_status END
+     WHERE id = :id
+    """  # noqa: S608
+)
+
+
+def _start_run(engine: Engine, report: ImportReport) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    """
+                    INSERT INTO import_runs (source, file_name, checksum, status, dry_run, pid)
+                    VALUES (:source, :file, :checksum, 'running', :dry_run, :pid) RETURNING id
+                    """
+                ),
+                {
+                    "source": report.source,
+                    "file": report.file,
+                    "checksum": report.checksum,
+                    "dry_run": report.dry_run,
+                    "pid": os.getpid(),
+                },
+            ).scalar_one()
+        )
+
+
+def _finish_run(engine: Engine, report: ImportReport) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                """
+                UPDATE import_runs SET status = :status, finished_at = now(),
+                    rows_read = :rows_read, created = :created, updated = :updated,
+                    unchanged = :unchanged, rejected = :rejected,
+                    errors = CAST(:errors AS jsonb), message = :message
+                 WHERE id = :id
+                """
+            ),
+            {
+                "id": report.run_id,
+                "status": report.status,
+                "rows_read": report.rows_read,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "rejected": report.rejected,
+                "errors": json.dumps([e.as_dict() for e in report.errors[:10000]]),
+                "message": report.message,
+            },
+        )

@@ -1,0 +1,66 @@
+"""Runtime settings, read from the environment with the ``CARTECO_`` prefix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Folder of Carteco's own state (embedded cluster, caches, exports)."""
+    if os.geteuid() == 0:
+        # initdb refuses to run as root: the embedded cluster belongs to the `postgres` system
+        # user, which cannot enter /root, so root's state lives under /var/lib.
+        return Path("/var/lib/carteco")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "carteco"
+
+
+class Settings(BaseSettings):
+    """Every knob of a Carteco deployment; the API, CLI and tests all build from this object."""
+
+    model_config = SettingsConfigDict(env_prefix="CARTECO_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the PostGIS database; unset = the embedded cluster.",
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    embedded_port: int = 54329
+    pg_bin_dir: Path | None = Field(
+        default=None, description="Folder of initdb/pg_ctl; found automatically when unset."
+    )
+
+    # Connection pool and guardrails.
+    pool_size: int = 10
+    pool_max_overflow: int = 10
+    pool_timeout_s: float = 5.0
+    statement_timeout_ms: int = 15000
+
+    # HTTP service.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Base URL as seen by clients, when behind a proxy."
+    )
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    max_features: int = 10000
+    default_limit: int = 100
+    max_body_bytes: int = 50 * 1024 * 1024
+
+    # Data licence shown with every download.
+    data_licence: str = "ODbL-1.0"
+    data_attribution: str = "Carteco — CRESS et contributeurs"
+
+    def effective_data_dir(self) -> Path:
+        """The data folder, created if needed."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+def get_settings() -> Settings:
+    """Settings from the current environment."""
+    return Settings()

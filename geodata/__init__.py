@@ -1,0 +1,1 @@
+"""Reference data shipped with Carteco (boundaries, stations, COG tables) and their loaders."""

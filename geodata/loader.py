@@ -1,0 +1,339 @@
+"""Load the shipped reference layers into PostGIS, idempotently (checksums in the manifest)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+GEODATA_DIR = Path(__file__).parent
+DATA_DIR = GEODATA_DIR / "data"
+MANIFEST = GEODATA_DIR / "manifest.json"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One manifest entry."""
+
+    name: str
+    file: str
+    kind: str
+    vintage: str
+    source: str
+    licence: str
+    sha256: str
+    level: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the file lies in the package."""
+        return DATA_DIR / self.file
+
+
+class ChecksumError(RuntimeError):
+    """A shipped file does not match its manifest checksum."""
+
+
+def read_manifest(path: Path = MANIFEST) -> list[Layer]:
+    """The layers listed in the manifest, in load order."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return [Layer(**entry) for entry in doc["layers"]]
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _features(path: Path) -> Iterator[dict[str, Any]]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    yield from doc["features"]
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        yield from csv.DictReader(fh)
+
+
+def _split(value: Any) -> list[str]:
+    return [v for v in str(value or "").split("|") if v]
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def _territory_rows(layer: Layer, conn: Connection) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    refs = _commune_table(conn)
+    for f in _features(layer.path):
+        p = f["properties"]
+        row: dict[str, Any] = {
+            "level": layer.level,
+            "region_code": None,
+            "departement_code": None,
+            "epci_code": None,
+            "ept_code": None,
+            "commune_code": None,
+            "population": None,
+            "old_codes": [],
+            "postcodes": [],
+            "geom": json.dumps(f["geometry"]),
+        }
+        if layer.name == "communes_idf":
+            row.update(
+                code=p["code_insee"],
+                name=p["nom"],
+                region_code=p["code_reg"],
+                departement_code=p["code_dep"],
+                epci_code=p.get("code_epci"),
+                ept_code=p.get("code_ept"),
+                population=p.get("population"),
+                old_codes=_split(p.get("anciens_codes")),
+                postcodes=_split(p.get("codes_postaux")),
+            )
+        elif layer.level == "region":
+            row.update(code=p.get("code_reg") or p["code"], name=p["nom"])
+            row["population"] = p.get("population")
+        elif layer.level == "departement":
+            code = p.get("code_dep") or p["code"]
+            row.update(code=code, name=p["nom"], population=p.get("population"))
+            row["region_code"] = p.get("code_reg") or _region_of_departement(refs, code)
+        elif layer.level == "epci":
+            row.update(
+                code=p["code_epci"], name=p["nom"], population=p.get("population_municipale")
+            )
+            row["region_code"] = "11"
+        elif layer.level == "ept":
+            row.update(code=p["code_ept"], name=p["nom"], population=p.get("population_municipale"))
+            row.update(region_code="11", epci_code="200054781")
+            if p["code_ept"] == "T1":
+                row["departement_code"] = "75"
+        elif layer.level == "arrondissement":
+            code = p["code_insee"]
+            ref = refs.get(code, {})
+            row.update(
+                code=code,
+                name=p["nom"],
+                commune_code="75056",
+                departement_code="75",
+                region_code="11",
+                epci_code="200054781",
+                ept_code="T1",
+                population=_int(ref.get("population")),
+                postcodes=_split(ref.get("codes_postaux")),
+            )
+        else:
+            raise ValueError(f"layer {layer.name}: unknown territory level {layer.level!r}")
+        rows.append(row)
+    return rows
+
+
+_COMMUNE_TABLE_CACHE: dict[str, dict[str, dict[str, str]]] = {}
+
+
+def _commune_table(conn: Connection) -> dict[str, dict[str, str]]:
+    """Rows of the shipped COG tables keyed by code (arrondissements included)."""
+    if "all" not in _COMMUNE_TABLE_CACHE:
+        table: dict[str, dict[str, str]] = {}
+        for name in ("communes_france_cog2026.csv", "communes_idf_cog2026.csv"):
+            for r in _csv_rows(DATA_DIR / name):
+                if r.get("type", "commune-actuelle") in (
+                    "commune-actuelle",
+                    "arrondissement-municipal",
+                ):
+                    table.setdefault(r["code_insee"], r)
+        _COMMUNE_TABLE_CACHE["all"] = table
+    return _COMMUNE_TABLE_CACHE["all"]
+
+
+def _region_of_departement(refs: dict[str, dict[str, str]], dep: str) -> str | None:
+    for r in refs.values():
+        if r.get("code_dep") == dep and r.get("code_reg"):
+            return r["code_reg"]
+    return None
+
+
+def _load_territories(conn: Connection, layer: Layer) -> int:
+    rows = _territory_rows(layer, conn)
+    conn.execute(sa.text("DELETE FROM territories WHERE layer = :layer"), {"layer": layer.name})
+    # A later, coarser layer only fills the codes a finer one did not cover (France after IDF).
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO territories (level, code, name, region_code, departement_code, epci_code,
+                ept_code, commune_code, population, old_codes, postcodes, geom, area_m2,
+                vintage, layer)
+            SELECT :level, :code, :name, :region_code, :departement_code, :epci_code, :ept_code,
+                   :commune_code, :population, :old_codes, :postcodes, g,
+                   ST_Area(g::geography), :vintage, :layer
+              FROM (SELECT ST_Multi(ST_CollectionExtract(ST_MakeValid(
+                        ST_SetSRID(ST_GeomFromGeoJSON(:geom), 4326)), 3)) AS g) s
+            ON CONFLICT (level, code) DO NOTHING
+            """
+        ),
+        [dict(r, vintage=layer.vintage, layer=layer.name) for r in rows],
+    )
+    return len(rows)
+
+
+def _load_stations(conn: Connection, layer: Layer) -> int:
+    rows = []
+    for f in _features(layer.path):
+        p = f["properties"]
+        rows.append(
+            {
+                "source_id": f"{p['id_gares']}:{p.get('idrefliga') or p.get('res_com')}",
+                "name": p["nom_gares"],
+                "mode": p.get("mode"),
+                "line": p.get("res_com"),
+                "operator": p.get("exploitant"),
+                "geom": json.dumps(f["geometry"]),
+                "layer": layer.name,
+            }
+        )
+    conn.execute(sa.text("DELETE FROM stations WHERE layer = :layer"), {"layer": layer.name})
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO stations (source_id, name, mode, line, operator, geom, layer)
+            VALUES (:source_id, :name, :mode, :line, :operator,
+                    ST_SetSRID(ST_GeomFromGeoJSON(:geom), 4326), :layer)
+            ON CONFLICT (source_id) DO NOTHING
+            """
+        ),
+        rows,
+    )
+    return len(rows)
+
+
+def _load_table(conn: Connection, layer: Layer) -> int:
+    rows = list(_csv_rows(layer.path))
+    if layer.name == "codes_postaux_france":
+        conn.execute(sa.text("DELETE FROM postcodes"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO postcodes (postcode, insee_code, commune_name, delivery_label) "
+                "VALUES (:code_postal, :code_insee, :nom_commune, :libelle_acheminement)"
+            ),
+            rows,
+        )
+        return len(rows)
+    params = []
+    for r in rows:
+        params.append(
+            {
+                "code": r["code_insee"],
+                "type": r.get("type") or "commune-actuelle",
+                "name": r["nom"],
+                "departement_code": r.get("code_dep") or None,
+                "region_code": r.get("code_reg") or ("11" if r.get("type") else None),
+                "epci_code": r.get("code_epci") or None,
+                "epci_name": r.get("nom_epci") or None,
+                "ept_code": r.get("code_ept") or None,
+                "parent_code": r.get("commune_parente") or None,
+                "population": _int(r.get("population")),
+                "postcodes": _split(r.get("codes_postaux")),
+                "old_codes": _split(r.get("anciens_codes")),
+                "vintage": layer.vintage,
+            }
+        )
+    conn.execute(
+        sa.text(
+            """
+            INSERT INTO communes_ref (code, type, name, departement_code, region_code, epci_code,
+                epci_name, ept_code, parent_code, population, postcodes, old_codes, vintage)
+            VALUES (:code, :type, :name, :departement_code, :region_code, :epci_code, :epci_name,
+                :ept_code, :parent_code, :population, :postcodes, :old_codes, :vintage)
+            ON CONFLICT (code, type) DO UPDATE SET name = EXCLUDED.name,
+                departement_code = EXCLUDED.departement_code,
+                region_code = COALESCE(EXCLUDED.region_code, communes_ref.region_code),
+                epci_code = EXCLUDED.epci_code, epci_name = EXCLUDED.epci_name,
+                ept_code = COALESCE(EXCLUDED.ept_code, communes_ref.ept_code),
+                parent_code = EXCLUDED.parent_code, population = EXCLUDED.population,
+                postcodes = EXCLUDED.postcodes, old_codes = EXCLUDED.old_codes,
+                vintage = EXCLUDED.vintage
+            """
+        ),
+        params,
+    )
+    return len(params)
+
+
+LOADERS: dict[str, Callable[[Connection, Layer], int]] = {
+    "territories": _load_territories,
+    "stations": _load_stations,
+    "table": _load_table,
+}
+
+
+@dataclass
+class LoadResult:
+    """What `load_all` did with one layer."""
+
+    layer: str
+    action: str  # "loaded" or "unchanged"
+    features: int
+
+
+def verify_checksums(layers: list[Layer] | None = None) -> None:
+    """Raise ChecksumError when a shipped file differs from its manifest entry."""
+    for layer in layers or read_manifest():
+        actual = file_sha256(layer.path)
+        if actual != layer.sha256:
+            raise ChecksumError(
+                f"{layer.path}: sha256 {actual} differs from the manifest ({layer.sha256})"
+            )
+
+
+def load_all(
+    conn: Connection, force: bool = False, progress: Callable[[str], None] | None = None
+) -> list[LoadResult]:
+    """Load every manifest layer whose checksum changed since its last load; re-tag if needed."""
+    layers = read_manifest()
+    verify_checksums(layers)
+    loaded = {
+        r.name: r.checksum
+        for r in conn.execute(sa.text("SELECT name, checksum FROM reference_layers"))
+    }
+    results: list[LoadResult] = []
+    # A finer layer changed → the coarser ones that fill around it must be reloaded too.
+    dirty = force
+    for layer in layers:
+        if not dirty and loaded.get(layer.name) == layer.sha256:
+            results.append(LoadResult(layer.name, "unchanged", 0))
+            continue
+        dirty = dirty or layer.kind == "territories"
+        if progress:
+            progress(layer.name)
+        n = LOADERS[layer.kind](conn, layer)
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO reference_layers (name, checksum, vintage, features, loaded_at)
+                VALUES (:name, :checksum, :vintage, :features, now())
+                ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,
+                    vintage = EXCLUDED.vintage, features = EXCLUDED.features, loaded_at = now()
+                """
+            ),
+            {"name": layer.name, "checksum": layer.sha256, "vintage": layer.vintage, "features": n},
+        )
+        results.append(LoadResult(layer.name, "loaded", n))
+    if any(r.action == "loaded" for r in results if _kind(layers, r.layer) == "territories"):
+        conn.execute(sa.text("SELECT carteco_retag_structures()"))
+    return results
+
+
+def _kind(layers: list[Layer], name: str) -> str:
+    return next(la.kind for la in layers if la.name == name)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run every test (lint, types, pytest against a real throwaway PostGIS database).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check carteco api tiles geodata tests bench
+ruff format --check carteco api tiles geodata tests bench
+mypy
+pytest -n "${CARTECO_TEST_WORKERS:-2}" "$@"

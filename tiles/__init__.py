@@ -1,0 +1,1 @@
+"""Vector tiles: MVT from PostGIS, cache and PMTiles export."""
