@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from carteco.demo import DEMO_SOURCES
 from carteco.families import family_from_category, family_from_label
 from carteco.identifiers import is_valid_siret, rna_error, siren_error, siret_error
-from carteco.demo import DEMO_SOURCES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
