@@ -1,7 +1,8 @@
-"""Request dependencies: a database connection per request, the settings."""
+"""Request dependencies: database connections per request (reads may go to replicas)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from fastapi import Request
@@ -11,8 +12,14 @@ from carteco.settings import Settings
 
 
 def get_engine(request: Request) -> Engine:
-    """The app's engine."""
+    """The primary's engine (writes, and reads that must see the latest write)."""
     return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def get_read_engine(request: Request) -> Engine:
+    """An engine for public reads: the next replica when replicas are configured."""
+    cycle: itertools.cycle[Engine] | None = request.app.state.read_cycle
+    return next(cycle) if cycle is not None else get_engine(request)
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,6 +28,6 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
-    """A pooled connection for the duration of the request (read-only work)."""
-    with get_engine(request).connect() as conn:
+    """A pooled read connection for the duration of the request."""
+    with get_read_engine(request).connect() as conn:
         yield conn

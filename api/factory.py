@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
+from api.observability import Metrics, ServiceMiddleware, configure_logging
+from api.openapi import install_openapi
+from api.routes.ban import ban_router, location_router
+from api.routes.diagnostics import diagnostics_router
+from api.routes.features import features_router
 from api.routes.health import health_router
+from api.routes.map import map_router
+from api.routes.ops import ops_router
 from api.routes.pages import pages_router
+from api.routes.territories import territories_router
+from api.routes.tiles import tiles_router
+from api.routes.writes import writes_router
 from carteco import __version__, db
 from carteco.settings import Settings
 
@@ -22,12 +34,17 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the Carteco API and public pages for the given settings."""
     settings = settings or Settings()
+    configure_logging(settings)
     engine = db.make_engine(settings)
+    replicas = [
+        db.make_engine(settings, db.normalise_url(u)) for u in settings.database_replica_urls
+    ]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        engine.dispose()
+        for e in (engine, *replicas):
+            e.dispose()
 
     app = FastAPI(
         title="Carteco",
@@ -37,18 +54,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.read_cycle = itertools.cycle(replicas) if replicas else None
+    app.state.head_revisions = db.head_revisions(str(engine.url))
+    app.state.metrics = Metrics(
+        {"primary": engine, **{f"replica{i}": e for i, e in enumerate(replicas)}}
+    )
     install_error_handlers(app)
+    # Downloads and pages are gzipped when the client asks (Accept-Encoding).
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PATCH", "DELETE"],
         allow_headers=["*"],
-        expose_headers=["ETag", "Link", "Content-Crs", "Content-Disposition"],
+        expose_headers=[
+            "ETag",
+            "Link",
+            "Content-Crs",
+            "Content-Disposition",
+            "Last-Modified",
+            "Location",
+        ],
         max_age=600,
     )
+    # Added last, so it wraps everything (CORS included): every response gets its request id.
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=app.state.metrics)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health_router())
+    app.include_router(ops_router())
     app.include_router(pages_router())
+    app.include_router(ban_router(), prefix="/ban")
+    app.include_router(location_router())
+    app.include_router(features_router(settings))
+    app.include_router(territories_router(settings))
+    app.include_router(writes_router())
+    app.include_router(tiles_router())
+    app.include_router(map_router())
+    app.include_router(diagnostics_router())
+    install_openapi(app)
     return app
 
 

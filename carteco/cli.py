@@ -31,7 +31,14 @@ out = Console(soft_wrap=True)
 
 
 def _settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    if settings.database_direct_url:
+        # Behind PgBouncer, the command line (migrations, imports: session-level locks) talks
+        # to the primary directly.
+        return settings.model_copy(
+            update={"database_url": settings.database_direct_url, "pgbouncer": False}
+        )
+    return settings
 
 
 def _engine(settings: Settings, check_schema: bool = True) -> sa.Engine:
@@ -85,6 +92,24 @@ def db_url() -> None:
 def db_start() -> None:
     """Start the embedded cluster (no-op when CARTECO_DATABASE_URL is set)."""
     out.print(db.resolve_url(_settings()))
+
+
+@db_app.command("backup")
+def db_backup(out: Path) -> None:
+    """Dump the database (pg_dump custom format) to OUT."""
+    from carteco.backup import dump
+
+    size = dump(db.resolve_url(_settings()), out)
+    console.print(f"Sauvegarde écrite : {out} ({size} octets).")
+
+
+@db_app.command("restore")
+def db_restore(dump_file: Path) -> None:
+    """Restore a dump made by `carteco db backup` into the (empty) configured database."""
+    from carteco.backup import restore
+
+    restore(db.resolve_url(_settings()), dump_file)
+    console.print(f"Base restaurée depuis {dump_file}.")
 
 
 @db_app.command("stop")
@@ -182,6 +207,9 @@ def import_cmd(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Écrire les lignes valides, rapporter les autres")
     ] = False,
+    geocode: Annotated[
+        bool, typer.Option("--geocode", help="Géocoder ensuite les structures de la source")
+    ] = False,
 ) -> None:
     """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
     engine = _engine(_settings())
@@ -193,6 +221,8 @@ def import_cmd(
         raise typer.Exit(1) from exc
     if report.status == "rejected":
         raise typer.Exit(1)
+    if geocode and report.status == "succeeded":
+        run_geocode(engine, report.source, False, 0.5, "local", None)
 
 
 @app.command("serve")
@@ -241,6 +271,8 @@ def demo(
         )
         if report.status != "succeeded":
             raise typer.Exit(1)
+    # SIAE rows carry addresses only: place them (commune precision without a BAN file).
+    run_geocode(engine, None, False, 0.5, "local", None)
     with engine.connect() as conn:
         n, located = conn.execute(sa.text("SELECT count(*), count(geom) FROM structures")).one()
     out.print(f"Démo prête : {n} structures, dont {located} localisées.")
@@ -248,6 +280,137 @@ def demo(
         url = f"http://{host or settings.host}:{port or settings.port}/"
         out.print(f"Carte : {url}carte")
         serve(host=host, port=port)
+
+
+@geodata_app.command("load-addresses")
+def geodata_load_addresses(
+    paths: Annotated[list[Path], typer.Argument(help="adresses-XX.csv[.gz] (BAN) ou BAL 1.3")],
+) -> None:
+    """Load BAN / BAL address files into the local geocoder (a second run changes nothing)."""
+    from carteco.geocoding.reference import AddressFileError, load_addresses
+
+    engine = _engine(_settings())
+    try:
+        with engine.begin() as conn, Progress(
+            TextColumn("[bold]{task.description}"), TextColumn("{task.completed} adresses"),
+            TimeElapsedColumn(), console=console, transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("adresses", total=None)
+            results = load_addresses(
+                conn, paths, lambda name, n: bar.update(task, description=name, completed=n)
+            )
+    except (AddressFileError, FileNotFoundError) as exc:
+        console.print(f"[red]Chargement refusé :[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    table = Table("fichier", "format", "adresses", "communes", "voies", "ignorées")
+    for r in results:
+        table.add_row(r.file, r.format.upper(), str(r.addresses), str(r.communes),
+                      str(r.streets), str(r.skipped))  # fmt: skip
+    out.print(table)
+
+
+def run_geocode(
+    engine: sa.Engine,
+    source: str | None,
+    all_: bool,
+    min_score: float,
+    backend: str,
+    url: str | None,
+) -> None:
+    """Geocode the registry with a progress bar and print the summary by result type."""
+    from carteco.geocoding.backends import make_backend
+    from carteco.geocoding.registry import geocode_structures
+
+    with Progress(
+        TextColumn("[bold]géocodage"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("géocodage", total=None)
+        s = geocode_structures(
+            engine, make_backend(backend, engine, url), source=source, all_=all_,
+            min_score=min_score, progress=lambda d, t: bar.update(task, completed=d, total=t),
+        )  # fmt: skip
+    by_type = ", ".join(f"{k} {v}" for k, v in sorted(s.by_type.items())) or "aucun"
+    out.print(
+        f"Géocodage ({backend}) : {s.structures} structures · placées {s.geocoded} · "
+        f"à revoir {s.to_review} · échecs {s.failed} · recherches {s.lookups} · "
+        f"cache {s.cache_hits}\n  par type : {by_type}\n"
+        f"  communes incohérentes (code postal / INSEE) : {s.mismatches}"
+    )
+
+
+@app.command("geocode")
+def geocode_cmd(
+    source: Annotated[str | None, typer.Option(help="Seulement cette source")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Regéocoder aussi les déjà placées")] = False,
+    min_score: Annotated[float, typer.Option(help="Sous ce score : à revoir")] = 0.5,
+    backend: Annotated[str, typer.Option(help="local ou ban")] = "local",
+    url: Annotated[str | None, typer.Option(help="URL du service compatible BAN")] = None,
+) -> None:
+    """Place the structures to geocode (never moves a provided or manual point)."""
+    run_geocode(_engine(_settings()), source, all_, min_score, backend, url)
+
+
+@app.command("geocode-csv")
+def geocode_csv_cmd(
+    src: Annotated[Path, typer.Argument(help="CSV d'entrée")],
+    dst: Annotated[Path, typer.Argument(help="CSV de sortie")],
+    columns: Annotated[
+        list[str] | None, typer.Option("--columns", help="Colonnes de l'adresse")
+    ] = None,
+    postcode: Annotated[str | None, typer.Option(help="Colonne du code postal")] = None,
+    citycode: Annotated[str | None, typer.Option(help="Colonne du code INSEE")] = None,
+    backend: Annotated[str, typer.Option(help="local ou ban")] = "local",
+    url: Annotated[str | None, typer.Option(help="URL du service compatible BAN")] = None,
+) -> None:
+    """Geocode a CSV like /search/csv/ (result columns appended), streaming."""
+    from carteco.geocoding.backends import make_backend
+    from carteco.geocoding.csvfile import CsvInputError, geocode_csv
+
+    engine = _engine(_settings())
+    try:
+        with src.open("rb") as fin, dst.open("wb") as fout:
+            stats = geocode_csv(fin, fout, make_backend(backend, engine, url), columns or None,
+                                postcode, citycode)  # fmt: skip
+    except (CsvInputError, OSError) as exc:
+        console.print(f"[red]{src} :[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    types = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_type.items()))
+    out.print(f"{dst} : {stats.rows} lignes, {stats.geocoded} géocodées ({types})")
+
+
+@app.command("review")
+def review_cmd(limit: int = 50) -> None:
+    """List structures to review or whose commune disagrees with their point, worst first."""
+    from carteco.geocoding.registry import review_rows
+
+    with _engine(_settings()).connect() as conn:
+        rows = review_rows(conn, limit)
+    table = Table("id", "nom", "adresse", "précision", "score", "statut", "contrôle")
+    for r in rows:
+        addr = " ".join(str(r[k]) for k in ("address_line", "postcode", "commune_name") if r[k])
+        score = "" if r["location_score"] is None else f"{r['location_score']:.2f}"
+        table.add_row(str(r["id"]), r["name"], addr, r["location_precision"] or "", score,
+                      r["geocode_status"] or "", r["location_check"] or "")  # fmt: skip
+    out.print(table)
+    out.print(f"{len(rows)} structure(s) à revoir.")
+
+
+from carteco.land.commands import diagnostic_app, land_app  # noqa: E402
+
+app.add_typer(land_app, name="land")
+app.add_typer(diagnostic_app, name="diagnostic")
+
+
+from carteco.features_cli import export_cmd, token_app  # noqa: E402
+
+app.command("export")(export_cmd)
+app.add_typer(token_app, name="token")
+
+# Vector tiles live in the tiles package; the command is registered here (see tiles/cli.py).
+from tiles.cli import tiles_app  # noqa: E402
+
+app.add_typer(tiles_app, name="tiles")
 
 
 def main() -> None:

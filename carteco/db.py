@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -48,15 +49,31 @@ def normalise_url(url: str) -> str:
 def make_engine(settings: Settings, url: str | None = None) -> Engine:
     """A pooled engine with Carteco's session settings (statement timeout, UTC, app name)."""
     url = url or resolve_url(settings)
-    options = f"-c statement_timeout={int(settings.statement_timeout_ms)} -c TimeZone=UTC"
-    return sa.create_engine(
+    timeout = int(settings.statement_timeout_ms)
+    connect_args: dict[str, Any] = {"application_name": "carteco", "connect_timeout": 5}
+    if settings.pgbouncer:
+        # Transaction pooling: a server connection serves many clients, so nothing may live in
+        # the session — no prepared statements, no startup options; timeouts per transaction.
+        connect_args["prepare_threshold"] = None
+    else:
+        connect_args["options"] = f"-c statement_timeout={timeout} -c TimeZone=UTC"
+    engine = sa.create_engine(
         url,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_max_overflow,
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=True,
-        connect_args={"options": options, "application_name": "carteco", "connect_timeout": 5},
+        connect_args=connect_args,
     )
+    if settings.pgbouncer:
+
+        @sa.event.listens_for(engine, "begin")
+        def _per_transaction(conn: Connection) -> None:
+            conn.exec_driver_sql(
+                f"SET LOCAL statement_timeout = {timeout}; SET LOCAL TimeZone = 'UTC'"
+            )
+
+    return engine
 
 
 def read_sql(name: str) -> str:
@@ -125,3 +142,18 @@ def head_revisions(url: str) -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+
+
+def execute_rows(
+    conn: Connection, stmt: sa.TextClause, rows: Sequence[Mapping[str, Any]], chunk: int = 5000
+) -> None:
+    """Run `stmt` once per chunk of rows, passed as one JSON array bound to `:rows`.
+
+    `stmt` reads them with `jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(col type, …)`: one round
+    trip and one plan per chunk, where executemany pays a round trip per row.
+    """
+    import json
+
+    for i in range(0, len(rows), chunk):
+        blob = json.dumps(rows[i : i + chunk], ensure_ascii=False, default=str)
+        conn.execute(stmt, {"rows": blob})

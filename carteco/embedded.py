@@ -131,8 +131,8 @@ class EmbeddedCluster:
         if res.returncode != 0:
             raise EmbeddedError(f"initdb failed in {self.pgdata}:\n{res.stderr.strip()}")
 
-    def start(self) -> str:
-        """Create if needed, start, ensure the `carteco` database with PostGIS; return its URL."""
+    def start(self, create_database: bool = True) -> str:
+        """Create if needed, start, ensure the `carteco` database; return its URL."""
         self.init()
         if not self.running():
             opts = (
@@ -160,7 +160,8 @@ class EmbeddedCluster:
                 raise EmbeddedError(
                     f"pg_ctl start failed (port {self.port}):\n{res.stderr.strip()}\n{tail}"
                 )
-        self._ensure_database()
+        if create_database:
+            self._ensure_database()
         return self.url
 
     def _ensure_database(self) -> None:
@@ -182,6 +183,35 @@ class EmbeddedCluster:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def make_replica(self, replica: EmbeddedCluster) -> str:
+        """Create `replica` as a streaming standby of this running cluster; start it; its URL."""
+        if not self.running():
+            raise EmbeddedError("the primary must run before a replica can be cloned from it")
+        replica._prepare_dirs()
+        if not replica.initialised():
+            res = self._cmd(
+                [
+                    "pg_basebackup",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    USER,
+                    "-D",
+                    str(replica.pgdata),
+                    "-R",  # write standby.signal + primary_conninfo: a streaming replica
+                    "-X",
+                    "stream",
+                    "-c",
+                    "fast",
+                ]
+            )
+            if res.returncode != 0:
+                raise EmbeddedError(f"pg_basebackup failed:\n{res.stderr.strip()}")
+        replica.start(create_database=False)
+        return replica.url
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) if it runs."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 LA_POSTE_SIREN = "356000000"
-_RNA = re.compile(r"^W[0-9A-Z]\d{8}$")
+_RNA = re.compile(r"^W[0-9A-Z][0-9]{8}$")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -28,7 +28,7 @@ def clean_digits(value: str) -> str:
 
 def siren_error(value: str) -> str | None:
     """Why `value` is not a valid SIREN, or None when it is."""
-    if not re.fullmatch(r"\d{9}", value):
+    if not re.fullmatch(r"[0-9]{9}", value):
         return "un SIREN a 9 chiffres"
     if value == LA_POSTE_SIREN or luhn_ok(value):
         return None
@@ -37,7 +37,7 @@ def siren_error(value: str) -> str | None:
 
 def siret_error(value: str) -> str | None:
     """Why `value` is not a valid SIRET, or None when it is."""
-    if not re.fullmatch(r"\d{14}", value):
+    if not re.fullmatch(r"[0-9]{14}", value):
         return "un SIRET a 14 chiffres"
     if value.startswith(LA_POSTE_SIREN):
         # La Poste's establishments break the Luhn rule: their digit sum is a multiple of 5.

@@ -55,6 +55,47 @@ class Settings(BaseSettings):
     data_licence: str = "ODbL-1.0"
     data_attribution: str = "Carteco — CRESS et contributeurs"
 
+    # Vector tiles and the public map.
+    basemap_style_url: str | None = Field(
+        default=None,
+        description="MapLibre style of the basemap (e.g. IGN Plan v2); unset = territory tiles.",
+    )
+    map_pmtiles_url: str | None = Field(
+        default=None,
+        description="PMTiles archive (carteco tiles export) the map reads instead of live tiles.",
+    )
+    tile_cache_enabled: bool = True
+    tile_cache_max_tiles: int = 100_000
+    tile_max_age_s: int = 10
+
+    # Reliability and security.
+    database_replica_urls: list[str] = Field(
+        default_factory=list,
+        description="Streaming replicas for reads (JSON list); writes always go to the primary.",
+    )
+    rate_limit_reads_per_minute: int = Field(
+        default=6000, description="Per client IP on public reads; 0 disables."
+    )
+    rate_limit_writes_per_minute: int = Field(
+        default=120, description="Per token on writes; 0 disables."
+    )
+    frame_ancestors: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins allowed to embed the public pages in an iframe (CSP).",
+    )
+    pgbouncer: bool = Field(
+        default=False,
+        description="The URL goes through PgBouncer in transaction mode: no prepared "
+        "statements, no startup options, timeouts set per transaction.",
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        description="Direct primary URL for migrations and imports (session-level locks) "
+        "when database_url goes through PgBouncer.",
+    )
+    request_timeout_s: float = 30.0
+    log_json: bool = True
+
     def effective_data_dir(self) -> Path:
         """The data folder, created if needed."""
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.db import execute_rows
+
 GEODATA_DIR = Path(__file__).parent
 DATA_DIR = GEODATA_DIR / "data"
 MANIFEST = GEODATA_DIR / "manifest.json"
@@ -169,21 +171,28 @@ def _load_territories(conn: Connection, layer: Layer) -> int:
     rows = _territory_rows(layer, conn)
     conn.execute(sa.text("DELETE FROM territories WHERE layer = :layer"), {"layer": layer.name})
     # A later, coarser layer only fills the codes a finer one did not cover (France after IDF).
-    conn.execute(
+    execute_rows(
+        conn,
         sa.text(
             """
             INSERT INTO territories (level, code, name, region_code, departement_code, epci_code,
                 ept_code, commune_code, population, old_codes, postcodes, geom, area_m2,
                 vintage, layer)
-            SELECT :level, :code, :name, :region_code, :departement_code, :epci_code, :ept_code,
-                   :commune_code, :population, :old_codes, :postcodes, g,
-                   ST_Area(g::geography), :vintage, :layer
-              FROM (SELECT ST_Multi(ST_CollectionExtract(ST_MakeValid(
-                        ST_SetSRID(ST_GeomFromGeoJSON(:geom), 4326)), 3)) AS g) s
+            SELECT level, code, name, region_code, departement_code, epci_code, ept_code,
+                   commune_code, population, old_codes, postcodes, g, ST_Area(g::geography),
+                   vintage, layer
+              FROM (SELECT r.*, ST_Multi(ST_CollectionExtract(ST_MakeValid(
+                           ST_SetSRID(ST_GeomFromGeoJSON(r.geom), 4326)), 3)) AS g
+                      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(level text, code text,
+                           name text, region_code text, departement_code text, epci_code text,
+                           ept_code text, commune_code text, population integer,
+                           old_codes text[], postcodes text[], geom text, vintage text,
+                           layer text)) s
             ON CONFLICT (level, code) DO NOTHING
             """
         ),
         [dict(r, vintage=layer.vintage, layer=layer.name) for r in rows],
+        chunk=500,
     )
     return len(rows)
 
@@ -204,12 +213,15 @@ def _load_stations(conn: Connection, layer: Layer) -> int:
             }
         )
     conn.execute(sa.text("DELETE FROM stations WHERE layer = :layer"), {"layer": layer.name})
-    conn.execute(
+    execute_rows(
+        conn,
         sa.text(
             """
             INSERT INTO stations (source_id, name, mode, line, operator, geom, layer)
-            VALUES (:source_id, :name, :mode, :line, :operator,
-                    ST_SetSRID(ST_GeomFromGeoJSON(:geom), 4326), :layer)
+            SELECT source_id, name, mode, line, operator,
+                   ST_SetSRID(ST_GeomFromGeoJSON(geom), 4326), layer
+              FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(source_id text, name text,
+                   mode text, line text, operator text, geom text, layer text)
             ON CONFLICT (source_id) DO NOTHING
             """
         ),
@@ -222,10 +234,15 @@ def _load_table(conn: Connection, layer: Layer) -> int:
     rows = list(_csv_rows(layer.path))
     if layer.name == "codes_postaux_france":
         conn.execute(sa.text("DELETE FROM postcodes"))
-        conn.execute(
+        execute_rows(
+            conn,
             sa.text(
-                "INSERT INTO postcodes (postcode, insee_code, commune_name, delivery_label) "
-                "VALUES (:code_postal, :code_insee, :nom_commune, :libelle_acheminement)"
+                """
+                INSERT INTO postcodes (postcode, insee_code, commune_name, delivery_label)
+                SELECT code_postal, code_insee, nom_commune, libelle_acheminement
+                  FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(code_postal text,
+                       code_insee text, nom_commune text, libelle_acheminement text)
+                """
             ),
             rows,
         )
@@ -249,13 +266,18 @@ def _load_table(conn: Connection, layer: Layer) -> int:
                 "vintage": layer.vintage,
             }
         )
-    conn.execute(
+    execute_rows(
+        conn,
         sa.text(
             """
             INSERT INTO communes_ref (code, type, name, departement_code, region_code, epci_code,
                 epci_name, ept_code, parent_code, population, postcodes, old_codes, vintage)
-            VALUES (:code, :type, :name, :departement_code, :region_code, :epci_code, :epci_name,
-                :ept_code, :parent_code, :population, :postcodes, :old_codes, :vintage)
+            SELECT code, type, name, departement_code, region_code, epci_code, epci_name,
+                   ept_code, parent_code, population, postcodes, old_codes, vintage
+              FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(code text, type text,
+                   name text, departement_code text, region_code text, epci_code text,
+                   epci_name text, ept_code text, parent_code text, population integer,
+                   postcodes text[], old_codes text[], vintage text)
             ON CONFLICT (code, type) DO UPDATE SET name = EXCLUDED.name,
                 departement_code = EXCLUDED.departement_code,
                 region_code = COALESCE(EXCLUDED.region_code, communes_ref.region_code),

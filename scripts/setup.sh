@@ -14,10 +14,16 @@ if [ "${CARTECO_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 && 
   command -v ogrinfo >/dev/null || need_apt+=(gdal-bin)
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v node >/dev/null || need_apt+=(nodejs npm)
+  [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
+  command -v wrk >/dev/null || need_apt+=(wrk)
   if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # The Debian package starts a pgbouncer service on 6432: Carteco's tests start their own.
+    if [[ " ${need_apt[*]} " == *" pgbouncer "* ]]; then
+      (systemctl stop pgbouncer || service pgbouncer stop || pkill -x pgbouncer) >/dev/null 2>&1 || true
+    fi
   fi
   # Installing PostGIS may upgrade (and so restart) PostgreSQL: make sure the server is up.
   if command -v pg_ctlcluster >/dev/null && [ -d "/etc/postgresql/$pgver/main" ]; then

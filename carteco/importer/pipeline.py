@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from carteco.db import execute_rows
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
 from carteco.importer.readers import read_table
@@ -85,21 +86,63 @@ def run_import(
         checksum=hashlib.sha256(data).hexdigest(),
         dry_run=dry_run,
     )
-    report.run_id = _start_run(engine, report)
-    try:
-        _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
-    except ImportFileError as exc:
-        report.status = "rejected"
-        report.message = str(exc)
-        _finish_run(engine, report)
-        raise
-    except BaseException as exc:
-        report.status = "failed"
-        report.message = f"{type(exc).__name__}: {exc}"[:2000]
-        _finish_run(engine, report)
-        raise
+    reap_dead_runs(engine)
+    # A session-level advisory lock marks the run alive for as long as this process holds its
+    # connection: if the process dies (kill -9), PostgreSQL releases it and the reaper knows.
+    # It is taken in the transaction that creates the run, so no reaper sees it unlocked.
+    with engine.connect() as alive:
+        report.run_id = _start_run(alive, report)
+        alive.execute(
+            sa.text("SELECT pg_advisory_lock(:k, :id)"), {"k": RUN_LOCK, "id": report.run_id}
+        )
+        alive.commit()
+        try:
+            _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
+        except ImportFileError as exc:
+            report.status = "rejected"
+            report.message = str(exc)
+            _finish_run(engine, report)
+            raise
+        except BaseException as exc:
+            report.status = "failed"
+            report.message = f"{type(exc).__name__}: {exc}"[:2000]
+            _finish_run(engine, report)
+            raise
+        finally:
+            alive.execute(
+                sa.text("SELECT pg_advisory_unlock(:k, :id)"), {"k": RUN_LOCK, "id": report.run_id}
+            )
+            alive.commit()
     _finish_run(engine, report)
     return report
+
+
+RUN_LOCK = 0x43415254  # advisory-lock class of import runs ("CART")
+
+
+def reap_dead_runs(engine: Engine) -> int:
+    """Mark `running` imports whose process is gone as failed; return how many."""
+    with engine.begin() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM import_runs WHERE status = 'running'")).scalars()
+        dead = []
+        for run_id in list(ids):
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k, :id)"), {"k": RUN_LOCK, "id": run_id}
+            ).scalar_one()
+            if got:
+                dead.append(run_id)
+        if dead:
+            conn.execute(
+                sa.text(
+                    """
+                    UPDATE import_runs SET status = 'failed', finished_at = now(),
+                           message = 'interrompu : le processus d''import a disparu'
+                     WHERE id = ANY(:ids) AND status = 'running'
+                    """
+                ),
+                {"ids": dead},
+            )
+    return len(dead)
 
 
 def _run(
@@ -115,6 +158,8 @@ def _run(
     table = read_table(path, data)
     report.format = table.format
     report.rows_read = len(table.rows)
+    if not table.rows:
+        raise ImportFileError(path.name, "aucune ligne de données après l'en-tête", row=2)
     columns = mapping.resolve(path.name, table.headers)
     if "name" not in columns and "name" not in mapping.constants:
         raise ImportFileError(
@@ -242,7 +287,7 @@ def _upsert(conn: Connection, report: ImportReport, records: list[Record]) -> No
         else:
             updates.append(new)
     if inserts:
-        conn.execute(_INSERT, inserts)
+        execute_rows(conn, _INSERT, inserts)
         conn.execute(
             sa.text(
                 """
@@ -256,20 +301,10 @@ def _upsert(conn: Connection, report: ImportReport, records: list[Record]) -> No
         )
         report.created += len(inserts)
     if updates:
-        conn.execute(_UPDATE, updates)
+        execute_rows(conn, _UPDATE, updates)
         report.updated += len(updates)
     if links:
-        conn.execute(
-            sa.text(
-                """
-                INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
-                VALUES (:source, :source_id, :id, :hash)
-                ON CONFLICT (source, source_id) DO UPDATE
-                   SET structure_id = EXCLUDED.structure_id, content_hash = EXCLUDED.content_hash
-                """
-            ),
-            links,
-        )
+        execute_rows(conn, _LINKS, links)
 
 
 def _location(rec: Record) -> dict[str, Any]:
@@ -293,9 +328,7 @@ def _location(rec: Record) -> dict[str, Any]:
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    out = {k: values[k] for k in DATA_FIELDS}
-    out["extra"] = json.dumps(values["extra"], ensure_ascii=False, default=str)
-    return out
+    return {k: values[k] for k in DATA_FIELDS}
 
 
 def _insert_params(source: str, rec: Record) -> dict[str, Any]:
@@ -372,58 +405,98 @@ def _eq(a: Any, b: Any) -> bool:
     return a == b
 
 
+# Rows travel to PostgreSQL as one JSON array per chunk (jsonb_to_recordset): one round trip
+# and one plan per 5,000 rows, where executemany costs a round trip per row.
+_TYPES = {
+    "esus": "boolean",
+    "sectors": "text[]",
+    "opened_on": "date",
+    "closed_on": "date",
+    "extra": "jsonb",
+}
+_LOCATION = {
+    "lon": "float8",
+    "lat": "float8",
+    "location_precision": "text",
+    "location_score": "float8",
+    "location_source": "text",
+    "geocode_status": "text",
+}
+
+
+def _recordset(columns: dict[str, str]) -> str:
+    return ", ".join(f"{c} {t}" for c, t in columns.items())
+
+
+_DATA_TYPES = {f: _TYPES.get(f, "text") for f in DATA_FIELDS}
 _COLS = ", ".join(DATA_FIELDS)
-_VALS = ", ".join(f"CAST(:{f} AS jsonb)" if f == "extra" else f":{f}" for f in DATA_FIELDS)
+_INSERT_TYPES = {
+    **_DATA_TYPES,
+    **_LOCATION,
+    "source": "text",
+    "source_id": "text",
+    "content_hash": "text",
+}
 _INSERT = sa.text(
     f"""
     INSERT INTO structures ({_COLS}, geom, location_precision, location_score, location_source,
                             geocode_status, located_at, source, source_id, content_hash)
-    VALUES ({_VALS},
-            CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL
-                 ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END,
-            :location_precision, :location_score, :location_source, :geocode_status,
-            CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL ELSE now() END,
-            :source, :source_id, :content_hash)
+    SELECT {", ".join("r." + f for f in DATA_FIELDS)},
+           CASE WHEN r.lon IS NULL THEN NULL
+                ELSE ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
+           r.location_precision, r.location_score, r.location_source, r.geocode_status,
+           CASE WHEN r.lon IS NULL THEN NULL ELSE now() END,
+           r.source, r.source_id, r.content_hash
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_recordset(_INSERT_TYPES)})
     """  # noqa: S608
 )
-_SETS = ", ".join(
-    f"{f} = CAST(:{f} AS jsonb)" if f == "extra" else f"{f} = :{f}" for f in DATA_FIELDS
-)
+_UPDATE_TYPES = {**_INSERT_TYPES, "id": "bigint", "keep_location": "boolean"}
 _UPDATE = sa.text(
     f"""
-    UPDATE structures SET {_SETS}, content_hash = :content_hash,
-        geom = CASE WHEN :keep_location THEN geom
-                    WHEN CAST(:lon AS float8) IS NULL THEN NULL
-                    ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END,
-        location_precision = CASE WHEN :keep_location THEN location_precision
-                                  ELSE :location_precision END,
-        location_score = CASE WHEN :keep_location THEN location_score ELSE :location_score END,
-        location_source = CASE WHEN :keep_location THEN location_source ELSE :location_source END,
-        geocode_status = CASE WHEN :keep_location THEN geocode_status ELSE :geocode_status END
-     WHERE id = :id
+    UPDATE structures s SET {", ".join(f"{f} = r.{f}" for f in DATA_FIELDS)},
+        content_hash = r.content_hash,
+        geom = CASE WHEN r.keep_location THEN s.geom
+                    WHEN r.lon IS NULL THEN NULL
+                    ELSE ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) END,
+        location_precision = CASE WHEN r.keep_location THEN s.location_precision
+                                  ELSE r.location_precision END,
+        location_score = CASE WHEN r.keep_location THEN s.location_score
+                              ELSE r.location_score END,
+        location_source = CASE WHEN r.keep_location THEN s.location_source
+                               ELSE r.location_source END,
+        geocode_status = CASE WHEN r.keep_location THEN s.geocode_status
+                              ELSE r.geocode_status END
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_recordset(_UPDATE_TYPES)})
+     WHERE s.id = r.id
     """  # noqa: S608
+)
+_LINKS = sa.text(
+    """
+    INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
+    SELECT r.source, r.source_id, r.id, r.hash
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+           AS r(source text, source_id text, id bigint, hash text)
+    ON CONFLICT (source, source_id) DO UPDATE
+       SET structure_id = EXCLUDED.structure_id, content_hash = EXCLUDED.content_hash
+    """
 )
 
 
-def _start_run(engine: Engine, report: ImportReport) -> int:
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    """
-                    INSERT INTO import_runs (source, file_name, checksum, status, dry_run, pid)
-                    VALUES (:source, :file, :checksum, 'running', :dry_run, :pid) RETURNING id
-                    """
-                ),
-                {
-                    "source": report.source,
-                    "file": report.file,
-                    "checksum": report.checksum,
-                    "dry_run": report.dry_run,
-                    "pid": os.getpid(),
-                },
-            ).scalar_one()
-        )
+def _start_run(conn: Connection, report: ImportReport) -> int:
+    sql = sa.text(
+        """
+        INSERT INTO import_runs (source, file_name, checksum, status, dry_run, pid)
+        VALUES (:source, :file, :checksum, 'running', :dry_run, :pid) RETURNING id
+        """
+    )
+    params = {
+        "source": report.source,
+        "file": report.file,
+        "checksum": report.checksum,
+        "dry_run": report.dry_run,
+        "pid": os.getpid(),
+    }
+    return int(conn.execute(sql, params).scalar_one())
 
 
 def _finish_run(engine: Engine, report: ImportReport) -> None:

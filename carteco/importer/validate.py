@@ -33,9 +33,9 @@ FRANCE_BOXES = (
 # Lambert-93 validity area (metropolitan France), metres.
 L93_BOX = (-400_000, 5_900_000, 1_400_000, 7_200_000)
 
-_POSTCODE = re.compile(r"^\d{5}$")
-_INSEE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
-_CATEGORY = re.compile(r"^\d{4}$")
+_POSTCODE = re.compile(r"^[0-9]{5}$")
+_INSEE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
+_CATEGORY = re.compile(r"^[0-9]{4}$")
 _FAMILY_WORDS = {
     "association": "association",
     "cooperative": "cooperative",
@@ -132,6 +132,11 @@ class RowValidator:
 
         if "__width__" in row.values:
             err(None, None, str(row.values["__width__"]))
+        for header, value in row.values.items():
+            if isinstance(value, str) and not header.startswith("__"):
+                reason = cell_error(value)
+                if reason:
+                    err(header, value, reason)
 
         # Identifiers.
         col, raw = self._text(row, "siret")
@@ -397,9 +402,34 @@ class RowValidator:
             return round(lon, 7), round(lat, 7)
         if in_france(lat, lon):
             err(col, f"{lon}, {lat}", "longitude et latitude semblent inversées")
+        elif L93_BOX[0] <= lon <= L93_BOX[2] and L93_BOX[1] <= lat <= L93_BOX[3]:
+            err(
+                col,
+                f"{lon}, {lat}",
+                "coordonnées en mètres (Lambert-93 ?) dans des colonnes de degrés : "
+                "nommez-les x / y",
+            )
         else:
             err(col, f"{lon}, {lat}", "coordonnées hors de France")
         return None, None
+
+
+MAX_CELL = 20_000
+# A cell that a spreadsheet would run as a formula (=CMD(), @SUM(…), +HYPERLINK(…)): refused at
+# import, so that no export can carry it to another spreadsheet.
+_FORMULA = re.compile(r"^\s*[=@]|^\s*[+\-]\s*[A-Za-z_][A-Za-z0-9_.]*\s*\(")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def cell_error(value: str) -> str | None:
+    """Why a text cell is refused (too long, a spreadsheet formula, control characters)."""
+    if len(value) > MAX_CELL:
+        return f"cellule trop longue ({len(value)} caractères, maximum {MAX_CELL})"
+    if _FORMULA.match(value):
+        return "valeur interprétable comme une formule de tableur (=, @, +…( ) : refusée"
+    if _CONTROL.search(value):
+        return "caractères de contrôle dans la cellule"
+    return None
 
 
 def in_france(lon: float, lat: float) -> bool:

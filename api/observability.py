@@ -1,0 +1,322 @@
+"""Request ids, JSON access logs, Prometheus metrics, rate limits, security headers, timeouts.
+
+One pure-ASGI middleware does all of it, so that a request pays one wrapper, not six.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import sys
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from carteco.settings import Settings
+
+log = logging.getLogger("carteco.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line (request id, route, status, duration…)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Serialise the record and its `extra` fields."""
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "method", "path", "route", "status", "duration_ms", "client"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send Carteco's logs to stderr, as JSON lines when `log_json` is set."""
+    root = logging.getLogger("carteco")
+    if getattr(root, "_carteco_configured", False):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if settings.log_json else logging.Formatter())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    root._carteco_configured = True  # type: ignore[attr-defined]
+
+
+class Metrics:
+    """The app's Prometheus registry: requests, latencies, pool usage, cache hits."""
+
+    def __init__(self, engines: dict[str, Engine]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "carteco_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "carteco_http_request_duration_seconds",
+            "Time to the end of the response, by route.",
+            ["route", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "carteco_http_requests_in_flight", "Requests being served.", registry=self.registry
+        )
+        self.cache = Counter(
+            "carteco_cache_requests_total",
+            "Cache look-ups by cache and result (hit/miss).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "carteco_rate_limited_total", "Requests refused with 429.", registry=self.registry
+        )
+        self.registry.register(_PoolCollector(engines))
+
+
+class _PoolCollector:
+    def __init__(self, engines: dict[str, Engine]) -> None:
+        self.engines = engines
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        used = GaugeMetricFamily(
+            "carteco_db_pool_connections_in_use", "Connections checked out.", labels=["pool"]
+        )
+        size = GaugeMetricFamily("carteco_db_pool_size", "Configured pool size.", labels=["pool"])
+        for name, engine in self.engines.items():
+            pool = engine.pool
+            used.add_metric([name], float(getattr(pool, "checkedout", lambda: 0)()))
+            size.add_metric([name], float(getattr(pool, "size", lambda: 0)()))
+        yield used
+        yield size
+
+
+class RateLimiter:
+    """Token buckets keyed by client (IP or token hash), bounded in memory (LRU)."""
+
+    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = max(1.0, per_minute / 6.0)  # ten seconds' worth at once
+        self.max_keys = max_keys
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def allow(self, key: str) -> float:
+        """0 when the request may go, else the seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.pop(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
+            self.buckets[key] = (tokens, now)
+            if len(self.buckets) > self.max_keys:
+                self.buckets.popitem(last=False)
+        return wait
+
+
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """Headers added to HTML pages: a CSP that lets the map run and partners embed it."""
+    ancestors = " ".join(settings.frame_ancestors) or "'none'"
+    style = settings.basemap_style_url if hasattr(settings, "basemap_style_url") else None
+    extra_src = ""
+    if style:
+        m = re.match(r"^(https?://[^/]+)", style)
+        extra_src = f" {m.group(1)}" if m else ""
+    csp = (
+        "default-src 'self'; "
+        "script-src 'self' 'unsafe-inline'; "
+        "style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data: blob:{extra_src}; "
+        f"connect-src 'self'{extra_src}; "
+        "worker-src 'self' blob:; child-src blob:; "
+        "font-src 'self' data:; object-src 'none'; base-uri 'self'; "
+        f"frame-ancestors {ancestors}"
+    )
+    return [
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"strict-origin-when-cross-origin"),
+    ]
+
+
+def _problem(status: int, title: str, detail: str, path: str) -> bytes:
+    return json.dumps(
+        {
+            "type": f"about:blank#{status}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+class ServiceMiddleware:
+    """Request id, access log, metrics, rate limits, security headers and a start timeout."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.reads = RateLimiter(settings.rate_limit_reads_per_minute)
+        self.writes = RateLimiter(settings.rate_limit_writes_per_minute)
+        self.html_headers = security_headers(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not _REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        method = scope["method"]
+        path = scope["path"]
+        client = (scope.get("client") or ("-", 0))[0]
+        status = 500
+        response_started = asyncio.Event()
+
+        if not path.startswith(EXEMPT):
+            if method in WRITE_METHODS:
+                auth = headers.get(b"authorization", b"")
+                key = "t:" + hashlib.sha256(auth).hexdigest() if auth else "ip:" + client
+                wait = self.writes.allow(key)
+            else:
+                wait = self.reads.allow("ip:" + client)
+            if wait > 0:
+                self.metrics.rate_limited.inc()
+                await self._send_problem(
+                    send,
+                    429,
+                    "Trop de requêtes",
+                    "limite de débit atteinte",
+                    path,
+                    rid,
+                    {"retry-after": str(max(1, round(wait)))},
+                )
+                self._record(scope, method, path, 429, started, rid, client)
+                return
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                hdrs = list(message.get("headers") or [])
+                hdrs.append((b"x-request-id", rid.encode()))
+                ctype = next((v for k, v in hdrs if k.lower() == b"content-type"), b"")
+                if ctype.startswith(b"text/html"):
+                    hdrs.extend(self.html_headers)
+                message["headers"] = hdrs
+                response_started.set()
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
+        try:
+            # The timeout bounds the wait for the *start* of a response: a long streamed
+            # export that has begun is not cut.
+            started_wait = asyncio.ensure_future(response_started.wait())
+            done, _ = await asyncio.wait(
+                {task, started_wait},
+                timeout=self.settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            started_wait.cancel()
+            if not done:
+                task.cancel()
+                status = 503
+                await self._send_problem(
+                    send,
+                    503,
+                    "Service momentanément indisponible",
+                    "la requête a dépassé le temps imparti",
+                    path,
+                    rid,
+                    {"retry-after": "5"},
+                )
+            else:
+                await task
+        finally:
+            self.metrics.in_flight.dec()
+            self._record(scope, method, path, status, started, rid, client)
+
+    async def _send_problem(
+        self,
+        send: Send,
+        status: int,
+        title: str,
+        detail: str,
+        path: str,
+        rid: str,
+        extra: dict[str, str],
+    ) -> None:
+        body = _problem(status, title, detail, path)
+        hdrs = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode()),
+            *((k.encode(), v.encode()) for k, v in extra.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(
+        self,
+        scope: Scope,
+        method: str,
+        path: str,
+        status: int,
+        started: float,
+        rid: str,
+        client: str,
+    ) -> None:
+        route_obj = scope.get("route")
+        route = getattr(route_obj, "path", None) or (
+            "static" if path.startswith("/static/") else "unmatched"
+        )
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route, method).observe(elapsed)
+        log.info(
+            "request",
+            extra={
+                "request_id": rid,
+                "method": method,
+                "path": path,  # never the query string: it may carry personal search terms
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+                "client": client,
+            },
+        )

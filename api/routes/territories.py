@@ -1,0 +1,337 @@
+"""Territory queries: a territory, its structures, its statistics; structures near a point or
+within a polygon. Plain JSON / GeoJSON, same filters as the OGC items."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.engine import Connection
+
+from api.deps import get_conn, get_settings
+from api.errors import Problem
+from api.routes.features import (
+    GEOJSON,
+    ITEMS_PARAMS,
+    base_url,
+    filter_problem,
+    json_bytes,
+    ogc_parameters,
+    parse_limit,
+    parse_offset,
+    query_params,
+    run_db,
+)
+from carteco.collections import COLLECTIONS, LEVEL_STRUCTURE_COLUMN
+from carteco.features import Output, feature_sql, items_page, parse_properties
+from carteco.filters import SIMPLE_FILTERS, FilterError, compile_filter, equality_params
+from carteco.settings import Settings
+from carteco.stats import LEVEL_ALIASES, LEVELS, territory, territory_stats
+
+STRUCTURES = COLLECTIONS["structures"]
+MAX_RADIUS_M = 50_000
+MAX_NEAREST = 1000
+MAX_POLYGON_BYTES = 1_000_000
+MAX_POLYGON_VERTICES = 20_000
+FILTERS = (
+    ITEMS_PARAMS - {"f", "crs", "sortby", "after"}
+    | set(SIMPLE_FILTERS)
+    | equality_params(STRUCTURES)
+)
+
+
+def _level(level: str) -> str:
+    lv = LEVEL_ALIASES.get(level)
+    if lv is None:
+        raise Problem(404, f"niveau de territoire inconnu : {level} ({', '.join(LEVELS)})")
+    return lv
+
+
+def _filters(params: dict[str, str]) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
+    try:
+        where, binds = compile_filter(STRUCTURES, params)
+        props = parse_properties(STRUCTURES, params.get("properties"))
+    except FilterError as exc:
+        raise filter_problem(exc) from exc
+    return where, binds, props
+
+
+def _collection(features: str, meta: dict[str, Any]) -> Response:
+    body = (
+        '{"type":"FeatureCollection","features":' + features + "," + json_bytes(meta).decode()[1:]
+    )
+    return Response(body.encode(), media_type=GEOJSON)
+
+
+def _float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
+    raw = params.get(name)
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise Problem(
+            400,
+            f"{name} : nombre entre {lo} et {hi} attendu",
+            errors=[{"parameter": name, "reason": "nombre attendu"}],
+        )
+    return value
+
+
+def territories_router(settings: Settings | None = None) -> APIRouter:
+    """`/territories/...` and `/structures/nearby`, `/structures/within`."""
+    settings = settings or Settings()
+    router = APIRouter(tags=["territoires"])
+    level_param = {
+        "name": "level",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(LEVELS)},
+        "description": "Niveau : region, departement, epci, ept, commune, arrondissement, qpv.",
+    }
+    code_param = {
+        "name": "code",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Code officiel (INSEE, SIREN d'EPCI/EPT).",
+    }
+
+    @router.get(
+        "/territories/{level}/{code}",
+        summary="Un territoire : nom, parents, population, surface, géométrie",
+        openapi_extra={
+            "parameters": [
+                level_param,
+                code_param,
+                {
+                    "name": "geometry",
+                    "in": "query",
+                    "schema": {"type": "boolean", "default": True},
+                    "description": "Inclure le contour.",
+                },
+            ]
+        },
+    )
+    def get_territory(
+        level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> Response:
+        params = query_params(request, {"geometry"})
+        geometry = params.get("geometry", "true").lower() not in ("false", "0", "non")
+        t = territory(conn, _level(level), code, geometry=geometry)
+        if t is None:
+            raise Problem(404, f"territoire inconnu : {level} {code}")
+        return Response(json_bytes(t), media_type="application/json")
+
+    @router.get(
+        "/territories/{level}/{code}/structures",
+        summary="Structures d'un territoire (GeoJSON, mêmes filtres que les objets OGC)",
+        openapi_extra={
+            "parameters": [
+                level_param,
+                code_param,
+                *[p for p in ogc_parameters(settings) if p["name"] in FILTERS],
+            ]
+        },
+    )
+    def territory_structures(
+        level: str,
+        code: str,
+        request: Request,
+        conn: Connection = Depends(get_conn),
+        st: Settings = Depends(get_settings),
+    ) -> Response:
+        lv = _level(level)
+        params = query_params(request, FILTERS)
+        if territory(conn, lv, code, geometry=False) is None:
+            raise Problem(404, f"territoire inconnu : {level} {code}")
+        where, binds, props = _filters(params)
+        col = STRUCTURES.q(LEVEL_STRUCTURE_COLUMN[lv])
+        where = f"({where} AND {col} = :_tcode)"
+        binds = {**binds, "_tcode": code}
+        limit = parse_limit(params, st, st.default_limit) or st.default_limit
+        offset = parse_offset(params)
+        page = run_db(
+            items_page,
+            conn,
+            STRUCTURES,
+            where,
+            binds,
+            limit=limit,
+            offset=offset,
+            out=Output(properties=props),
+        )
+        href = f"{base_url(request, st)}/territories/{lv}/{code}/structures"
+        base = {k: v for k, v in params.items() if k != "offset"}
+        links = [{"rel": "self", "type": GEOJSON, "href": href + "?" + urlencode(params)}]
+        if page.has_next:
+            q = urlencode({**base, "offset": offset + limit, "limit": limit})
+            links.append({"rel": "next", "type": GEOJSON, "href": f"{href}?{q}"})
+        if offset:
+            q = urlencode({**base, "offset": max(0, offset - limit), "limit": limit})
+            links.append({"rel": "prev", "type": GEOJSON, "href": f"{href}?{q}"})
+        meta: dict[str, Any] = {"numberReturned": page.number_returned}
+        if page.number_matched is not None:
+            meta["numberMatched"] = page.number_matched
+        meta["links"] = links
+        return _collection(page.features, meta)
+
+    @router.get(
+        "/territories/{level}/{code}/stats",
+        summary="Statistiques d'un territoire comparé à ses parents et à ses voisins",
+        openapi_extra={"parameters": [level_param, code_param]},
+    )
+    def stats(
+        level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> Response:
+        query_params(request, set())
+        result = territory_stats(conn, _level(level), code)
+        if result is None:
+            raise Problem(404, f"territoire inconnu : {level} {code}")
+        return Response(json_bytes(result), media_type="application/json")
+
+    nearby_params = [
+        {"name": "lon", "in": "query", "required": True, "schema": {"type": "number"}},
+        {"name": "lat", "in": "query", "required": True, "schema": {"type": "number"}},
+        {
+            "name": "radius",
+            "in": "query",
+            "schema": {"type": "number", "minimum": 0, "maximum": MAX_RADIUS_M},
+            "description": "Rayon en mètres (distance géodésique).",
+        },
+        {
+            "name": "nearest",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_NEAREST},
+            "description": "Les N structures les plus proches (au lieu d'un rayon).",
+        },
+    ]
+
+    @router.get(
+        "/structures/nearby",
+        summary="Structures autour d'un point (rayon en mètres, ou les N plus proches)",
+        openapi_extra={
+            "parameters": nearby_params
+            + [p for p in ogc_parameters(settings) if p["name"] in FILTERS - {"offset"}]
+        },
+    )
+    def nearby(
+        request: Request,
+        conn: Connection = Depends(get_conn),
+        st: Settings = Depends(get_settings),
+    ) -> Response:
+        params = query_params(request, FILTERS | {"lon", "lat", "radius", "nearest"})
+        lon = _float(params, "lon", -180, 180)
+        lat = _float(params, "lat", -90, 90)
+        if ("radius" in params) == ("nearest" in params):
+            raise Problem(400, "donnez soit radius (mètres), soit nearest (nombre)")
+        where, binds, props = _filters(params)
+        feat = feature_sql(STRUCTURES, Output(properties=props))
+        pt = "ST_SetSRID(ST_MakePoint(:_lon, :_lat), 4326)"
+        dist = f"ST_Distance(t.geom::geography, {pt}::geography)"
+        values: dict[str, Any] = {**binds, "_lon": lon, "_lat": lat}
+        if "radius" in params:
+            radius = _float(params, "radius", 0, MAX_RADIUS_M)
+            limit = parse_limit(params, st, st.max_features) or st.max_features
+            # Degree box first so the GiST index works; the geography test is exact.
+            cond = (
+                f"t.geom && ST_Expand({pt}, :_r / 111000.0 / greatest(cos(radians(:_lat)), 0.01))"
+                f" AND ST_DWithin(t.geom::geography, {pt}::geography, :_r)"
+            )
+            sql = (
+                f"SELECT {feat} AS f, {dist} AS d {STRUCTURES.from_sql()} "  # noqa: S608
+                f"AND {cond} AND {where} ORDER BY d, t.id LIMIT :_lim"
+            )
+            values.update({"_r": radius, "_lim": limit})
+        else:
+            raw = params["nearest"]
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_NEAREST:
+                raise Problem(400, f"nearest : entier de 1 à {MAX_NEAREST} attendu")
+            n = int(raw)
+            # KNN on the index (planar order), then the exact geodesic order.
+            sql = (
+                f"SELECT f, d FROM (SELECT {feat} AS f, {dist} AS d, t.id "  # noqa: S608
+                f"{STRUCTURES.from_sql()} AND t.geom IS NOT NULL AND {where} "
+                f"ORDER BY t.geom <-> {pt} LIMIT :_k) c ORDER BY d, id LIMIT :_n"
+            )
+            values.update({"_k": n * 2 + 20, "_n": n})
+        rows = run_db(lambda: conn.execute(sa.text(sql), values).all())
+        feats = [r.f[:-2] + ',"distance_m":' + f"{r.d:.1f}" + "}}" for r in rows]
+        return _collection("[" + ",".join(feats) + "]", {"numberReturned": len(feats)})
+
+    @router.post(
+        "/structures/within",
+        summary="Structures dans un polygone GeoJSON (taille plafonnée, géométrie validée)",
+        openapi_extra={
+            "parameters": [p for p in ogc_parameters(settings) if p["name"] in FILTERS],
+        },
+    )
+    def within(
+        request: Request,
+        geometry: dict[str, Any] = Body(
+            ...,
+            description="Polygon ou MultiPolygon GeoJSON (ou un Feature qui en porte un), CRS84.",
+        ),
+        conn: Connection = Depends(get_conn),
+        st: Settings = Depends(get_settings),
+    ) -> Response:
+        params = query_params(request, FILTERS)
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_POLYGON_BYTES:
+            raise Problem(413, f"polygone trop volumineux ({MAX_POLYGON_BYTES} octets au plus)")
+        if geometry.get("type") == "Feature":
+            geometry = geometry.get("geometry") or {}
+        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+            raise Problem(400, "un Polygon ou MultiPolygon GeoJSON est attendu")
+        text = json.dumps(geometry)
+        if text.count(",") > MAX_POLYGON_VERTICES * 2:
+            raise Problem(413, f"polygone trop détaillé ({MAX_POLYGON_VERTICES} sommets au plus)")
+        try:
+            valid, reason = conn.execute(
+                sa.text(
+                    "SELECT ST_IsValid(g), ST_IsValidReason(g) FROM "
+                    "(SELECT ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326) AS g) s"
+                ),
+                {"g": text},
+            ).one()
+        except sa.exc.DBAPIError as exc:
+            conn.rollback()
+            raise Problem(400, "géométrie GeoJSON illisible") from exc
+        if not valid:
+            raise Problem(400, f"polygone invalide : {reason}")
+        where, binds, props = _filters(params)
+        poly = "ST_SetSRID(ST_GeomFromGeoJSON(:_poly), 4326)"
+        where = f"({where} AND t.geom && {poly} AND ST_Intersects(t.geom, {poly}))"
+        limit = parse_limit(params, st, st.default_limit) or st.default_limit
+        offset = parse_offset(params)
+        page = run_db(
+            items_page,
+            conn,
+            STRUCTURES,
+            where,
+            {**binds, "_poly": text},
+            limit=limit,
+            offset=offset,
+            out=Output(properties=props),
+        )
+        meta: dict[str, Any] = {"numberReturned": page.number_returned}
+        if page.number_matched is not None:
+            meta["numberMatched"] = page.number_matched
+        meta["links"] = []
+        if page.has_next:
+            meta["links"].append(
+                {
+                    "rel": "next",
+                    "type": GEOJSON,
+                    "method": "POST",
+                    "href": f"{base_url(request, st)}/structures/within?"
+                    + urlencode({**params, "offset": offset + limit, "limit": limit}),
+                }
+            )
+        return _collection(page.features, meta)
+
+    return router

@@ -1,0 +1,258 @@
+"""Queries behind the public map: structure cards, search, structures in view, territories."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carteco.families import FAMILY_LABELS
+from carteco.sectors import load_taxonomy
+
+# How a position was obtained, said plainly to the public (honest precision).
+PRECISION_LABELS = {
+    "provided": "position fournie par la source",
+    "housenumber": "géocodée à l'adresse exacte",
+    "street": "géocodée à la rue (position approximative)",
+    "locality": "géocodée au lieu-dit (position approximative)",
+    "municipality": "placée au centre de la commune (position très approximative)",
+    "manual": "placée à la main",
+}
+LEVEL_LABELS = {
+    "region": "Région",
+    "departement": "Département",
+    "epci": "EPCI",
+    "ept": "EPT",
+    "commune": "Commune",
+    "arrondissement": "Arrondissement",
+    "qpv": "Quartier prioritaire",
+}
+# Territory level → the structures column holding its code.
+LEVEL_COLUMNS = {
+    "region": "region_code",
+    "departement": "departement_code",
+    "epci": "epci_code",
+    "ept": "ept_code",
+    "commune": "commune_code",
+    "arrondissement": "arrondissement_code",
+    "qpv": "qpv_code",
+}
+
+
+def sector_labels(codes: list[str] | None) -> list[dict[str, str]]:
+    """Codes → [{code, label, color}] from the taxonomy (unknown codes kept as is)."""
+    nodes = load_taxonomy().by_code()
+    out = []
+    for code in codes or []:
+        n = nodes.get(code)
+        top = nodes.get(code.split(".")[0]) or n
+        out.append(
+            {
+                "code": code,
+                "label": n.label if n else code,
+                "color": top.color if top else "#555555",
+            }
+        )
+    return out
+
+
+def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None:
+    """What the map's card shows about one active structure, or None."""
+    row = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT id, name, sectors, ess_family, esus, description, address_line,
+                       postcode, commune_name, website, location_precision, source,
+                       ST_X(geom) AS lon, ST_Y(geom) AS lat, updated_at
+                  FROM structures WHERE id = :id AND status = 'active'
+                """
+            ),
+            {"id": structure_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    d = dict(row)
+    d["sectors"] = sector_labels(row["sectors"])
+    d["family_label"] = FAMILY_LABELS.get(row["ess_family"], row["ess_family"])
+    d["precision_label"] = (
+        PRECISION_LABELS.get(row["location_precision"] or "", "position inconnue")
+        if row["lon"] is not None
+        else "non localisée"
+    )
+    d["approximate"] = row["location_precision"] in ("street", "locality", "municipality")
+    d["updated_at"] = row["updated_at"].isoformat() if row["updated_at"] else None
+    return d
+
+
+def search(conn: Connection, q: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
+    """Places (territories by name or postcode) and structures by name, best first."""
+    q = q.strip()[:100]
+    if len(q) < 2:
+        return {"lieux": [], "structures": []}
+    places = conn.execute(
+        sa.text(
+            """
+            SELECT level, code, name, ST_XMin(b) AS w, ST_YMin(b) AS s, ST_XMax(b) AS e,
+                   ST_YMax(b) AS n
+              FROM (SELECT level, code, name, population, geom::box2d AS b,
+                           similarity(unaccent(lower(name)), unaccent(lower(:q))) AS sim,
+                           unaccent(lower(name)) LIKE unaccent(lower(:q)) || '%' AS prefix
+                      FROM territories
+                     WHERE level IN ('commune', 'arrondissement', 'epci', 'ept', 'departement',
+                                     'region')
+                       AND (unaccent(lower(name)) LIKE '%' || unaccent(lower(:q)) || '%'
+                            OR :q = ANY(postcodes) OR code = :q)) t
+             ORDER BY prefix DESC, sim DESC, population DESC NULLS LAST
+             LIMIT :limit
+            """
+        ),
+        {"q": q, "limit": limit},
+    ).mappings()
+    lieux = [
+        {
+            "type": "lieu",
+            "level": p["level"],
+            "code": p["code"],
+            "label": f"{p['name']} ({LEVEL_LABELS.get(p['level'], p['level'])})",
+            "bbox": [p["w"], p["s"], p["e"], p["n"]],
+        }
+        for p in places
+    ]
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT id, name, commune_name, ST_X(geom) AS lon, ST_Y(geom) AS lat
+              FROM structures
+             WHERE status = 'active' AND geom IS NOT NULL
+               AND (name ILIKE '%' || :q || '%' OR name % :q)
+             ORDER BY (name ILIKE :q || '%') DESC, similarity(name, :q) DESC, id
+             LIMIT :limit
+            """
+        ),
+        {"q": q, "limit": limit},
+    ).mappings()
+    structures = [
+        {
+            "type": "structure",
+            "id": r["id"],
+            "label": r["name"] + (f" — {r['commune_name']}" if r["commune_name"] else ""),
+            "lon": r["lon"],
+            "lat": r["lat"],
+        }
+        for r in rows
+    ]
+    return {"lieux": lieux, "structures": structures}
+
+
+_IN_VIEW_SQL = """
+SELECT t.id, t.name, t.sectors, t.commune_name, t.location_precision,
+       count(*) OVER () AS total
+  FROM structures t
+ WHERE t.status = 'active' AND t.geom IS NOT NULL AND /*where*/
+ ORDER BY t.name, t.id
+ LIMIT :_limit
+"""
+
+
+def structures_in_view(
+    conn: Connection, where: str, binds: dict[str, Any], limit: int = 200
+) -> dict[str, Any]:
+    """Structures matching a compiled filter (alias `t`, from carteco.filters), with a total."""
+    # `where` is produced by carteco.filters.compile_filter: values are bound parameters.
+    sql = _IN_VIEW_SQL.replace("/*where*/", where)
+    rows = list(conn.execute(sa.text(sql), {**binds, "_limit": limit}).mappings())
+    items = [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "commune": r["commune_name"],
+            "sectors": sector_labels(r["sectors"])[:2],
+            "precision": r["location_precision"],
+        }
+        for r in rows
+    ]
+    return {"total": rows[0]["total"] if rows else 0, "items": items}
+
+
+def territory(conn: Connection, level: str, code: str) -> dict[str, Any] | None:
+    """A territory's name, population, bbox and simplified outline (GeoJSON), or None."""
+    row = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT level, code, name, population, area_m2, region_code, departement_code,
+                       epci_code, ept_code,
+                       ST_XMin(geom::box2d) AS w, ST_YMin(geom::box2d) AS s,
+                       ST_XMax(geom::box2d) AS e, ST_YMax(geom::box2d) AS n,
+                       ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, 0.0002), 5) AS outline
+                  FROM territories WHERE level = :level AND code = :code
+                """
+            ),
+            {"level": level, "code": code},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    d = dict(row)
+    d["bbox"] = [row["w"], row["s"], row["e"], row["n"]]
+    d["outline"] = json.loads(row["outline"])
+    d["level_label"] = LEVEL_LABELS.get(level, level)
+    return d
+
+
+def territory_choices(conn: Connection) -> list[dict[str, Any]]:
+    """Territories offered in the map's territory filter (régions to EPCI; communes by search)."""
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT level, code, name,
+                   concat_ws(',', round(ST_XMin(geom::box2d)::numeric, 5),
+                             round(ST_YMin(geom::box2d)::numeric, 5),
+                             round(ST_XMax(geom::box2d)::numeric, 5),
+                             round(ST_YMax(geom::box2d)::numeric, 5)) AS bbox
+              FROM territories
+             WHERE level IN ('region', 'departement', 'ept', 'epci')
+             ORDER BY array_position(ARRAY['region','departement','ept','epci'], level), name
+            """
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def sector_tree(conn: Connection) -> list[dict[str, Any]]:
+    """Top-level sectors with their activities and counts of active located structures."""
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT c.code, c.parent_code, c.label, c.color, c.sort_order,
+                   (SELECT count(*) FROM structures s
+                     WHERE s.status = 'active' AND s.geom IS NOT NULL
+                       AND (s.sectors && ARRAY[c.code]
+                            OR EXISTS (SELECT 1 FROM unnest(s.sectors) x
+                                        WHERE x LIKE c.code || '.%'))) AS n
+              FROM sectors c ORDER BY c.sort_order
+            """
+        )
+    ).mappings()
+    tops: dict[str, dict[str, Any]] = {}
+    children: list[dict[str, Any]] = []
+    for r in rows:
+        d = dict(r)
+        if d["parent_code"] is None:
+            d["children"] = []
+            tops[d["code"]] = d
+        else:
+            children.append(d)
+    for c in children:
+        root = c["parent_code"].split(".")[0]
+        if root in tops:
+            tops[root]["children"].append(c)
+    return list(tops.values())

@@ -1,0 +1,1 @@
+"""Land-access (foncier) diagnostics of a département: indicators, matching, report."""

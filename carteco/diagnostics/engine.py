@@ -1,0 +1,784 @@
+"""The land-access diagnostic of a département: indicators, matching, typology, recommendations.
+
+Every figure is computed from the layers present in the database; a missing layer is said to
+be missing (``available: false`` with a note) and its figures are ``null``, never zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carteco import __version__
+from carteco.diagnostics.matching import match_needs
+from carteco.diagnostics.rules import recommendations, typology
+from carteco.sectors import load_taxonomy
+
+SQL_DIR = Path(__file__).parent / "sql"
+SCHEMA_ID = "https://carteco.fr/schemas/diagnostic-foncier/1"
+FAMILY_LABELS = {
+    "association": "Associations",
+    "cooperative": "Coopératives",
+    "mutuelle": "Mutuelles",
+    "fondation": "Fondations",
+    "societe_commerciale_ess": "Sociétés commerciales de l'ESS",
+    "inconnue": "Famille non renseignée",
+}
+SITE_KIND_LABELS = {
+    "friche": "Friche",
+    "local_vacant": "Local vacant",
+    "terrain_public": "Terrain public",
+}
+STATUS_LABELS = {
+    "sans_projet": "sans projet",
+    "avec_projet": "avec projet",
+    "reconvertie": "reconvertie",
+    "potentielle": "potentielle",
+    "disponible": "disponible",
+    "occupe": "occupé",
+}
+AVAILABLE_STATUSES = ("sans_projet", "potentielle", "disponible")
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Parameters of the diagnostic, stated in the report."""
+
+    min_sales: int = 5
+    qpv_buffer_m: float = 300.0
+    similar_k: int = 3
+    matches_per_need: int = 3
+    default_distance_km: float = 15.0
+    station_far_m: float = 1000.0
+    pressure_high: float = 1.15
+    pressure_low: float = 0.85
+
+
+def _sql(name: str) -> sa.TextClause:
+    return sa.text((SQL_DIR / name).read_text(encoding="utf-8"))
+
+
+def departement_info(conn: Connection, dep: str) -> dict[str, Any] | None:
+    """Name, région and population of a département, or None when it is unknown."""
+    row = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT c.departement_code AS code, c.region_code,
+                       sum(c.population) AS population, count(*) AS communes,
+                       (SELECT name FROM territories WHERE level = 'departement' AND code = :d
+                         LIMIT 1) AS name
+                  FROM communes_ref c
+                 WHERE c.type = 'commune-actuelle' AND c.departement_code = :d
+                 GROUP BY 1, 2
+                """
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    info = dict(row)
+    info["name"] = info["name"] or f"Département {dep}"
+    info["population"] = int(info["population"] or 0)
+    return info
+
+
+def foncier_indicators(
+    conn: Connection,
+    dep: str,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """All the figures of the land-access diagnostic of département `dep`, JSON-ready."""
+    opts = options or Options()
+    say = progress or (lambda _msg: None)
+    info = departement_info(conn, dep)
+    if info is None:
+        raise LookupError(f"département inconnu : {dep}")
+    say("Communes et population")
+    communes = [dict(r) for r in conn.execute(_sql("communes.sql"), {"dep": dep}).mappings()]
+    layers = _layers(conn, dep, communes)
+    say("Structures de l'ESS")
+    structures = [
+        dict(r)
+        for r in conn.execute(
+            _sql("structures.sql"), {"dep": dep, "buffer_m": opts.qpv_buffer_m}
+        ).mappings()
+    ]
+    _structure_layer(conn, layers, structures)
+    say("Prix des transactions (DVF)")
+    sales = [
+        dict(r)
+        for r in conn.execute(
+            sa.text(
+                "SELECT commune_code, kind, year, price_m2, valeur_fonciere FROM land_transactions"
+                " WHERE departement_code = :dep"
+            ),
+            {"dep": dep},
+        ).mappings()
+    ]
+    say("Sites disponibles et gares")
+    sites = [
+        dict(r)
+        for r in conn.execute(
+            _sql("sites.sql"), {"dep": dep, "with_stations": layers["stations"]["available"]}
+        ).mappings()
+    ]
+    say("Besoins déclarés et appariement")
+    needs = _needs(conn, dep, communes)
+    matching = match_needs(needs, sites, communes, opts)
+
+    say("Indicateurs par territoire")
+    commune_rows = [
+        _commune_row(c, structures, sales, sites, needs, matching, layers, opts) for c in communes
+    ]
+    inter_rows = _inter_rows(communes, commune_rows, structures, sales, layers, opts)
+    dep_row = _area_figures(
+        "departement",
+        dep,
+        info["name"],
+        info["population"],
+        structures,
+        sales,
+        layers,
+        opts,
+    )
+    trend = _trend(sales, opts) if layers["dvf"]["available"] else None
+    say("Communes comparables et typologie")
+    similar = _similar(commune_rows, opts)
+    for row in commune_rows:
+        row["similar"] = similar["communes"].get(row["code"], [])
+    types = typology(commune_rows, dep_row, layers, opts)
+    doc: dict[str, Any] = {
+        "$schema": SCHEMA_ID,
+        "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "carteco_version": __version__,
+        "departement": info,
+        "parameters": asdict(opts),
+        "layers": layers,
+        "departement_figures": dep_row,
+        "intercommunalites": inter_rows,
+        "communes": commune_rows,
+        "price_trend": trend,
+        "supply": _supply(sites, layers, opts),
+        "needs": {
+            "available": layers["needs"]["available"],
+            "count": len(needs) if layers["needs"]["available"] else None,
+            "by_kind": _needs_by_kind(needs) if layers["needs"]["available"] else [],
+            "results": matching,
+        },
+        "similar": {"basis": similar["basis"], "k": opts.similar_k},
+        "typology": types,
+    }
+    doc["recommendations"] = recommendations(doc, opts)
+    # Private keys (leading underscore) feed the maps and GeoJSON layers, not the JSON figures.
+    doc["_structures"] = [
+        {
+            "id": s["id"],
+            "name": s["name"],
+            "lon": s["lon"],
+            "lat": s["lat"],
+            "family": s["ess_family"],
+            "sector": (sorted({c.split(".")[0] for c in s["sectors"] or []}) or ["non_classe"])[0],
+            "commune_code": s["commune_code"],
+            "qpv_code": s["qpv_code"],
+            "near_qpv": s["near_qpv"],
+        }
+        for s in structures
+        if s["located"]
+    ]
+    return doc
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[str, Any]:
+    """What each layer holds for this département (source, vintage, coverage) or its absence."""
+    n_communes = len(communes)
+    with_geom = sum(1 for c in communes if c["area_m2"] is not None)
+    with_pop = sum(1 for c in communes if c["population"] is not None)
+    meta = {
+        r["source"]: r
+        for r in conn.execute(
+            sa.text("SELECT source, description, vintage, loaded_at FROM land_layers")
+        ).mappings()
+    }
+
+    def prov(sources: str | None) -> dict[str, Any]:
+        """Description and vintage of the land layers behind some figures (by source)."""
+        names = [n for n in (sources or "").split(", ") if n]
+        descs = [meta[n]["description"] for n in names if n in meta and meta[n]["description"]]
+        vint = [
+            meta[n]["vintage"] or f"chargé le {meta[n]['loaded_at']:%Y-%m-%d}"
+            for n in names
+            if n in meta
+        ]
+        return {
+            "description": " ; ".join(descs) or None,
+            "vintage": ", ".join(sorted(set(vint))) or None,
+        }
+
+    dvf = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(*) AS n, min(date_mutation) AS first, max(date_mutation) AS last,
+                       count(DISTINCT commune_code) AS communes,
+                       string_agg(DISTINCT source, ', ') AS sources
+                  FROM land_transactions WHERE departement_code = :d
+                """
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .one()
+    )
+    qpv = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(*) AS n, string_agg(DISTINCT vintage, ', ') AS vintage,
+                       string_agg(DISTINCT layer, ', ') AS layers
+                  FROM territories WHERE level = 'qpv' AND departement_code = :d
+                """
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .one()
+    )
+    sites = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(*) AS n, count(geom) AS located,
+                       string_agg(DISTINCT source, ', ') AS sources,
+                       string_agg(DISTINCT kind, ', ') AS kinds
+                  FROM land_sites WHERE departement_code = :d
+                """
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .one()
+    )
+    needs = (
+        conn.execute(
+            sa.text(
+                "SELECT count(*) AS n, string_agg(DISTINCT source, ', ') AS sources "
+                "FROM land_needs WHERE departement_code = :d"
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .one()
+    )
+    stations = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(*) AS n, string_agg(DISTINCT st.layer, ', ') AS layers
+                  FROM stations st JOIN territories d
+                    ON d.level = 'departement' AND d.code = :d AND ST_Intersects(d.geom, st.geom)
+                """
+            ),
+            {"d": dep},
+        )
+        .mappings()
+        .one()
+    )
+    ref = {
+        r["name"]: r
+        for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
+    }
+
+    def vintage(*names: str) -> str | None:
+        return ", ".join(sorted({ref[n]["vintage"] for n in names if n in ref})) or None
+
+    return {
+        "communes": {
+            "available": n_communes > 0,
+            "label": "Communes et populations légales",
+            "source": "INSEE, COG et populations légales (table communes_ref)",
+            "vintage": vintage("communes_france_table", "communes_idf_table"),
+            "coverage": f"{with_pop}/{n_communes} communes avec population",
+        },
+        "commune_outlines": {
+            "available": with_geom > 0,
+            "label": "Contours des communes",
+            "source": "IGN ADMIN EXPRESS (couche territoires)",
+            "vintage": vintage("communes_idf"),
+            "coverage": f"{with_geom}/{n_communes} communes",
+            "note": None
+            if with_geom
+            else "Contours communaux absents pour ce département : pas de densité ni de carte "
+            "communale ; la comparaison se fait sur la seule population.",
+        },
+        "structures": {
+            "available": False,  # filled by _structure_layer
+            "label": "Structures de l'ESS (registre Carteco)",
+        },
+        "qpv": {
+            "available": qpv["n"] > 0,
+            "label": "Quartiers prioritaires de la politique de la ville (QPV)",
+            "source": qpv["layers"],
+            "vintage": qpv["vintage"],
+            "coverage": f"{qpv['n']} QPV" if qpv["n"] else None,
+            "description": prov(
+                ", ".join(
+                    x
+                    for lay in (qpv["layers"] or "").split(", ")
+                    for x in (lay, lay.removeprefix("qpv:"))
+                )
+            )["description"]
+            if qpv["n"]
+            else None,
+            "note": None
+            if qpv["n"]
+            else "Aucun contour de QPV chargé pour ce département : la part des structures en "
+            "QPV n'est pas calculée.",
+        },
+        "dvf": {
+            "available": dvf["n"] > 0,
+            "label": "Demandes de valeurs foncières (DVF)",
+            "source": dvf["sources"],
+            "description": prov(dvf["sources"])["description"],
+            "vintage": f"{dvf['first']} → {dvf['last']}" if dvf["n"] else None,
+            "coverage": f"{dvf['n']} mutations, {dvf['communes']} communes" if dvf["n"] else None,
+            "note": None
+            if dvf["n"]
+            else "Aucune transaction DVF chargée pour ce département : aucun prix n'est affiché.",
+        },
+        "sites": {
+            "available": sites["n"] > 0,
+            "label": "Sites disponibles (friches, locaux vacants, foncier public)",
+            "source": sites["sources"],
+            "description": prov(sites["sources"])["description"],
+            "vintage": prov(sites["sources"])["vintage"],
+            "coverage": f"{sites['n']} sites ({sites['kinds']}), {sites['located']} localisés"
+            if sites["n"]
+            else None,
+            "note": None
+            if sites["n"]
+            else "Aucun site (friche, local vacant, foncier public) recensé pour ce département : "
+            "l'offre n'est pas mesurée.",
+        },
+        "needs": {
+            "available": needs["n"] > 0,
+            "label": "Besoins fonciers déclarés par les structures",
+            "source": needs["sources"],
+            "description": prov(needs["sources"])["description"],
+            "vintage": prov(needs["sources"])["vintage"],
+            "coverage": f"{needs['n']} besoins" if needs["n"] else None,
+            "note": None
+            if needs["n"]
+            else "Aucun besoin déclaré pour ce département : pas d'appariement.",
+        },
+        "stations": {
+            "available": stations["n"] > 0,
+            "label": "Gares et stations de transport en commun",
+            "source": stations["layers"],
+            "vintage": vintage("gares_idf") if stations["n"] else None,
+            "coverage": f"{stations['n']} gares dans le département" if stations["n"] else None,
+            "note": None
+            if stations["n"]
+            else "Aucune gare chargée pour ce département : la distance aux transports n'est "
+            "pas calculée.",
+        },
+    }
+
+
+def _structure_layer(
+    conn: Connection, layers: dict[str, Any], structures: list[dict[str, Any]]
+) -> None:
+    n = len(structures)
+    located = sum(1 for s in structures if s["located"])
+    with_commune = sum(1 for s in structures if s["commune_code"])
+    sources = sorted({s["source"] for s in structures})
+    # The registry's vintage is that of its imports: the last successful run of each source.
+    runs = conn.execute(
+        sa.text(
+            """
+            SELECT source, max(finished_at) FROM import_runs
+             WHERE status = 'succeeded' AND source = ANY(:s) GROUP BY source ORDER BY source
+            """
+        ),
+        {"s": sources},
+    ).all()
+    layers["structures"].update(
+        {
+            "available": n > 0,
+            "source": ", ".join(sources) or None,
+            "vintage": ", ".join(f"{src} importé le {at:%Y-%m-%d}" for src, at in runs if at)
+            or None,
+            "coverage": f"{n} structures, {located} localisées, {with_commune} rattachées "
+            "à une commune"
+            if n
+            else None,
+            "note": None if n else "Aucune structure de l'ESS enregistrée dans ce département.",
+        }
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _median_block(prices: list[float], opts: Options) -> dict[str, Any]:
+    """Median €/m² with its count, or no figure (and why) under the minimum."""
+    n = len(prices)
+    if n < opts.min_sales:
+        return {
+            "sales": n,
+            "median_eur_m2": None,
+            "reason": f"moins de {opts.min_sales} ventes" if n else "aucune vente",
+        }
+    return {"sales": n, "median_eur_m2": round(statistics.median(prices)), "reason": None}
+
+
+def _area_figures(
+    level: str,
+    code: str,
+    name: str,
+    population: int | None,
+    structures: list[dict[str, Any]],
+    sales: list[dict[str, Any]],
+    layers: dict[str, Any],
+    opts: Options,
+) -> dict[str, Any]:
+    """Structure and price figures of one territory (commune, intercommunality, département)."""
+    n = len(structures)
+    located = [s for s in structures if s["located"]]
+    precise = [s for s in located if s["precise"]]
+    fam = Counter(s["ess_family"] for s in structures)
+    sect: Counter[str] = Counter()
+    for s in structures:
+        for top in sorted({c.split(".")[0] for c in s["sectors"] or []}) or ["non_classe"]:
+            sect[top] += 1
+    qpv_ok = layers["qpv"]["available"]
+    in_qpv = sum(1 for s in precise if s["qpv_code"]) if qpv_ok else None
+    near_qpv = sum(1 for s in precise if s["near_qpv"]) if qpv_ok else None
+    row: dict[str, Any] = {
+        "level": level,
+        "code": code,
+        "name": name,
+        "population": population,
+        "structures": {
+            "total": n,
+            "located": len(located),
+            "located_precisely": len(precise),
+            "per_10k": round(n * 10000 / population, 2) if population else None,
+            "by_family": dict(sorted(fam.items())),
+            "by_sector": dict(sorted(sect.items())),
+            "in_qpv": in_qpv,
+            "near_qpv": near_qpv,
+            "share_in_qpv": round(in_qpv / len(precise), 3)
+            if in_qpv is not None and precise
+            else None,
+            "share_near_qpv": round(near_qpv / len(precise), 3)
+            if near_qpv is not None and precise
+            else None,
+        },
+    }
+    if layers["dvf"]["available"]:
+        row["prices"] = {
+            "sales": len(sales),
+            "value_eur": round(sum(s["valeur_fonciere"] or 0 for s in sales)),
+            "sales_by_kind": dict(sorted(Counter(s["kind"] for s in sales).items())),
+            "local": _median_block(
+                [s["price_m2"] for s in sales if s["kind"] == "local" and s["price_m2"]], opts
+            ),
+            "terrain": _median_block(
+                [s["price_m2"] for s in sales if s["kind"] == "terrain" and s["price_m2"]], opts
+            ),
+        }
+    else:
+        row["prices"] = None
+    return row
+
+
+def _commune_row(
+    c: dict[str, Any],
+    structures: list[dict[str, Any]],
+    sales: list[dict[str, Any]],
+    sites: list[dict[str, Any]],
+    needs: list[dict[str, Any]],
+    matching: dict[str, Any],
+    layers: dict[str, Any],
+    opts: Options,
+) -> dict[str, Any]:
+    code = c["code"]
+    row = _area_figures(
+        "commune",
+        code,
+        c["name"],
+        c["population"],
+        [s for s in structures if s["commune_code"] == code],
+        [s for s in sales if s["commune_code"] == code],
+        layers,
+        opts,
+    )
+    area = c["area_m2"]
+    row["inter_code"], row["inter_name"], row["inter_kind"] = (
+        c["inter_code"],
+        c["inter_name"],
+        c["inter_kind"],
+    )
+    row["area_km2"] = round(area / 1e6, 3) if area else None
+    row["density"] = round(c["population"] / (area / 1e6), 1) if area and c["population"] else None
+    if layers["sites"]["available"]:
+        mine = [s for s in sites if s["commune_code"] == code]
+        avail = [s for s in mine if s["status"] in AVAILABLE_STATUSES]
+        row["supply"] = {
+            "sites": len(mine),
+            "available": len(avail),
+            "available_surface_m2": round(sum(s["surface_m2"] or 0 for s in avail)),
+        }
+    else:
+        row["supply"] = None
+    if layers["needs"]["available"]:
+        mine_n = [n for n in needs if n["commune_code"] == code]
+        unmet = {u["id"] for u in matching["unmet"]}
+        row["needs"] = {"total": len(mine_n), "unmet": sum(1 for n in mine_n if n["id"] in unmet)}
+    else:
+        row["needs"] = None
+    return row
+
+
+def _inter_rows(
+    communes: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    structures: list[dict[str, Any]],
+    sales: list[dict[str, Any]],
+    layers: dict[str, Any],
+    opts: Options,
+) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in communes:
+        if c["inter_code"]:
+            groups[c["inter_code"]].append(c)
+    out = []
+    for code, members in sorted(groups.items()):
+        codes = {m["code"] for m in members}
+        pop = sum(m["population"] or 0 for m in members)
+        row = _area_figures(
+            "intercommunalite",
+            code,
+            members[0]["inter_name"] or code,
+            pop or None,
+            [s for s in structures if s["commune_code"] in codes],
+            [s for s in sales if s["commune_code"] in codes],
+            layers,
+            opts,
+        )
+        row["kind"] = members[0]["inter_kind"]
+        row["communes"] = len(members)
+        mine = [r for r in rows if r["code"] in codes]
+        row["supply"] = (
+            {
+                k: sum(r["supply"][k] for r in mine)
+                for k in ("sites", "available", "available_surface_m2")
+            }
+            if layers["sites"]["available"]
+            else None
+        )
+        row["needs"] = (
+            {k: sum(r["needs"][k] for r in mine) for k in ("total", "unmet")}
+            if layers["needs"]["available"]
+            else None
+        )
+        out.append(row)
+    return out
+
+
+def _trend(sales: list[dict[str, Any]], opts: Options) -> dict[str, Any]:
+    """Yearly sales and median €/m² of premises; the change between the first and last years
+    that each rest on enough sales."""
+    years = sorted({s["year"] for s in sales})
+    rows = []
+    for y in years:
+        ys = [s for s in sales if s["year"] == y]
+        rows.append(
+            {
+                "year": y,
+                "sales": len(ys),
+                "local": _median_block(
+                    [s["price_m2"] for s in ys if s["kind"] == "local" and s["price_m2"]], opts
+                ),
+                "terrain": _median_block(
+                    [s["price_m2"] for s in ys if s["kind"] == "terrain" and s["price_m2"]], opts
+                ),
+            }
+        )
+    measured = [r for r in rows if r["local"]["median_eur_m2"] is not None]
+    change = None
+    if len(measured) >= 2:
+        a, b = measured[0], measured[-1]
+        years_n = b["year"] - a["year"]
+        change = {
+            "from_year": a["year"],
+            "to_year": b["year"],
+            "from_eur_m2": a["local"]["median_eur_m2"],
+            "to_eur_m2": b["local"]["median_eur_m2"],
+            "change_pct": round(
+                100 * (b["local"]["median_eur_m2"] / a["local"]["median_eur_m2"] - 1), 1
+            ),
+            "yearly_pct": round(
+                100
+                * (
+                    (b["local"]["median_eur_m2"] / a["local"]["median_eur_m2"]) ** (1 / years_n) - 1
+                ),
+                1,
+            )
+            if years_n
+            else None,
+        }
+    return {"years": rows, "local_change": change}
+
+
+def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) -> dict[str, Any]:
+    if not layers["sites"]["available"]:
+        return {"available": False, "by_kind_status": [], "sites": []}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in sites:
+        groups[(s["kind"], s["status"])].append(s)
+    by = [
+        {
+            "kind": k,
+            "kind_label": SITE_KIND_LABELS.get(k, k),
+            "status": st,
+            "status_label": STATUS_LABELS.get(st, st),
+            "sites": len(v),
+            "surface_m2": round(sum(s["surface_m2"] or 0 for s in v)),
+            "surface_known": sum(1 for s in v if s["surface_m2"] is not None),
+            "built_surface_m2": round(sum(s["built_surface_m2"] or 0 for s in v)),
+        }
+        for (k, st), v in sorted(groups.items())
+    ]
+    with_st = layers["stations"]["available"]
+    dists = [s["station_distance_m"] for s in sites if s["station_distance_m"] is not None]
+    return {
+        "available": True,
+        "by_kind_status": by,
+        "station_distance": {
+            "available": with_st,
+            "median_m": round(statistics.median(dists)) if dists else None,
+            "sites_far": sum(1 for d in dists if d > opts.station_far_m) if with_st else None,
+            "far_threshold_m": opts.station_far_m,
+        },
+        "sites": [
+            {
+                "id": s["id"],
+                "source_id": s["source_id"],
+                "name": s["name"],
+                "kind": s["kind"],
+                "site_type": s["site_type"],
+                "status": s["status"],
+                "usages": list(s["usages"] or []),
+                "surface_m2": s["surface_m2"],
+                "built_surface_m2": s["built_surface_m2"],
+                "owner_type": s["owner_type"],
+                "rent_eur_month": s["rent_eur_month"],
+                "price_eur": s["price_eur"],
+                "commune_code": s["commune_code"],
+                "epci_code": s["epci_code"],
+                "lon": s["lon"],
+                "lat": s["lat"],
+                "station_name": s["station_name"] if with_st else None,
+                "station_distance_m": round(s["station_distance_m"])
+                if with_st and s["station_distance_m"] is not None
+                else None,
+                "structures_2km": len(s["structures_2km_ids"] or []),
+                "structures_2km_ids": list(s["structures_2km_ids"] or []),
+            }
+            for s in sites
+        ],
+        "_footprints": {s["id"]: s["footprint"] for s in sites if s["footprint"]},
+    }
+
+
+def _needs(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            sa.text(
+                """
+                SELECT n.id, n.source_id, n.name, n.siret, n.structure_id, n.kind,
+                       n.surface_min_m2, n.surface_max_m2, n.budget_rent_eur_month,
+                       n.budget_purchase_eur, n.territories, n.max_distance_km, n.declared_on,
+                       n.commune_code, n.departement_code, ST_X(n.geom) AS lon,
+                       ST_Y(n.geom) AS lat
+                  FROM land_needs n WHERE n.departement_code = :d ORDER BY n.source_id
+                """
+            ),
+            {"d": dep},
+        ).mappings()
+    ]
+
+
+def _needs_by_kind(needs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for n in needs:
+        groups[n["kind"]].append(n)
+    return [
+        {
+            "kind": k,
+            "needs": len(v),
+            "surface_min_m2": round(sum(n["surface_min_m2"] or 0 for n in v)),
+            "surface_max_m2": round(sum(n["surface_max_m2"] or 0 for n in v)),
+        }
+        for k, v in sorted(groups.items())
+    ]
+
+
+def _similar(rows: list[dict[str, Any]], opts: Options) -> dict[str, Any]:
+    """The k communes of the département closest on log population (and log density)."""
+    pts = [r for r in rows if r["population"]]
+    use_density = bool(pts) and all(r["density"] for r in pts)
+    feats = []
+    for r in pts:
+        f = [math.log(r["population"])]
+        if use_density:
+            f.append(math.log(r["density"]))
+        feats.append(f)
+    dims = len(feats[0]) if feats else 0
+    scales = []
+    for d in range(dims):
+        col = [f[d] for f in feats]
+        scales.append(statistics.pstdev(col) or 1.0)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(pts):
+        dists = []
+        for j, o in enumerate(pts):
+            if i == j:
+                continue
+            dd = math.sqrt(sum(((feats[i][d] - feats[j][d]) / scales[d]) ** 2 for d in range(dims)))
+            dists.append((dd, o["code"], o["name"]))
+        dists.sort()
+        out[r["code"]] = [
+            {"code": code, "name": name, "distance": round(dd, 3)}
+            for dd, code, name in dists[: opts.similar_k]
+        ]
+    basis = "population et densité" if use_density else "population seule (densité indisponible)"
+    return {"basis": basis, "communes": out}
+
+
+def sector_labels() -> dict[str, str]:
+    """Top-level sector code → French label (plus 'non_classe')."""
+    tax = load_taxonomy()
+    labels = {n.code: n.label for n in tax.nodes if n.parent is None}
+    labels["non_classe"] = "Secteur non renseigné"
+    return labels

@@ -1,0 +1,179 @@
+"""Needs ↔ sites matching: hard criteria first, then a score out of 100 to rank candidates."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pyproj import Transformer
+
+if TYPE_CHECKING:
+    from carteco.diagnostics.engine import Options
+
+# Sites whose status rules them out: already reused or occupied.
+UNAVAILABLE = ("reconvertie", "occupe")
+STATUS_POINTS = {"disponible": 15, "sans_projet": 15, "potentielle": 10, "avec_projet": 5}
+CRITERIA_LABELS = {
+    "kind": "type de local incompatible",
+    "surface": "surface hors de la fourchette",
+    "budget": "prix ou loyer au-delà du budget",
+    "territory": "hors des territoires souhaités ou trop loin",
+    "status": "site déjà reconverti ou occupé",
+}
+_TO_L93 = Transformer.from_crs(4326, 2154, always_xy=True)
+
+
+def _l93(lon: float | None, lat: float | None) -> tuple[float, float] | None:
+    if lon is None or lat is None:
+        return None
+    x, y = _TO_L93.transform(lon, lat)
+    return float(x), float(y)
+
+
+def _relevant_surface(need: dict[str, Any], site: dict[str, Any]) -> float | None:
+    """Land surface for farmland, else the built surface when known, else the land surface."""
+    if need["kind"] == "terrain_agricole":
+        return site["surface_m2"]  # type: ignore[no-any-return]
+    if site["built_surface_m2"]:
+        return site["built_surface_m2"]  # type: ignore[no-any-return]
+    return site["surface_m2"]  # type: ignore[no-any-return]
+
+
+def _evaluate(
+    need: dict[str, Any],
+    site: dict[str, Any],
+    inter: dict[str, tuple[str | None, str | None]],
+    opts: Options,
+) -> tuple[str | None, dict[str, Any]]:
+    """(first failed criterion or None, details with the score) for one need × site pair."""
+    details: dict[str, Any] = {}
+    if site["status"] in UNAVAILABLE:
+        return "status", details
+    if need["kind"] not in (site["usages"] or []):
+        return "kind", details
+    points = 20.0
+    surface = _relevant_surface(need, site)
+    smin, smax = need["surface_min_m2"], need["surface_max_m2"]
+    if surface is None:
+        points += 10
+        details["surface"] = "inconnue"
+    else:
+        if (smin is not None and surface < smin) or (smax is not None and surface > smax):
+            return "surface", details
+        if smin is not None and smax is not None and smax > smin:
+            mid, half = (smin + smax) / 2, (smax - smin) / 2
+            points += 25 - 10 * min(abs(surface - mid) / half, 1)
+        else:
+            points += 22
+        details["surface"] = "dans la fourchette"
+    budget_known = False
+    rent, price = site["rent_eur_month"], site["price_eur"]
+    if need["budget_rent_eur_month"] is not None and rent is not None:
+        if rent > need["budget_rent_eur_month"]:
+            return "budget", details
+        budget_known = True
+    if need["budget_purchase_eur"] is not None and price is not None:
+        if price > need["budget_purchase_eur"]:
+            # A site both for rent and for sale fits when the rent fits.
+            if not budget_known:
+                return "budget", details
+        else:
+            budget_known = True
+    points += 20 if budget_known else 10
+    details["budget"] = "dans le budget" if budget_known else "non comparable"
+    # Territory: wished commune / intercommunality / département, or the distance allowed.
+    wished = set(need["territories"] or [])
+    epci, ept = inter.get(site["commune_code"] or "", (site["epci_code"], None))
+    site_codes = {site["commune_code"], site["epci_code"], epci, ept, site["departement_code"]}
+    site_codes.discard(None)
+    distance_km = None
+    a, b = _l93(need["lon"], need["lat"]), _l93(site["lon"], site["lat"])
+    if a and b:
+        distance_km = math.dist(a, b) / 1000
+    details["distance_km"] = round(distance_km, 2) if distance_km is not None else None
+    max_km = need["max_distance_km"]
+    if wished and site["commune_code"] in wished:
+        points += 20
+        details["territoire"] = "commune souhaitée"
+    elif wished and site_codes & wished:
+        points += 15
+        details["territoire"] = "territoire souhaité"
+    elif max_km is not None and distance_km is not None and distance_km <= max_km:
+        points += 20 * (1 - distance_km / max_km)
+        details["territoire"] = f"à {distance_km:.1f} km (≤ {max_km:g} km)"
+    elif not wished and max_km is None:
+        if distance_km is not None and distance_km > opts.default_distance_km:
+            return "territory", details
+        points += 10
+        details["territoire"] = "dans le département"
+    else:
+        return "territory", details
+    points += STATUS_POINTS.get(site["status"], 5)
+    details["score"] = round(min(points, 100.0), 1)
+    return None, details
+
+
+def match_needs(
+    needs: list[dict[str, Any]],
+    sites: list[dict[str, Any]],
+    communes: list[dict[str, Any]],
+    opts: Options,
+) -> dict[str, Any]:
+    """Best candidate sites of each need, and the unmet needs with the blocking criterion."""
+    if not needs:
+        return {"available": False, "needs": [], "unmet": []}
+    inter = {c["code"]: (c["epci_code"], c["ept_code"]) for c in communes}
+    results, unmet = [], []
+    for need in needs:
+        cands, fails = [], {k: 0 for k in CRITERIA_LABELS}
+        for site in sites:
+            failed, details = _evaluate(need, site, inter, opts)
+            if failed:
+                fails[failed] += 1
+                continue
+            cands.append((details["score"], -(details["distance_km"] or 0), site, details))
+        cands.sort(key=lambda c: (c[0], c[1]), reverse=True)
+        top = [
+            {
+                "site_id": site["id"],
+                "site_source_id": site["source_id"],
+                "site_name": site["name"],
+                "site_kind": site["kind"],
+                "commune_code": site["commune_code"],
+                "score": score,
+                **{k: v for k, v in details.items() if k != "score"},
+            }
+            for score, _d, site, details in cands[: opts.matches_per_need]
+        ]
+        row = {
+            "id": need["id"],
+            "source_id": need["source_id"],
+            "name": need["name"],
+            "siret": need["siret"],
+            "kind": need["kind"],
+            "surface_min_m2": need["surface_min_m2"],
+            "surface_max_m2": need["surface_max_m2"],
+            "budget_rent_eur_month": need["budget_rent_eur_month"],
+            "budget_purchase_eur": need["budget_purchase_eur"],
+            "territories": list(need["territories"] or []),
+            "max_distance_km": need["max_distance_km"],
+            "commune_code": need["commune_code"],
+            "lon": need["lon"],
+            "lat": need["lat"],
+            "candidates": len(cands),
+            "matches": top,
+            "met": bool(top),
+        }
+        if not top:
+            blocking = max(fails, key=lambda k: fails[k]) if sites else None
+            row["reason"] = (
+                "aucun site recensé dans le département"
+                if not sites
+                else f"aucun site ne remplit tous les critères ; le plus souvent : "
+                f"{CRITERIA_LABELS[blocking or 'kind']} ({fails[blocking or 'kind']} sites sur "
+                f"{len(sites)})"
+            )
+            row["rejections"] = {CRITERIA_LABELS[k]: v for k, v in fails.items() if v}
+            unmet.append(row)
+        results.append(row)
+    return {"available": True, "needs": results, "unmet": unmet}

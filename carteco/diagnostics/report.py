@@ -1,0 +1,682 @@
+"""Outputs of the land diagnostic: self-contained HTML report, indicators JSON, GeoJSON layers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import folium
+import sqlalchemy as sa
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Connection
+
+from carteco.diagnostics.charts import bar_chart, trend_chart
+from carteco.diagnostics.engine import (
+    FAMILY_LABELS,
+    SITE_KIND_LABELS,
+    STATUS_LABELS,
+    Options,
+    foncier_indicators,
+    sector_labels,
+)
+from carteco.diagnostics.rules import KIND_LABELS
+from carteco.sectors import load_taxonomy
+
+TEMPLATES = Path(__file__).parent / "templates"
+SCHEMA_FILE = Path(__file__).parent / "indicateurs.schema.json"
+STATUS_COLOURS = {
+    "sans_projet": "#2e7d32",
+    "disponible": "#2e7d32",
+    "potentielle": "#f9a825",
+    "avec_projet": "#1565c0",
+    "reconvertie": "#757575",
+    "occupe": "#757575",
+}
+Progress = Callable[[str], None]
+
+
+def public(value: Any) -> Any:
+    """The document without its private keys (leading underscore), for JSON output."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
+
+
+def to_json(doc: dict[str, Any]) -> str:
+    """indicateurs.json text (dates as ISO strings)."""
+    return json.dumps(public(doc), ensure_ascii=False, indent=1, default=str)
+
+
+# ---------------------------------------------------------------- GeoJSON layers
+
+
+def _fc(features: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _point(lon: float | None, lat: float | None) -> dict[str, Any] | None:
+    if lon is None or lat is None:
+        return None
+    return {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]}
+
+
+def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """GeoJSON layers of the diagnostic (EPSG:4326): communes with indicators, QPV, sites,
+    needs with their matches, structures and priced sales."""
+    dep = doc["departement"]["code"]
+    outlines = {
+        r.code: json.loads(r.g)
+        for r in conn.execute(
+            sa.text(
+                "SELECT code, ST_AsGeoJSON(geom, 5) AS g FROM territories "
+                "WHERE level = 'commune' AND departement_code = :d"
+            ),
+            {"d": dep},
+        )
+    }
+    dep_geom = conn.execute(
+        sa.text(
+            "SELECT ST_AsGeoJSON(geom, 5) FROM territories WHERE level = 'departement' "
+            "AND code = :d ORDER BY layer LIMIT 1"
+        ),
+        {"d": dep},
+    ).scalar()
+    qpv = [
+        {
+            "type": "Feature",
+            "geometry": json.loads(r.g),
+            "properties": {"code": r.code, "nom": r.name, "commune": r.commune_code},
+        }
+        for r in conn.execute(
+            sa.text(
+                "SELECT code, name, commune_code, ST_AsGeoJSON(geom, 6) AS g FROM territories "
+                "WHERE level = 'qpv' AND departement_code = :d ORDER BY code"
+            ),
+            {"d": dep},
+        )
+    ]
+    communes = []
+    for c in doc["communes"]:
+        props = {
+            "code": c["code"],
+            "nom": c["name"],
+            "population": c["population"],
+            "densite": c["density"],
+            "structures": c["structures"]["total"],
+            "structures_pour_10000_hab": c["structures"]["per_10k"],
+            "structures_en_qpv": c["structures"]["in_qpv"],
+            "structures_a_300m_qpv": c["structures"]["near_qpv"],
+            "ventes": c["prices"]["sales"] if c["prices"] else None,
+            "ventes_locaux_prix": c["prices"]["local"]["sales"] if c["prices"] else None,
+            "mediane_locaux_eur_m2": c["prices"]["local"]["median_eur_m2"] if c["prices"] else None,
+            "ventes_terrains_prix": c["prices"]["terrain"]["sales"] if c["prices"] else None,
+            "mediane_terrains_eur_m2": c["prices"]["terrain"]["median_eur_m2"]
+            if c["prices"]
+            else None,
+            "sites_disponibles": c["supply"]["available"] if c["supply"] else None,
+            "besoins": c["needs"]["total"] if c["needs"] else None,
+            "besoins_non_satisfaits": c["needs"]["unmet"] if c["needs"] else None,
+            "communes_comparables": ",".join(s["code"] for s in c.get("similar", [])),
+        }
+        communes.append(
+            {"type": "Feature", "geometry": outlines.get(c["code"]), "properties": props}
+        )
+    footprints = doc["supply"].get("_footprints", {})
+    sites = []
+    emprises = []
+    for s in doc["supply"].get("sites", []):
+        props = {k: v for k, v in s.items() if k not in ("lon", "lat", "structures_2km_ids")}
+        props["usages"] = ",".join(s["usages"])
+        sites.append(
+            {"type": "Feature", "geometry": _point(s["lon"], s["lat"]), "properties": props}
+        )
+        if s["id"] in footprints:
+            emprises.append(
+                {
+                    "type": "Feature",
+                    "geometry": json.loads(footprints[s["id"]]),
+                    "properties": {
+                        "id": s["id"],
+                        "source_id": s["source_id"],
+                        "nom": s["name"],
+                        "statut": s["status"],
+                    },
+                }
+            )
+    needs = [
+        {
+            "type": "Feature",
+            "geometry": _point(n["lon"], n["lat"]),
+            "properties": {
+                **{k: v for k, v in n.items() if k not in ("lon", "lat", "matches", "rejections")},
+                "territories": ",".join(n["territories"]),
+                "matches": json.dumps(n["matches"], ensure_ascii=False),
+                "meilleur_site": n["matches"][0]["site_source_id"] if n["matches"] else None,
+            },
+        }
+        for n in doc["needs"]["results"].get("needs", [])
+    ]
+    structures = [
+        {
+            "type": "Feature",
+            "geometry": _point(s["lon"], s["lat"]),
+            "properties": {k: v for k, v in s.items() if k not in ("lon", "lat")},
+        }
+        for s in doc.get("_structures", [])
+    ]
+    sales = []
+    if doc["layers"]["dvf"]["available"]:
+        sales = [
+            {
+                "type": "Feature",
+                "geometry": _point(r.lon, r.lat),
+                "properties": {
+                    "id_mutation": r.id_mutation,
+                    "date": str(r.date_mutation),
+                    "commune": r.commune_code,
+                    "nature": r.kind,
+                    "prix_eur_m2": r.price_m2,
+                    "valeur_fonciere": r.valeur_fonciere,
+                },
+            }
+            for r in conn.execute(
+                sa.text(
+                    """
+                    SELECT id_mutation, date_mutation, commune_code, kind, price_m2,
+                           valeur_fonciere, ST_X(geom) AS lon, ST_Y(geom) AS lat
+                      FROM land_transactions
+                     WHERE departement_code = :d AND price_m2 IS NOT NULL AND geom IS NOT NULL
+                     ORDER BY date_mutation, id_mutation
+                    """
+                ),
+                {"d": dep},
+            )
+        ]
+    layers = {
+        "communes": _fc(communes),
+        "qpv": _fc(qpv),
+        "sites": _fc(sites),
+        "sites_emprises": _fc(emprises),
+        "besoins": _fc(needs),
+        "structures": _fc(structures),
+        "ventes_prix": _fc(sales),
+        "departement": _fc(
+            [
+                {
+                    "type": "Feature",
+                    "geometry": json.loads(dep_geom) if dep_geom else None,
+                    "properties": {"code": dep, "nom": doc["departement"]["name"]},
+                }
+            ]
+        ),
+    }
+    return layers
+
+
+# ---------------------------------------------------------------- maps
+
+
+@lru_cache(maxsize=1)
+def leaflet_assets() -> tuple[str, str]:
+    """Leaflet's JS and CSS from the vendored copy, images inlined as data URIs (no network)."""
+    base = Path(__file__).resolve().parents[2] / "api" / "static" / "vendor" / "leaflet"
+    js = (base / "leaflet.js").read_text(encoding="utf-8")
+    css = (base / "leaflet.css").read_text(encoding="utf-8")
+
+    def inline(m: re.Match[str]) -> str:
+        img = base / "images" / m.group(1)
+        data = base64.b64encode(img.read_bytes()).decode()
+        return f"url(data:image/png;base64,{data})"
+
+    css = re.sub(r"url\(images/([\w.-]+\.png)\)", inline, css)
+    # A closing script tag inside the library would end the inline block early.
+    return js.replace("</script", "<\\/script"), css
+
+
+def _new_map(bounds: list[list[float]] | None) -> folium.Map:
+    m = folium.Map(
+        tiles=None,
+        width="100%",
+        height=480,
+        control_scale=True,
+        zoom_start=9,
+        location=[46.5, 2.5],
+        zoom_snap=0.25,  # fractional zoom: the département fills the frame
+        zoom_delta=0.5,
+    )
+    # No CDN: Leaflet is inlined once in the report; folium's default links are dropped.
+    m.default_js = []
+    m.default_css = []
+    if bounds:
+        m.fit_bounds(bounds)
+    return m
+
+
+def _safe(text: Any) -> str:
+    return escape(str(text if text is not None else "—"))
+
+
+def _outline_layer(m: folium.Map, layers: dict[str, Any], shade: bool = False) -> None:
+    """Commune outlines (shaded by structures per 10,000 inhabitants when asked) and the
+    département outline."""
+    communes = [f for f in layers["communes"]["features"] if f["geometry"]]
+    values = sorted(
+        f["properties"]["structures_pour_10000_hab"]
+        for f in communes
+        if f["properties"]["structures_pour_10000_hab"]
+    )
+    breaks = [values[int(len(values) * k / 4)] for k in (1, 2, 3)] if len(values) >= 4 else []
+    ramp = ["#edf8e9", "#bae4b3", "#74c476", "#238b45"]
+
+    def fill(v: float | None) -> str:
+        if not v:
+            return "#ffffff"
+        return ramp[sum(1 for b in breaks if v > b)] if breaks else ramp[2]
+
+    if communes:
+        fc = _fc(
+            [
+                {
+                    "type": "Feature",
+                    "geometry": f["geometry"],
+                    "properties": {
+                        "nom": _safe(f["properties"]["nom"]),
+                        "structures": _safe(f["properties"]["structures"]),
+                        "taux": _safe(f["properties"]["structures_pour_10000_hab"]),
+                        "_fill": fill(f["properties"]["structures_pour_10000_hab"]),
+                    },
+                }
+                for f in communes
+            ]
+        )
+        folium.GeoJson(
+            fc,
+            name="Communes",
+            style_function=(
+                (
+                    lambda f: {
+                        "color": "#555",
+                        "weight": 1,
+                        "fillColor": f["properties"]["_fill"],
+                        "fillOpacity": 0.6,
+                    }
+                )
+                if shade
+                else (lambda _f: {"color": "#555", "weight": 1, "fillOpacity": 0.03})
+            ),
+            tooltip=folium.GeoJsonTooltip(
+                ["nom", "structures", "taux"],
+                aliases=["Commune", "Structures", "Pour 10 000 hab."],
+            ),
+        ).add_to(m)
+    dep = layers["departement"]["features"][0]
+    if dep["geometry"]:
+        folium.GeoJson(
+            _fc([dep]),
+            name="Département",
+            style_function=lambda _f: {"color": "#222", "weight": 2.5, "fill": False},
+        ).add_to(m)
+
+
+def _qpv_layer(m: folium.Map, layers: dict[str, Any]) -> None:
+    if not layers["qpv"]["features"]:
+        return
+    fc = _fc(
+        [
+            {
+                "type": "Feature",
+                "geometry": f["geometry"],
+                "properties": {
+                    "code": _safe(f["properties"]["code"]),
+                    "nom": _safe(f["properties"]["nom"]),
+                },
+            }
+            for f in layers["qpv"]["features"]
+        ]
+    )
+    folium.GeoJson(
+        fc,
+        name="QPV",
+        style_function=lambda _f: {
+            "color": "#e65100",
+            "weight": 1.5,
+            "fillColor": "#ff9800",
+            "fillOpacity": 0.35,
+        },
+        tooltip=folium.GeoJsonTooltip(["code", "nom"], aliases=["QPV", "Nom"]),
+    ).add_to(m)
+
+
+def _points_layer(
+    m: folium.Map,
+    name: str,
+    features: list[dict[str, Any]],
+    colour: Callable[[dict[str, Any]], str],
+    tooltip: list[tuple[str, str]],
+    radius: int = 5,
+) -> None:
+    pts = [f for f in features if f["geometry"]]
+    if not pts:
+        return
+    fc = _fc(
+        [
+            {
+                "type": "Feature",
+                "geometry": f["geometry"],
+                "properties": {
+                    "_colour": colour(f["properties"]),
+                    **{k: _safe(f["properties"].get(k)) for k, _ in tooltip},
+                },
+            }
+            for f in pts
+        ]
+    )
+    folium.GeoJson(
+        fc,
+        name=name,
+        marker=folium.CircleMarker(radius=radius, weight=1, fill=True, fill_opacity=0.85),
+        style_function=lambda f: {"color": "#222", "fillColor": f["properties"]["_colour"]},
+        tooltip=folium.GeoJsonTooltip([k for k, _ in tooltip], aliases=[a for _, a in tooltip]),
+    ).add_to(m)
+
+
+def _bounds(layers: dict[str, Any]) -> list[list[float]] | None:
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def walk(c: Any) -> None:
+        if isinstance(c, (list, tuple)) and c and isinstance(c[0], (int, float)):
+            xs.append(float(c[0]))
+            ys.append(float(c[1]))
+        elif isinstance(c, (list, tuple)):
+            for x in c:
+                walk(x)
+
+    for key in ("departement", "communes"):
+        for f in layers[key]["features"]:
+            if f["geometry"]:
+                walk(f["geometry"]["coordinates"])
+        if xs:
+            break
+    if not xs:
+        return None
+    return [[min(ys), min(xs)], [max(ys), max(xs)]]
+
+
+def _map_parts(m: folium.Map) -> dict[str, str]:
+    """The map's own style, div and script, cut out of folium's full page."""
+    html = m.get_root().render()
+    style = "".join(re.findall(r"<style>\s*#map_[0-9a-f]+ \{.*?</style>", html, flags=re.S))
+    div = re.search(r'<div class="folium-map" id="map_[0-9a-f]+" ></div>', html)
+    tail = html.split("</body>", 1)[1]
+    script = re.search(r"<script>(.*)</script>", tail, flags=re.S)
+    if div is None or script is None:
+        raise RuntimeError("folium output not recognised")
+    return {
+        "style": style,
+        "div": div.group(0),
+        "script": "<script>" + script.group(1) + "</script>",
+    }
+
+
+def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The report's maps: structures & QPV, supply & needs, prices (when DVF is present)."""
+    bounds = _bounds(layers)
+    tax = {n.code: n.color for n in load_taxonomy().nodes}
+    maps: dict[str, dict[str, str]] = {}
+
+    m = _new_map(bounds)
+    _outline_layer(m, layers, shade=True)
+    _qpv_layer(m, layers)
+    labels = sector_labels()
+    structures = [
+        {**f, "properties": {**f["properties"], "secteur": labels.get(f["properties"]["sector"])}}
+        for f in layers["structures"]["features"]
+    ]
+    _points_layer(
+        m,
+        "Structures",
+        structures,
+        lambda p: tax.get(p["sector"], "#607d8b"),
+        [("name", "Structure"), ("secteur", "Secteur"), ("qpv_code", "QPV")],
+    )
+    folium.LayerControl(collapsed=False).add_to(m)
+    maps["structures"] = _map_parts(m)
+
+    m = _new_map(bounds)
+    _outline_layer(m, layers)
+    if layers["sites_emprises"]["features"]:
+        fc = _fc(
+            [
+                {
+                    "type": "Feature",
+                    "geometry": f["geometry"],
+                    "properties": {
+                        "nom": _safe(f["properties"]["nom"]),
+                        "_colour": STATUS_COLOURS.get(f["properties"]["statut"], "#555"),
+                    },
+                }
+                for f in layers["sites_emprises"]["features"]
+            ]
+        )
+        folium.GeoJson(
+            fc,
+            name="Emprises des sites",
+            style_function=lambda f: {
+                "color": f["properties"]["_colour"],
+                "weight": 1,
+                "fillOpacity": 0.4,
+            },
+            tooltip=folium.GeoJsonTooltip(["nom"], aliases=["Site"]),
+        ).add_to(m)
+    _points_layer(
+        m,
+        "Sites",
+        layers["sites"]["features"],
+        lambda p: STATUS_COLOURS.get(p["status"], "#555"),
+        [("name", "Site"), ("kind", "Type"), ("status", "Statut"), ("surface_m2", "Surface m²")],
+        radius=6,
+    )
+    _points_layer(
+        m,
+        "Besoins",
+        layers["besoins"]["features"],
+        lambda p: "#8e24aa" if p["met"] else "#d50000",
+        [("name", "Besoin"), ("kind", "Type"), ("meilleur_site", "Meilleur site")],
+        radius=7,
+    )
+    sites_by_id = {f["properties"]["id"]: f for f in layers["sites"]["features"]}
+    for f in layers["besoins"]["features"]:
+        matches = json.loads(f["properties"]["matches"])
+        if f["geometry"] and matches:
+            target = sites_by_id.get(matches[0]["site_id"])
+            if target and target["geometry"]:
+                a = f["geometry"]["coordinates"]
+                b = target["geometry"]["coordinates"]
+                folium.PolyLine(
+                    [[a[1], a[0]], [b[1], b[0]]], color="#8e24aa", weight=2, dash_array="4 4"
+                ).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    maps["offre"] = _map_parts(m)
+
+    if layers["ventes_prix"]["features"]:
+        # DVF samples may cover a few neighbourhoods only: frame the sales, not the département.
+        # Frame the central 90 % of sales so that one remote sale does not shrink the rest.
+        xs = sorted(f["geometry"]["coordinates"][0] for f in layers["ventes_prix"]["features"])
+        ys = sorted(f["geometry"]["coordinates"][1] for f in layers["ventes_prix"]["features"])
+        lo, hi = int(len(xs) * 0.05), max(int(len(xs) * 0.95) - 1, 0)
+        pad = 0.01
+        m = _new_map([[ys[lo] - pad, xs[lo] - pad], [ys[hi] + pad, xs[hi] + pad]])
+        _outline_layer(m, layers)
+        _qpv_layer(m, layers)
+        prices = sorted(f["properties"]["prix_eur_m2"] for f in layers["ventes_prix"]["features"])
+        q = [prices[int(len(prices) * k / 4)] for k in (1, 2, 3)]
+        ramp = ["#fee5d9", "#fcae91", "#fb6a4a", "#cb181d"]
+
+        def price_colour(p: dict[str, Any]) -> str:
+            v = p["prix_eur_m2"]
+            return ramp[sum(1 for x in q if v > x)]
+
+        _points_layer(
+            m,
+            "Ventes avec prix au m²",
+            layers["ventes_prix"]["features"],
+            price_colour,
+            [
+                ("commune", "Commune"),
+                ("date", "Date"),
+                ("nature", "Nature"),
+                ("prix_eur_m2", "€/m²"),
+            ],
+            radius=4,
+        )
+        folium.LayerControl(collapsed=False).add_to(m)
+        maps["prix"] = _map_parts(m)
+        maps["prix"]["quartiles"] = " / ".join(f"{round(x)}" for x in q)
+    return maps
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
+    )
+
+    def num(v: Any, digits: int = 0) -> str:
+        if v is None:
+            return "—"
+        if isinstance(v, float) and digits:
+            return f"{v:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
+        return f"{round(v):,}".replace(",", "\u202f")
+
+    def pct(v: Any) -> str:
+        return "—" if v is None else f"{round(v * 100)} %"
+
+    env.filters["num"] = num
+    env.filters["pct"] = pct
+    return env
+
+
+def render_html(doc: dict[str, Any], layers: dict[str, Any]) -> str:
+    """The self-contained French report (Leaflet inlined, charts as SVG, no external URL)."""
+    js, css = leaflet_assets()
+    dep = doc["departement_figures"]
+    labels = sector_labels()
+    tax = {n.code: n.color for n in load_taxonomy().nodes}
+    charts = {
+        "sectors": bar_chart(
+            [
+                (labels.get(k, k), v, tax.get(k, "#607d8b"))
+                for k, v in sorted(dep["structures"]["by_sector"].items(), key=lambda kv: -kv[1])
+            ],
+            "Structures par secteur",
+        ),
+        "families": bar_chart(
+            [
+                (FAMILY_LABELS.get(k, k), v, "#5c6bc0")
+                for k, v in sorted(dep["structures"]["by_family"].items(), key=lambda kv: -kv[1])
+            ],
+            "Structures par famille de l'ESS",
+        ),
+        "trend": trend_chart(
+            doc["price_trend"]["years"],
+            "Ventes et prix médian des locaux d'activité par année",
+            doc["parameters"]["min_sales"],
+        )
+        if doc["price_trend"]
+        else "",
+        "supply": bar_chart(
+            [
+                (
+                    f"{r['kind_label']} {r['status_label']}",
+                    r["sites"],
+                    STATUS_COLOURS.get(r["status"], "#555"),
+                )
+                for r in doc["supply"]["by_kind_status"]
+            ],
+            "Sites par type et statut",
+        ),
+    }
+    active = [
+        c
+        for c in doc["communes"]
+        if c["structures"]["total"]
+        or (c["prices"] and c["prices"]["sales"])
+        or (c["supply"] and c["supply"]["sites"])
+        or (c["needs"] and c["needs"]["total"])
+    ]
+    active.sort(key=lambda c: (-(c["structures"]["total"]), -(c["population"] or 0)))
+    sites_by_id = {s["id"]: s for s in doc["supply"].get("sites", [])}
+    return (
+        _env()
+        .get_template("rapport.html.j2")
+        .render(
+            doc=doc,
+            dep=dep,
+            maps=build_maps(doc, layers),
+            charts=charts,
+            leaflet_js=js,
+            leaflet_css=css,
+            communes=active,
+            sector_labels=labels,
+            sector_colours=tax,
+            family_labels=FAMILY_LABELS,
+            kind_labels=KIND_LABELS,
+            site_kind_labels=SITE_KIND_LABELS,
+            status_labels=STATUS_LABELS,
+            sites_by_id=sites_by_id,
+        )
+    )
+
+
+def build_report(
+    conn: Connection,
+    dep: str,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(indicators, GeoJSON layers, HTML) of the diagnostic of one département."""
+    say = progress or (lambda _m: None)
+    doc = foncier_indicators(conn, dep, options, progress=say)
+    say("Couches GeoJSON")
+    layers = geojson_layers(conn, doc)
+    say("Cartes, graphiques et rapport HTML")
+    html = render_html(doc, layers)
+    return doc, layers, html
+
+
+def write_outputs(
+    conn: Connection,
+    dep: str,
+    out_dir: Path,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write rapport.html, indicateurs.json (+ its schema) and the GeoJSON layers into out_dir."""
+    doc, layers, html = build_report(conn, dep, options, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    path = out_dir / "rapport.html"
+    path.write_text(html, encoding="utf-8")
+    written.append(path)
+    path = out_dir / "indicateurs.json"
+    path.write_text(to_json(doc), encoding="utf-8")
+    written.append(path)
+    path = out_dir / "indicateurs.schema.json"
+    path.write_text(SCHEMA_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    written.append(path)
+    for name, fc in layers.items():
+        path = out_dir / f"{name}.geojson"
+        path.write_text(json.dumps(fc, ensure_ascii=False, default=str), encoding="utf-8")
+        written.append(path)
+    return written

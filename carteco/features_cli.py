@@ -1,0 +1,129 @@
+"""CLI commands of the features API: `carteco export` and `carteco token ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+token_app = typer.Typer(help="Jetons de l'API d'écriture.", no_args_is_help=True)
+
+
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="Fichier à écrire.")],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="geojson, csv, gpkg ou fgb (sinon l'extension)."),
+    ] = None,
+    collection: Annotated[str, typer.Option(help="Collection à exporter.")] = "structures",
+    sector: Annotated[str | None, typer.Option(help="Codes de secteur (liste).")] = None,
+    family: Annotated[str | None, typer.Option(help="Familles de l'ESS (liste).")] = None,
+    commune: Annotated[str | None, typer.Option(help="Codes INSEE (liste).")] = None,
+    departement: Annotated[str | None, typer.Option(help="Départements (liste).")] = None,
+    epci: Annotated[str | None, typer.Option(help="SIREN d'EPCI (liste).")] = None,
+    ept: Annotated[str | None, typer.Option(help="Codes d'EPT (liste).")] = None,
+    q: Annotated[str | None, typer.Option(help="Recherche plein texte.")] = None,
+    bbox: Annotated[str | None, typer.Option(help="minx,miny,maxx,maxy (CRS84).")] = None,
+    filter: Annotated[str | None, typer.Option("--filter", help="Filtre CQL2.")] = None,
+    filter_lang: Annotated[str, typer.Option(help="cql2-text ou cql2-json.")] = "cql2-text",
+    limit: Annotated[int | None, typer.Option(min=1, help="Nombre maximal d'objets.")] = None,
+) -> None:
+    """Export a collection with the API's filters (streamed GeoJSON/CSV, GPKG, FlatGeobuf)."""
+    from carteco import cli
+    from carteco.collections import get_collection
+    from carteco.export import FORMATS, export_to_file
+    from carteco.filters import FilterError, compile_filter
+
+    fmt = format or out.suffix.lstrip(".").lower()
+    if fmt == "json":
+        fmt = "geojson"
+    if fmt not in FORMATS:
+        cli.console.print(f"[red]Format inconnu :[/red] {fmt!r} (geojson, csv, gpkg, fgb).")
+        raise typer.Exit(2)
+    coll = get_collection(collection)
+    if coll is None:
+        cli.console.print(f"[red]Collection inconnue :[/red] {collection}.")
+        raise typer.Exit(2)
+    raw = {
+        "sector": sector,
+        "family": family,
+        "commune": commune,
+        "departement": departement,
+        "epci": epci,
+        "ept": ept,
+        "q": q,
+        "bbox": bbox,
+        "filter": filter,
+        "filter-lang": filter_lang if filter else None,
+    }
+    params = {k: v for k, v in raw.items() if v is not None}
+    if not coll.simple_filters and any(k in params for k in ("sector", "family", "q")):
+        cli.console.print(f"[red]Filtres de structures inapplicables à {collection}.[/red]")
+        raise typer.Exit(2)
+    try:
+        where, binds = compile_filter(coll, params)
+    except FilterError as exc:
+        cli.console.print(f"[red]Filtre invalide :[/red] {exc}")
+        raise typer.Exit(2) from exc
+    settings = cli._settings()
+    engine = cli._engine(settings)
+    export_to_file(
+        engine,
+        coll,
+        where,
+        binds,
+        fmt,
+        out,
+        settings.data_licence,
+        settings.data_attribution,
+        limit,
+    )
+    cli.console.print(f"Export {fmt} écrit : {out} ({out.stat().st_size} octets).")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Nom du jeton (partenaire, usage).")],
+    scope: Annotated[str, typer.Option(help="Portées : import, edit, admin (liste).")] = "import",
+) -> None:
+    """Create a token; the secret is printed once (only its sha256 is stored)."""
+    from carteco import cli
+    from carteco.auth import create_token, parse_scopes
+
+    try:
+        scopes = parse_scopes(scope)
+    except ValueError as exc:
+        cli.console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    with cli._engine(cli._settings()).begin() as conn:
+        tid, token = create_token(conn, name, scopes)
+    cli.console.print(f"Jeton n°{tid} « {name} » ({', '.join(scopes)}) ; conservez-le :")
+    cli.out.print(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never their secret)."""
+    from carteco import cli
+    from carteco.auth import list_tokens
+
+    with cli._engine(cli._settings()).connect() as conn:
+        rows = list_tokens(conn)
+    for r in rows:
+        state = f"révoqué le {r['revoked_at']:%Y-%m-%d}" if r["revoked_at"] else "actif"
+        cli.out.print(f"{r['id']}\t{r['name']}\t{','.join(r['scopes'])}\t{state}")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="Numéro du jeton.")]) -> None:
+    """Revoke a token by its number."""
+    from carteco import cli
+    from carteco.auth import revoke_token
+
+    with cli._engine(cli._settings()).begin() as conn:
+        ok = revoke_token(conn, token_id)
+    if not ok:
+        cli.console.print(f"[red]Jeton n°{token_id} inconnu ou déjà révoqué.[/red]")
+        raise typer.Exit(1)
+    cli.console.print(f"Jeton n°{token_id} révoqué.")

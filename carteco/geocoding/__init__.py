@@ -1,0 +1,1 @@
+"""Geocoding: address reference, local engine, BAN-compatible backends, registry placement."""

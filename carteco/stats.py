@@ -1,0 +1,240 @@
+"""Territory figures: a territory, its parents, and its structures counted by sector and family.
+
+`territory_stats` compares a territory with each of its parents and with the average of its
+siblings (same level, same immediate parent), so Montreuil sees itself against Est Ensemble
+(its EPT), the Métropole du Grand Paris, Seine-Saint-Denis and Île-de-France. Only active
+structures count; "per 10,000" uses the territory's municipal population.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carteco.collections import LEVEL_STRUCTURE_COLUMN
+from carteco.db import quote_ident
+
+LEVELS = tuple(LEVEL_STRUCTURE_COLUMN)
+# URL spellings accepted for each level.
+LEVEL_ALIASES = {
+    **{lv: lv for lv in LEVELS},
+    "regions": "region",
+    "departements": "departement",
+    "communes": "commune",
+    "arrondissements": "arrondissement",
+}
+# Parent levels of each level, nearest first, and the territory column holding their code.
+PARENTS = {
+    "arrondissement": ("commune", "ept", "epci", "departement", "region"),
+    "commune": ("ept", "epci", "departement", "region"),
+    "qpv": ("commune", "ept", "epci", "departement", "region"),
+    "ept": ("epci", "departement", "region"),
+    "epci": ("departement", "region"),
+    "departement": ("region",),
+    "region": (),
+}
+_TERRITORY_CODE_COLUMNS = (
+    "region_code",
+    "departement_code",
+    "epci_code",
+    "ept_code",
+    "commune_code",
+)
+
+
+def territory(
+    conn: Connection, level: str, code: str, geometry: bool = True
+) -> dict[str, Any] | None:
+    """A territory: name, population, area (m², Lambert-93 when not stored), parents, geometry."""
+    geom = ", ST_AsGeoJSON(geom, 6)::json AS geometry" if geometry else ""
+    row = (
+        conn.execute(
+            sa.text(
+                "SELECT level, code, name, population, "  # noqa: S608 - constant fragment
+                "coalesce(area_m2, ST_Area(ST_Transform(geom, 2154))) AS area_m2, "
+                "region_code, departement_code, epci_code, ept_code, commune_code, vintage"
+                f"{geom} FROM territories WHERE level = :l AND code = :c"
+            ),
+            {"l": level, "c": code},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    out = dict(row)
+    out["area_km2"] = round(out["area_m2"] / 1e6, 3) if out["area_m2"] is not None else None
+    out["parents"] = parents(conn, out)
+    for col in _TERRITORY_CODE_COLUMNS:
+        out.pop(col, None)
+    return out
+
+
+def parents(conn: Connection, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parents of a territory row that exist in the loaded layers, nearest first."""
+    wanted = []
+    for plevel in PARENTS.get(row["level"], ()):
+        pcode = row.get(f"{plevel}_code")
+        if pcode:
+            wanted.append((plevel, pcode))
+    if not wanted:
+        return []
+    found = {
+        (r.level, r.code): r
+        for r in conn.execute(
+            sa.text(
+                "SELECT level, code, name, population FROM territories "
+                "WHERE (level, code) IN (SELECT * FROM unnest(CAST(:l AS text[]), "
+                "CAST(:c AS text[])))"
+            ),
+            {"l": [w[0] for w in wanted], "c": [w[1] for w in wanted]},
+        )
+    }
+    return [
+        {
+            "level": lv,
+            "code": c,
+            "name": found[(lv, c)].name,
+            "population": found[(lv, c)].population,
+        }
+        for lv, c in wanted
+        if (lv, c) in found
+    ]
+
+
+def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """Figures of several territories of one level at once, keyed by code."""
+    col = "s." + quote_ident(LEVEL_STRUCTURE_COLUMN[level], LEVEL_STRUCTURE_COLUMN.values())
+    params = {"codes": codes, "lvl": level}
+    base = f"FROM structures s WHERE s.status = 'active' AND {col} = ANY(CAST(:codes AS text[]))"
+    out: dict[str, dict[str, Any]] = {}
+    for r in conn.execute(
+        sa.text(
+            "SELECT code, name, population FROM territories WHERE level = :lvl "
+            "AND code = ANY(CAST(:codes AS text[]))"
+        ),
+        params,
+    ):
+        out[r.code] = {
+            "level": level,
+            "code": r.code,
+            "name": r.name,
+            "population": r.population,
+            "structures": 0,
+            "in_qpv": 0,
+            "by_family": {},
+            "by_sector": {},
+        }
+    totals = conn.execute(
+        sa.text(
+            f"SELECT {col} AS code, count(*) AS n, "  # noqa: S608 - allow-listed column
+            f"count(*) FILTER (WHERE s.qpv_code IS NOT NULL) AS q {base} GROUP BY 1"
+        ),
+        params,
+    )
+    for r in totals:
+        if r.code in out:
+            out[r.code]["structures"] = int(r.n)
+            out[r.code]["in_qpv"] = int(r.q)
+    fams = conn.execute(
+        sa.text(f"SELECT {col} AS code, s.ess_family AS k, count(*) AS n {base} GROUP BY 1, 2"),  # noqa: S608
+        params,
+    )
+    for r in fams:
+        if r.code in out:
+            out[r.code]["by_family"][r.k] = int(r.n)
+    secs = conn.execute(
+        sa.text(
+            f"SELECT {col} AS code, x.k, count(*) AS n "  # noqa: S608
+            f"{base.replace('WHERE', ', unnest(s.sectors) AS x(k) WHERE', 1)} GROUP BY 1, 2"
+        ),
+        params,
+    )
+    for r in secs:
+        if r.code in out:
+            out[r.code]["by_sector"][r.k] = int(r.n)
+    for f in out.values():
+        _derive(f)
+    return out
+
+
+def _per_10k(n: float, population: int | None) -> float | None:
+    return round(n * 10000 / population, 3) if population else None
+
+
+def _derive(f: dict[str, Any]) -> None:
+    f["per_10000"] = _per_10k(f["structures"], f["population"])
+    f["share_in_qpv"] = round(f["in_qpv"] / f["structures"], 4) if f["structures"] else None
+    f["by_family"] = dict(sorted(f["by_family"].items()))
+    f["by_sector"] = {
+        k: {"structures": n, "per_10000": _per_10k(n, f["population"])}
+        for k, n in sorted(f["by_sector"].items())
+    }
+
+
+def _average(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not items:
+        return None
+    n = len(items)
+
+    def mean(values: list[float | None]) -> float | None:
+        vals = [v for v in values if v is not None]
+        return round(sum(vals) / len(vals), 3) if vals else None
+
+    families = sorted({k for f in items for k in f["by_family"]})
+    sectors = sorted({k for f in items for k in f["by_sector"]})
+    return {
+        "territories": n,
+        "structures": mean([f["structures"] for f in items]),
+        "per_10000": mean([f["per_10000"] for f in items]),
+        "share_in_qpv": mean([f["share_in_qpv"] for f in items]),
+        "by_family": {k: mean([f["by_family"].get(k, 0) for f in items]) for k in families},
+        "by_sector": {
+            k: {
+                "structures": mean([f["by_sector"].get(k, {}).get("structures", 0) for f in items]),
+                "per_10000": mean([f["by_sector"].get(k, {}).get("per_10000") for f in items]),
+            }
+            for k in sectors
+        },
+    }
+
+
+def territory_stats(conn: Connection, level: str, code: str) -> dict[str, Any] | None:
+    """Figures of a territory, of each of its parents, and the average of its siblings."""
+    t = territory(conn, level, code, geometry=False)
+    if t is None:
+        return None
+    own = _figures(conn, level, [code])[code]
+    parent_figs = []
+    for p in t["parents"]:
+        parent_figs.append(_figures(conn, p["level"], [p["code"]])[p["code"]])
+    siblings: dict[str, Any] | None = None
+    if t["parents"]:
+        first = t["parents"][0]
+        sib_col = quote_ident(f"{first['level']}_code", _TERRITORY_CODE_COLUMNS)
+        codes = list(
+            conn.execute(
+                sa.text(
+                    f"SELECT code FROM territories WHERE level = :l AND {sib_col} = :p "  # noqa: S608
+                    "AND code <> :c ORDER BY code"
+                ),
+                {"l": level, "p": first["code"], "c": code},
+            ).scalars()
+        )
+        figs = _figures(conn, level, codes) if codes else {}
+        siblings = _average(list(figs.values()))
+        if siblings is not None:
+            siblings["parent"] = {k: first[k] for k in ("level", "code", "name")}
+    return {
+        "territory": {k: t[k] for k in ("level", "code", "name", "population", "area_km2")},
+        "figures": own,
+        "parents": parent_figs,
+        "siblings_average": siblings,
+        "notes": (
+            "Structures actives localisées dans le territoire ; « per_10000 » rapporte le "
+            "nombre à la population municipale ; la moyenne des territoires voisins porte sur "
+            "les territoires de même niveau ayant le même parent immédiat."
+        ),
+    }

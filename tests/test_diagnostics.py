@@ -1,0 +1,407 @@
+"""The land diagnostic checked against independent pandas / geopandas computations on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import jsonschema
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from carteco.demo import DEMO_SOURCES
+from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.report import SCHEMA_FILE, build_report, public, write_outputs
+from carteco.importer import run_import
+from carteco.importer.mapping import Mapping
+from carteco.land import run_land_import
+from tests.conftest import ARTIFACTS, ROOT, assert_problem
+from tests.test_land_import import LAND, reset_land
+
+GEODATA = ROOT / "geodata" / "data"
+MEDIATION = LAND / "mediation_numerique_31_08_2022.csv"
+PRICED = {"Vente", "Vente en l'état futur d'achèvement", "Adjudication", "Vente terrain à bâtir"}
+
+
+_STATE: dict[str, Any] = {}
+_FINGERPRINT = sa.text(
+    """
+    SELECT (SELECT count(*) FROM structures), (SELECT count(*) FROM land_transactions),
+           (SELECT count(*) FROM land_sites), (SELECT count(*) FROM land_needs),
+           (SELECT count(*) FROM territories WHERE level = 'qpv')
+    """
+)
+
+
+def _load(engine: sa.Engine) -> dict[str, Any]:
+    reset_land(engine)
+    for d in DEMO_SOURCES:
+        rep = run_import(
+            engine,
+            d.path,
+            source=d.source,
+            mapping=Mapping.from_file(d.mapping_path),
+            skip_invalid=d.skip_invalid,
+        )
+        assert rep.status == "succeeded"
+    med = run_import(
+        engine,
+        MEDIATION,
+        source="mediation-31-08",
+        mapping=Mapping.from_file(LAND / "mediation_numerique.mapping.toml"),
+        skip_invalid=True,
+    )
+    assert med.status == "succeeded"
+    for kind, name, kw in (
+        ("dvf", "dvf_qpv_31_2016-2020.csv", {"description": "DVF dans les QPV seulement"}),
+        ("qpv", "qpv_31_2015.geojson", {"vintage": "2015"}),
+        ("friches", "friches_ardennes_cnig.csv", {}),
+        ("friches", "friches_ardennes_polygones.geojson", {}),
+        ("besoins", "besoins_08_exemple.csv", {}),
+        ("sites", "sites_93_exemple.csv", {}),
+        ("besoins", "besoins_93_exemple.csv", {}),
+    ):
+        rep = run_land_import(engine, kind, LAND / name, **kw)
+        assert rep.status == "succeeded", rep.as_dict()
+    docs = {}
+    with engine.connect() as conn:
+        for dep in ("31", "08", "93", "23"):
+            docs[dep] = foncier_indicators(conn, dep)
+        fingerprint = tuple(conn.execute(_FINGERPRINT).one())
+    return {
+        "docs": docs,
+        "mediation_bad_rows": {e.row for e in med.errors},
+        "fingerprint": fingerprint,
+    }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup(engine: sa.Engine) -> Iterator[None]:
+    """Leave no QPV outline nor land layer behind for the other test modules."""
+    yield
+    _STATE.clear()
+    reset_land(engine)
+
+
+@pytest.fixture
+def loaded(engine: sa.Engine) -> Iterator[dict[str, Any]]:
+    """IDF demo + médiation 31/08 structures, DVF and QPV of 31, friches and needs of 08,
+    example sites and needs of 93. Loaded once, and again whenever another test module (run
+    on the same worker in between) has emptied the registry or the land layers."""
+    with engine.connect() as conn:
+        now = tuple(conn.execute(_FINGERPRINT).one())
+    if _STATE.get("fingerprint") != now:
+        _STATE.clear()
+        _STATE.update(_load(engine))
+    yield _STATE
+
+
+def _communes(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["code"]: c for c in doc["communes"]}
+
+
+def test_dvf_medians_and_counts_per_commune_match_pandas(loaded: dict[str, Any]) -> None:
+    doc = loaded["docs"]["31"]
+    df = pd.read_csv(LAND / "dvf_qpv_31_2016-2020.csv", dtype={"code_commune": str})
+    rows = []
+    for mid, g in df.groupby("id_mutation"):
+        types = set(g["type_local"])
+        value = g["valeur_fonciere"].iloc[0]
+        bati = g.loc[g["type_local"].str.startswith("Local"), "surface_reelle_bati"].sum()
+        price = None
+        only_premises = types == {"Local industriel. commercial ou assimilé"}
+        if only_premises and g["nature_mutation"].iloc[0] in PRICED and value > 0 and bati > 0:
+            price = value / bati
+        rows.append({"commune": g["code_commune"].iloc[0], "price": price, "id": mid})
+    muts = pd.DataFrame(rows)
+    communes = _communes(doc)
+    for code, g in muts.groupby("commune"):
+        prices = g["price"].dropna().tolist()
+        got = communes[code]["prices"]
+        assert got["sales"] == len(g)
+        assert got["local"]["sales"] == len(prices)
+        if len(prices) >= 5:
+            assert got["local"]["median_eur_m2"] == pytest.approx(
+                statistics.median(prices), abs=0.51
+            )
+        else:
+            assert got["local"]["median_eur_m2"] is None and got["local"]["reason"]
+    dep_prices = muts["price"].dropna().tolist()
+    assert doc["departement_figures"]["prices"]["local"]["median_eur_m2"] == pytest.approx(
+        statistics.median(dep_prices), abs=0.51
+    )
+    # No bare land in this sample: the land figure is absent with its reason, not a zero.
+    assert doc["departement_figures"]["prices"]["terrain"] == {
+        "sales": 0,
+        "median_eur_m2": None,
+        "reason": "aucune vente",
+    }
+    years = {y["year"]: y for y in doc["price_trend"]["years"]}
+    for year, g in df.groupby("annee_mutation"):
+        assert years[int(year)]["sales"] == g["id_mutation"].nunique()
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", str(text))
+    return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
+
+
+def test_structures_per_10k_and_qpv_membership_match_geopandas(loaded: dict[str, Any]) -> None:
+    doc = loaded["docs"]["31"]
+    pts = pd.read_csv(MEDIATION, dtype=str)
+    pts = pts[[i + 2 not in loaded["mediation_bad_rows"] for i in range(len(pts))]]
+    postcodes = pd.read_csv(GEODATA / "codes_postaux_france.csv", dtype=str)
+    by_pc = postcodes.groupby("code_postal")
+
+    def commune_of(row: pd.Series) -> str | None:
+        if row["code_postal"] not in by_pc.groups:
+            return None
+        cands = by_pc.get_group(row["code_postal"])
+        codes = set(cands["code_insee"])
+        if len(codes) == 1:
+            return codes.pop()
+        same = cands[cands["nom_commune"].map(_fold) == _fold(row["commune"])]
+        return min(same["code_insee"]) if len(same) else None
+
+    pts["insee"] = pts.apply(commune_of, axis=1)
+    ref = pd.read_csv(
+        GEODATA / "communes_france_cog2026.csv", dtype={"code_insee": str, "code_dep": str}
+    )
+    ref = ref.set_index("code_insee")
+    in31 = pts[pts["insee"].map(lambda c: c in ref.index and ref.loc[c, "code_dep"] == "31")]
+    communes = _communes(doc)
+    for code, g in in31.groupby("insee"):
+        got = communes[code]["structures"]
+        assert got["total"] == len(g)
+        assert got["per_10k"] == pytest.approx(
+            len(g) * 10000 / ref.loc[code, "population"], abs=0.006
+        )
+    # Département total: structures whose commune is in 31, plus unresolved ones whose point
+    # lies in the département outline.
+    deps = gpd.read_file(GEODATA / "departements_france_2018_simplifie_gregoiredavid.geojson")
+    gpts = gpd.GeoDataFrame(
+        pts,
+        geometry=gpd.points_from_xy(pts.longitude.astype(float), pts.latitude.astype(float)),
+        crs=4326,
+    )
+    unresolved = gpts[pts["insee"].isna()]
+    in_dep = gpd.sjoin(unresolved, deps[deps["code"] == "31"], predicate="intersects")
+    dep_fig = doc["departement_figures"]["structures"]
+    assert dep_fig["total"] == len(in31) + len(in_dep)
+    pop31 = int(ref[ref["code_dep"] == "31"]["population"].sum())
+    assert dep_fig["per_10k"] == pytest.approx(dep_fig["total"] * 10000 / pop31, abs=0.006)
+    # QPV membership and the 300 m band, in Lambert-93.
+    mine = gpts.loc[in31.index.union(in_dep.index)].to_crs(2154)
+    qpv = gpd.read_file(LAND / "qpv_31_2015.geojson").to_crs(2154)
+    inside = gpd.sjoin(mine, qpv, predicate="intersects").index.unique()
+    near = gpd.sjoin(mine, qpv, predicate="dwithin", distance=300).index.unique()
+    assert dep_fig["in_qpv"] == len(inside) > 0
+    assert dep_fig["near_qpv"] == len(near) > len(inside)
+    assert dep_fig["share_near_qpv"] == pytest.approx(len(near) / len(mine), abs=0.001)
+
+
+def test_nearest_station_distance_matches_geopandas(loaded: dict[str, Any]) -> None:
+    doc = loaded["docs"]["93"]
+    sites = pd.read_csv(LAND / "sites_93_exemple.csv", sep=";", dtype=str).dropna(
+        subset=["longitude"]
+    )
+    g = gpd.GeoDataFrame(
+        sites,
+        geometry=gpd.points_from_xy(sites.longitude.astype(float), sites.latitude.astype(float)),
+        crs=4326,
+    ).to_crs(2154)
+    stations = gpd.read_file(GEODATA / "gares_idf_idfm.geojson").to_crs(2154)
+    near = gpd.sjoin_nearest(g, stations[["geometry"]], distance_col="d")
+    expected = near.groupby("identifiant")["d"].min().to_dict()
+    got = {s["source_id"]: s["station_distance_m"] for s in doc["supply"]["sites"]}
+    assert set(expected) < set(got)
+    for sid, d in expected.items():
+        assert got[sid] == pytest.approx(d, abs=1.0)
+    assert got["S93-05"] is None  # no coordinates: no distance, not zero
+    assert doc["supply"]["station_distance"]["median_m"] == pytest.approx(
+        statistics.median(expected.values()), abs=1.0
+    )
+
+
+def test_matching_ranks_expected_site_and_reports_unmet(loaded: dict[str, Any]) -> None:
+    needs = {n["source_id"]: n for n in loaded["docs"]["93"]["needs"]["results"]["needs"]}
+    assert needs["B93-01"]["matches"][0]["site_source_id"] == "S93-01"
+    assert needs["B93-02"]["matches"][0]["site_source_id"] == "S93-02"
+    # The occupied Aubervilliers office never appears.
+    assert all(m["site_source_id"] != "S93-04" for n in needs.values() for m in n["matches"])
+    assert needs["B93-04"]["matches"][0]["site_source_id"] == "S93-03"
+    unmet = loaded["docs"]["93"]["needs"]["results"]["unmet"]
+    assert [u["source_id"] for u in unmet] == ["B93-03"]
+    assert "type de local incompatible" in unmet[0]["reason"]
+    assert needs["B93-03"]["met"] is False and needs["B93-03"]["matches"] == []
+    # Need linked to its structure by SIRET (a real SIAE of the demo).
+    assert needs["B93-04"]["siret"] == "43461860900029"
+    doc08 = loaded["docs"]["08"]
+    n08 = {n["source_id"]: n for n in doc08["needs"]["results"]["needs"]}
+    assert n08["B08-01"]["met"] and n08["B08-02"]["met"] is False
+    top = next(
+        s for s in doc08["supply"]["sites"] if s["id"] == n08["B08-01"]["matches"][0]["site_id"]
+    )
+    assert top["status"] in ("sans_projet", "potentielle") and "atelier" in top["usages"]
+    assert 1000 <= (top["built_surface_m2"] or top["surface_m2"]) <= 20000
+    rules = {r["rule"] for r in doc08["recommendations"]}
+    assert {"urbanisme_transitoire", "bourse_locaux", "donnees"} <= rules
+
+
+def test_departement_without_land_layers_says_so(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    doc = loaded["docs"]["23"]
+    for key in ("qpv", "dvf", "sites", "needs", "stations"):
+        assert doc["layers"][key]["available"] is False
+        assert doc["layers"][key]["note"]
+    assert doc["departement_figures"]["prices"] is None
+    assert doc["price_trend"] is None
+    assert doc["departement_figures"]["structures"]["in_qpv"] is None
+    assert all(
+        c["prices"] is None and c["supply"] is None and c["needs"] is None for c in doc["communes"]
+    )
+    assert doc["supply"] == {"available": False, "by_kind_status": [], "sites": []}
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "23")
+    assert "Aucune transaction DVF chargée pour ce département" in html
+    assert "Aucun site (friche, local vacant, foncier public)" in html
+    assert "€/m²</b>" not in html and "0 €/m²" not in html
+
+
+def test_outputs_schema_and_no_cdn(
+    loaded: dict[str, Any], engine: sa.Engine, tmp_path: Path
+) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    for doc in loaded["docs"].values():
+        jsonschema.validate(json.loads(json.dumps(public(doc), default=str)), schema)
+    with engine.connect() as conn:
+        paths = write_outputs(conn, "31", tmp_path)
+    names = {p.name for p in paths}
+    assert {
+        "rapport.html",
+        "indicateurs.json",
+        "indicateurs.schema.json",
+        "communes.geojson",
+        "qpv.geojson",
+        "sites.geojson",
+        "besoins.geojson",
+    } <= names
+    html = (tmp_path / "rapport.html").read_text(encoding="utf-8")
+    # No external script or stylesheet, and no CDN host (names split so that this test file
+    # itself does not match the repository-wide CDN check).
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=", html)
+    for host in ("cdn.js" + "delivr", "un" + "pkg.com", "cdn" + "js.cloudflare"):
+        assert host not in html
+    qpv = json.loads((tmp_path / "qpv.geojson").read_text(encoding="utf-8"))
+    assert len(qpv["features"]) == 19
+
+
+def test_cli_diagnostic_foncier(loaded: dict[str, Any], database_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "CARTECO_DATABASE_URL": database_url}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carteco.cli",
+            "diagnostic",
+            "foncier",
+            "08",
+            "--out",
+            str(tmp_path / "d08"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Besoins déclarés et appariement" in res.stderr  # progress on the command line
+    doc = json.loads((tmp_path / "d08" / "indicateurs.json").read_text(encoding="utf-8"))
+    assert doc["departement"]["code"] == "08" and len(doc["supply"]["sites"]) == 164
+    bad = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "diagnostic", "foncier", "XYZ"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "invalide" in bad.stderr
+
+
+def test_api_routes(loaded: dict[str, Any], client: Any) -> None:
+    r = client.get("/diagnostics/foncier/93.json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["departement"]["code"] == "93"
+    assert body["needs"]["results"]["unmet"][0]["source_id"] == "B93-03"
+    r = client.get("/diagnostics/foncier/93")
+    assert r.status_code == 200 and "Diagnostic foncier" in r.text
+    assert_problem(client.get("/diagnostics/foncier/abc"), 400)
+    assert_problem(client.get("/diagnostics/foncier/99"), 404)
+    assert_problem(client.get("/diagnostics/foncier/93.json?min_sales=0"), 400)
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium(
+    loaded: dict[str, Any], engine: sa.Engine, live_server: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with engine.connect() as conn:
+        write_outputs(conn, "31", tmp_path / "d31")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--no-first-run",
+            ],
+        )
+        try:
+            for name, url in (
+                ("diagnostic_foncier_31.png", (tmp_path / "d31" / "rapport.html").as_uri()),
+                ("diagnostic_foncier_93.png", f"{live_server}/diagnostics/foncier/93"),
+            ):
+                page = browser.new_page(viewport={"width": 1200, "height": 1000})
+                errors: list[str] = []
+                outside: list[str] = []
+                page.on(
+                    "console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None
+                )
+                page.on("pageerror", lambda exc, e=errors: e.append(str(exc)))
+
+                def route(r: Any, o: list[str] = outside) -> None:
+                    u = r.request.url
+                    if u.startswith(("file:", "data:", "http://127.0.0.1")):
+                        r.continue_()
+                    else:
+                        o.append(u)
+                        r.abort()
+
+                page.route("**/*", route)
+                page.goto(url)
+                page.wait_for_selector(".leaflet-container .leaflet-overlay-pane path")
+                assert page.locator(".leaflet-container").count() >= 2
+                # Territory outlines, QPV polygons and markers drawn as SVG paths by Leaflet.
+                assert page.locator(".leaflet-overlay-pane path").count() > 20
+                assert page.locator("svg.chart rect").count() > 3
+                assert errors == [] and outside == []
+                page.locator("#structures").screenshot(path=str(ARTIFACTS / name))
+                page.close()
+        finally:
+            browser.close()

@@ -1,0 +1,267 @@
+"""Downloads: streamed GeoJSON/CSV (constant memory), GPKG/FlatGeobuf, caching headers, CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from carteco import db
+from tests.conftest import ROOT, assert_problem, create_database, drop_database, free_port
+from tests.features_support import load_demo
+
+N_BIG = 100_000
+
+
+@pytest.fixture(scope="module")
+def demo(engine: sa.Engine) -> int:
+    """The demo registry, loaded once for the module."""
+    return load_demo(engine)
+
+
+@pytest.fixture(scope="module")
+def api(settings, demo):  # type: ignore[no-untyped-def]
+    """A TestClient on the full app."""
+    from fastapi.testclient import TestClient
+
+    from api.factory import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_geojson_download_headers_and_cache(api, demo) -> None:  # type: ignore[no-untyped-def]
+    r = api.get("/collections/structures/items?f=geojson")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/geo+json"
+    assert 'filename="carteco-structures.geojson"' in r.headers["content-disposition"]
+    assert 'rel="license"' in r.headers["link"] and "odbl" in r.headers["link"].lower()
+    assert r.headers["etag"] and r.headers["last-modified"].endswith("GMT")
+    body = r.json()
+    assert body["licence"] == "ODbL-1.0" and "Carteco" in body["attribution"]
+    assert len(body["features"]) == demo
+    again = api.get(
+        "/collections/structures/items?f=geojson", headers={"If-None-Match": r.headers["etag"]}
+    )
+    assert again.status_code == 304
+    other = api.get("/collections/structures/items?f=geojson&departement=93")
+    assert other.headers["etag"] != r.headers["etag"]
+    assert {f["properties"]["departement_code"] for f in other.json()["features"]} == {"93"}
+    gz = api.get("/collections/structures/items?f=geojson", headers={"Accept-Encoding": "gzip"})
+    assert gz.headers.get("content-encoding") == "gzip" and len(gz.json()["features"]) == demo
+    assert_problem(api.get("/collections/structures/items?f=geojson&crs=EPSG:2154"), 400)
+
+
+def test_csv_download_is_safe_for_spreadsheets(api, engine, demo) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO structures (name, description, source, source_id, content_hash) "
+                "VALUES ('=HYPERLINK(\"http://evil\")', '+cmd|calc', 'test-csv', '1', 'x'), "
+                "('@SUM(1)', '-2+3', 'test-csv', '2', 'y'), ('Normal, \"quoted\"', NULL, "
+                "'test-csv', '3', 'z')"
+            )
+        )
+    try:
+        r = api.get("/collections/structures/items?f=csv")
+        assert r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert len(rows) == demo + 3
+        by_name = {row["name"]: row for row in rows if row["source"] == "test-csv"}
+        assert set(by_name) == {'\'=HYPERLINK("http://evil")', "'@SUM(1)", 'Normal, "quoted"'}
+        assert by_name["'@SUM(1)"]["description"] == "'-2+3"
+        assert by_name['\'=HYPERLINK("http://evil")']["description"] == "'+cmd|calc"
+        located = [row for row in rows if row["longitude"]]
+        assert located and all(1 < float(row["longitude"]) < 4 for row in located)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM structures WHERE source = 'test-csv'"))
+
+
+def test_gpkg_and_flatgeobuf_downloads(api, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pyogrio
+
+    for fmt in ("gpkg", "fgb"):
+        r = api.get(f"/collections/structures/items?f={fmt}&family=cooperative")
+        assert r.status_code == 200, r.text
+        assert f"carteco-structures.{fmt}" in r.headers["content-disposition"]
+        path = tmp_path / f"x.{fmt}"
+        path.write_bytes(r.content)
+        df = pyogrio.read_dataframe(path)
+        assert len(df) > 0 and set(df["ess_family"]) == {"cooperative"}
+    r = api.get("/collections/communes/items?f=gpkg&limit=5")
+    path = tmp_path / "c.gpkg"
+    path.write_bytes(r.content)
+    assert len(pyogrio.read_dataframe(path)) == 5
+
+
+def test_cli_export_same_filters(demo, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "CARTECO_DATABASE_URL": settings.database_url}
+    out = tmp_path / "coop.geojson"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carteco.cli",
+            "export",
+            "--family",
+            "association",
+            "--departement",
+            "75,93",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    feats = json.loads(out.read_text())["features"]
+    assert feats and all(f["properties"]["ess_family"] == "association" for f in feats)
+    assert {f["properties"]["departement_code"] for f in feats} <= {"75", "93"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "export", "--filter", "nope = 1", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "filter" in bad.stderr
+
+
+# -- 100,000 structures, streamed by a real server process ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_server() -> Iterator[tuple[str, int]]:
+    """A separate database with 100,000 synthetic structures, served by a uvicorn process."""
+    url = create_database("carteco_export_big")
+    try:
+        db.upgrade(url, "0003_features")
+        eng = sa.create_engine(url)
+        with eng.begin() as conn:
+            # Synthetic rows (clearly marked): no territory layers here, so no tagging needed.
+            conn.execute(sa.text("ALTER TABLE structures DISABLE TRIGGER USER"))
+            conn.execute(
+                sa.text(
+                    """
+                    INSERT INTO structures (name, description, sectors, ess_family, geom,
+                        commune_code, departement_code, source, source_id, content_hash)
+                    SELECT 'Synthétique ' || g, repeat('description synthétique ', 20),
+                           ARRAY['numerique.mediation'], 'association',
+                           ST_SetSRID(ST_MakePoint(2.2 + (g % 1000) / 4000.0,
+                                                   48.7 + (g / 1000) / 400.0), 4326),
+                           '75056', '75', 'synthetic', g::text, md5(g::text)
+                      FROM generate_series(1, :n) g
+                    """
+                ),
+                {"n": N_BIG},
+            )
+            conn.execute(sa.text("ALTER TABLE structures ENABLE TRIGGER USER"))
+            conn.execute(sa.text("ANALYZE structures"))
+        eng.dispose()
+        port = free_port()
+        env = {
+            **os.environ,
+            "CARTECO_DATABASE_URL": url,
+            "CARTECO_LOG_LEVEL": "warning",
+        }
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.factory:app_from_env",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/conformance", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("the export server did not start")
+            time.sleep(0.2)
+        yield base, proc.pid
+        proc.terminate()
+        proc.wait(timeout=10)
+    finally:
+        drop_database(url)
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_100k_streamed_export_keeps_memory_flat(big_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    base, pid = big_server
+    url = base + "/collections/structures/items?f=geojson"
+    # Warm up (imports, pool, first query) before the baseline.
+    httpx.get(base + "/collections/structures/items?limit=1000", timeout=60)
+    baseline = _rss_kb(pid)
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _rss_kb(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out = tmp_path / "big.geojson"
+    try:
+        headers = {"Accept-Encoding": "identity"}
+        with httpx.stream("GET", url, timeout=300, headers=headers) as r, out.open("wb") as f:
+            assert r.status_code == 200
+            for chunk in r.iter_raw():
+                f.write(chunk)
+    finally:
+        done.set()
+        sampler.join()
+    size = out.stat().st_size
+    growth_mb = (peak - baseline) / 1024
+    print(f"export {size / 1e6:.0f} MB, server RSS {baseline / 1024:.0f} → {peak / 1024:.0f} MB")
+    assert size > 100e6  # the document is far larger than the memory bound below
+    assert growth_mb < 60, f"server RSS grew by {growth_mb:.0f} MB while streaming"
+    doc = json.loads(out.read_bytes())
+    # RFC 7946: a FeatureCollection, no `crs` member, lon/lat positions, Feature objects.
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc
+    assert len(doc["features"]) == N_BIG
+    ids = set()
+    for feat in doc["features"]:
+        assert feat["type"] == "Feature" and isinstance(feat["properties"], dict)
+        lon, lat = feat["geometry"]["coordinates"]
+        assert feat["geometry"]["type"] == "Point" and 2.2 <= lon <= 2.5 and 48.7 <= lat <= 49
+        ids.add(feat["id"])
+    assert len(ids) == N_BIG

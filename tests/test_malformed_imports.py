@@ -1,0 +1,65 @@
+"""Every malformed input is refused with a clear error; the registry stays byte-for-byte equal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from carteco.importer import ImportFileError, run_import
+from tests.malformed import corpus
+
+CASES = corpus()
+REGISTRY_CHECKSUM = """
+SELECT md5(coalesce((SELECT string_agg(s::text, '|' ORDER BY id) FROM structures s), '')
+        || coalesce((SELECT string_agg(l::text, '|' ORDER BY source, source_id)
+                       FROM structure_sources l), ''))
+"""
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 100
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def loaded(engine: sa.Engine) -> sa.Engine:
+    from carteco.demo import DEMO_SOURCES
+    from carteco.importer.mapping import Mapping
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE structures, structure_sources, import_runs CASCADE"))
+    for d in DEMO_SOURCES:
+        run_import(
+            engine, d.path, d.source, Mapping.from_file(d.mapping_path), skip_invalid=d.skip_invalid
+        )
+    return engine
+
+
+def checksum(engine: sa.Engine) -> str:
+    """Digest of the registry tables."""
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text(REGISTRY_CHECKSUM)).scalar_one())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_malformed_import_is_refused(loaded: sa.Engine, tmp_path: Path, case) -> None:
+    before = checksum(loaded)
+    path = tmp_path / case.name
+    path.write_bytes(case.data)
+    try:
+        report = run_import(loaded, path, source="mediation-numerique-2022")
+    except ImportFileError as exc:
+        message = str(exc)
+        assert case.name in message
+    else:
+        assert report.status == "rejected", report.as_dict()
+        assert report.created == report.updated == 0
+        messages = [e.message(case.name) for e in report.errors]
+        message = " | ".join(messages)
+        if case.row is not None:
+            assert any(e.row == case.row for e in report.errors), message
+            assert all(e.reason for e in report.errors)
+    assert case.reason in message, message
+    assert checksum(loaded) == before

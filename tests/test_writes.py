@@ -1,0 +1,237 @@
+"""The token-guarded write API: tokens from the CLI, imports, If-Match edits, closures, audit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from carteco.auth import create_token, hash_secret, revoke_token
+from tests.conftest import ROOT, assert_problem
+from tests.features_support import load_demo
+
+
+@pytest.fixture(scope="module")
+def demo(engine: sa.Engine) -> int:
+    """The demo registry, loaded once for the module."""
+    return load_demo(engine)
+
+
+@pytest.fixture(scope="module")
+def api(settings, demo):  # type: ignore[no-untyped-def]
+    """A TestClient on the full app."""
+    from fastapi.testclient import TestClient
+
+    from api.factory import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def tokens(engine: sa.Engine) -> dict[str, str]:
+    """An editor, an importer and a revoked token."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("TRUNCATE api_tokens, audit_log, import_jobs RESTART IDENTITY CASCADE")
+        )
+        _, editor = create_token(conn, "éditeur", ["edit"])
+        _, importer = create_token(conn, "importeur", ["import"])
+        rid, revoked = create_token(conn, "ancien", ["edit", "import"])
+        revoke_token(conn, rid)
+    return {"edit": editor, "import": importer, "revoked": revoked}
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _located_id(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT min(id) FROM structures WHERE geom IS NOT NULL AND status = 'active'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_cli_token_is_stored_hashed(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "CARTECO_DATABASE_URL": settings.database_url}
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carteco.cli",
+            "token",
+            "create",
+            "partenaire",
+            "--scope",
+            "import,edit",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    token = res.stdout.strip().splitlines()[-1]
+    assert token.startswith("carteco_") and len(token) > 40
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT token_hash, scopes FROM api_tokens WHERE name = 'partenaire'")
+        ).one()
+        stored = " ".join(str(v) for v in conn.execute(sa.text("SELECT * FROM api_tokens")).all())
+    assert row.token_hash == hash_secret(token) and sorted(row.scopes) == ["edit", "import"]
+    assert token not in stored
+    bad = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "token", "create", "x", "--scope", "root"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+
+
+def test_writes_need_a_token_with_the_right_scope(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
+    sid = _located_id(engine)
+    url = f"/structures/{sid}"
+    body = assert_problem(api.patch(url, json={"name": "x"}), 401)
+    assert "jeton" in body["detail"]
+    assert_problem(api.patch(url, json={"name": "x"}, headers=_auth("carteco_nope")), 401)
+    assert_problem(api.patch(url, json={"name": "x"}, headers=_auth(tokens["revoked"])), 401)
+    assert_problem(api.patch(url, json={"name": "x"}, headers=_auth(tokens["import"])), 403)
+    assert_problem(api.delete(url, headers=_auth(tokens["import"])), 403)
+    files = {"file": ("x.csv", b"nom\nA\n", "text/csv")}
+    assert_problem(api.post("/imports", files=files), 401)
+    assert_problem(api.post("/imports", files=files, headers=_auth(tokens["edit"])), 403)
+    # Reads stay public.
+    assert api.get(f"/collections/structures/items/{sid}").status_code == 200
+
+
+def test_patch_with_if_match(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
+    sid = _located_id(engine)
+    url = f"/structures/{sid}"
+    read = api.get(f"/collections/structures/items/{sid}")
+    etag = read.headers["etag"]
+    h = _auth(tokens["edit"])
+    assert_problem(api.patch(url, json={"name": "Sans If-Match"}, headers=h), 428)
+    r = api.patch(
+        url,
+        json={"name": "Nouvelle raison", "sectors": ["numerique.mediation"], "esus": True},
+        headers={**h, "If-Match": etag},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"]["name"] == "Nouvelle raison"
+    new_etag = r.headers["etag"]
+    assert new_etag != etag
+    # A second editor holding the old ETag loses nothing and is told so.
+    stale = api.patch(url, json={"name": "Écrasement"}, headers={**h, "If-Match": etag})
+    assert_problem(stale, 412)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT name FROM structures WHERE id = :i"), {"i": sid}).scalar()
+            == "Nouvelle raison"
+        )
+    for bad in (
+        {"id": 3},
+        {"ess_family": "banque"},
+        {"sectors": ["nope"]},
+        {"geometry": {"type": "Point"}},
+        {},
+    ):
+        assert_problem(api.patch(url, json=bad, headers={**h, "If-Match": new_etag}), 400)
+    moved = api.patch(
+        url,
+        json={"geometry": {"type": "Point", "coordinates": [2.4417, 48.8625]}},
+        headers={**h, "If-Match": new_etag},
+    )
+    assert moved.status_code == 200
+    assert moved.json()["properties"]["commune_code"] == "93048"  # re-tagged by the trigger
+    assert moved.json()["properties"]["location_precision"] == "manual"
+    with engine.connect() as conn:
+        edits = conn.execute(
+            sa.text("SELECT count(*) FROM audit_log WHERE action = 'edit' AND target = :t"),
+            {"t": f"structures/{sid}"},
+        ).scalar_one()
+    assert edits == 2
+    assert_problem(
+        api.patch("/structures/999999999", json={"name": "x"}, headers={**h, "If-Match": '"1"'}),
+        404,
+    )
+
+
+def test_delete_closes_and_never_removes(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        sid = int(conn.execute(sa.text("SELECT max(id) FROM structures")).scalar_one())
+    h = _auth(tokens["edit"])
+    assert_problem(api.delete(f"/structures/{sid}", headers={**h, "If-Match": '"999"'}), 412)
+    r = api.delete(f"/structures/{sid}", headers=h)
+    assert r.status_code == 200 and r.json()["properties"]["status"] == "closed"
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT status, closed_on FROM structures WHERE id = :i"), {"i": sid}
+        ).one()
+        audit = conn.execute(
+            sa.text("SELECT token_name, action, target FROM audit_log ORDER BY id")
+        ).all()
+    assert row.status == "closed" and row.closed_on is not None
+    assert ("éditeur", "close", f"structures/{sid}") in [tuple(a) for a in audit]
+
+
+def test_async_import_with_status_url(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
+    from carteco.demo import DEMO_SOURCES
+
+    d = DEMO_SOURCES[2]  # the co-operative supermarkets (GeoJSON)
+    h = _auth(tokens["import"])
+    with d.path.open("rb") as f, d.mapping_path.open("rb") as m:
+        r = api.post(
+            "/imports",
+            files={"file": (d.path.name, f, "application/geo+json"), "mapping": ("m.toml", m)},
+            data={"source": "api-supermarches"},
+            headers=h,
+        )
+    assert r.status_code == 202, r.text
+    status_url = r.headers["location"].replace("http://testserver", "")
+    deadline = time.monotonic() + 60
+    while True:
+        job = api.get(status_url, headers=h).json()
+        if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    assert job["report"]["created"] + job["report"]["updated"] + job["report"]["unchanged"] > 0
+    assert job["run_id"]
+    assert_problem(api.get(status_url), 401)
+    assert_problem(api.get("/imports/999999", headers=h), 404)
+    with engine.connect() as conn:
+        n = conn.execute(
+            sa.text("SELECT count(*) FROM structure_sources WHERE source = 'api-supermarches'")
+        ).scalar_one()
+    assert n > 0
+    # A file the importer refuses ends as a rejected job with its message.
+    bad = api.post("/imports", files={"file": ("vide.csv", b"", "text/csv")}, headers=h)
+    assert bad.status_code == 202
+    url = bad.headers["location"].replace("http://testserver", "")
+    for _ in range(100):
+        job = api.get(url, headers=h).json()
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert job["status"] in ("rejected", "failed") and job["message"]
+
+
+def test_cors_allows_writes_from_embeds(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.options(
+        "/structures/1",
+        headers={"Origin": "https://partenaire.example", "Access-Control-Request-Method": "PATCH"},
+    )
+    assert r.status_code == 200 and "PATCH" in r.headers["access-control-allow-methods"]

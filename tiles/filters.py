@@ -1,0 +1,72 @@
+"""Request parameters → the one filter compiler (carteco.filters), for tiles."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+
+from carteco.collections import get_collection
+from carteco.filters import SIMPLE_FILTERS, compile_filter
+from tiles.mvt import NO_FILTER, TileFilter
+
+# Parameters that change tile content (and so the cache key).
+TILE_FILTER_PARAMS = (*SIMPLE_FILTERS, "filter", "filter-lang", "filter-crs", "datetime")
+# French aliases used by the public map and the embed URLs.
+ALIASES = {"secteur": "sector", "famille": "family"}
+_SIMPLE_LEVELS = ("commune", "departement", "epci", "ept")
+_CQL_LEVELS = {"region": "region_code", "arrondissement": "arrondissement_code", "qpv": "qpv_code"}
+_CODE = re.compile(r"^[0-9A-Za-z]{1,15}$")
+
+
+class TerritoryParamError(ValueError):
+    """A `territoire=niveau:code` parameter that cannot be understood."""
+
+
+def parse_territory(value: str) -> tuple[str, str]:
+    """`departement:93` → ("departement", "93"); raise TerritoryParamError when malformed."""
+    level, sep, code = value.partition(":")
+    level, code = level.strip(), code.strip()
+    if not sep or level not in (*_SIMPLE_LEVELS, *_CQL_LEVELS) or not _CODE.match(code):
+        raise TerritoryParamError(
+            "territoire : attendu niveau:code, niveau parmi "
+            + ", ".join((*_SIMPLE_LEVELS, *_CQL_LEVELS))
+        )
+    return level, code
+
+
+def normalise_params(params: Mapping[str, str]) -> dict[str, str]:
+    """The filter parameters of a request, French aliases and `territoire` resolved."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        name = ALIASES.get(name, name)
+        if name in TILE_FILTER_PARAMS and value != "":
+            out[name] = value
+    if params.get("territoire"):
+        level, code = parse_territory(params["territoire"])
+        if level in _SIMPLE_LEVELS:
+            out[level] = code
+        elif "filter" in out:
+            raise TerritoryParamError(
+                f"territoire : le niveau {level} ne se combine pas avec filter"
+            )
+        else:
+            # The code matched _CODE (no quote possible) before it is put in CQL2 text.
+            out["filter"] = f"{_CQL_LEVELS[level]} = '{code}'"
+            out["filter-lang"] = "cql2-text"
+    return out
+
+
+def tile_filter(params: Mapping[str, str]) -> TileFilter:
+    """Compile the request's filters on structures (raises carteco FilterError on bad input)."""
+    norm = normalise_params(params)
+    if not norm:
+        return NO_FILTER
+    collection = get_collection("structures")
+    assert collection is not None
+    sql, binds = compile_filter(collection, norm)
+    if sql == "TRUE":
+        return NO_FILTER
+    canonical = "&".join(f"{k}={norm[k]}" for k in sorted(norm))
+    key = hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()[:20]
+    return TileFilter(sql, binds, key)

@@ -1,0 +1,15 @@
+-- Outlines of one territory level, simplified to about a pixel before clipping.
+WITH box AS (
+    SELECT ST_TileEnvelope(:z, :x, :y) AS e3857,
+           ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), 4326) AS e4326
+)
+SELECT coalesce(ST_AsMVT(q, :layer, 4096, 'geom'), ''::bytea)
+  FROM (
+    SELECT t.code, t.name, t.level, t.population,
+           ST_AsMVTGeom(
+               ST_Transform(ST_SimplifyPreserveTopology(t.geom, :tolerance), 3857),
+               box.e3857, 4096, 64, true) AS geom
+      FROM territories t, box
+     WHERE t.geom && box.e4326 AND t.level = :level /*filter*/
+  ) q
+ WHERE q.geom IS NOT NULL
