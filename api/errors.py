@@ -104,6 +104,12 @@ def install_error_handlers(app: FastAPI) -> None:
         detail, errors = _describe_validation(exc)
         return problem_response(request, 400, detail, errors=errors)
 
+    @app.exception_handler(sa.exc.DataError)
+    async def _bad_value(request: Request, exc: sa.exc.DataError) -> JSONResponse:
+        # The database refused a value the client sent (out of range, bad encoding…).
+        log.info("value refused by the database: %s", type(exc.orig).__name__)
+        return problem_response(request, 400, "une valeur de la requête est invalide")
+
     @app.exception_handler(sa.exc.OperationalError)
     async def _db_down(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc.orig).__name__)

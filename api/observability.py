@@ -49,13 +49,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line per record, with the request fields when present."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """`time level message key=value…`."""
+        fields = " ".join(
+            f"{k}={getattr(record, k)}"
+            for k in ("request_id", "method", "path", "status", "duration_ms")
+            if hasattr(record, k)
+        )
+        line = f"{self.formatTime(record)} {record.levelname} {record.getMessage()} {fields}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line.rstrip()
+
+
 def configure_logging(settings: Settings) -> None:
     """Send Carteco's logs to stderr, as JSON lines when `log_json` is set."""
     root = logging.getLogger("carteco")
     if getattr(root, "_carteco_configured", False):
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_json else logging.Formatter())
+    handler.setFormatter(JsonFormatter() if settings.log_json else TextFormatter())
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
@@ -155,7 +171,7 @@ def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
         "style-src 'self' 'unsafe-inline'; "
         f"img-src 'self' data: blob:{extra_src}; "
         f"connect-src 'self'{extra_src}; "
-        "worker-src 'self' blob:; child-src blob:; "
+        "worker-src 'self' blob:; child-src 'self' blob:; frame-src 'self'; "
         "font-src 'self' data:; object-src 'none'; base-uri 'self'; "
         f"frame-ancestors {ancestors}"
     )
@@ -207,6 +223,14 @@ class ServiceMiddleware:
         status = 500
         response_started = asyncio.Event()
 
+        raw = scope.get("raw_path") or b""
+        if b"%00" in raw or b"\x00" in raw or b"%00" in scope.get("query_string", b""):
+            # NUL can be stored in no PostgreSQL text: refuse it at the door, not at the query.
+            await self._send_problem(
+                send, 400, "Requête invalide", "octet nul (%00) dans l'adresse", path, rid, {}
+            )
+            self._record(scope, method, path, 400, started, rid, client)
+            return
         if not path.startswith(EXEMPT):
             if method in WRITE_METHODS:
                 auth = headers.get(b"authorization", b"")
@@ -302,9 +326,16 @@ class ServiceMiddleware:
         client: str,
     ) -> None:
         route_obj = scope.get("route")
-        route = getattr(route_obj, "path", None) or (
-            "static" if path.startswith("/static/") else "unmatched"
-        )
+        route = getattr(route_obj, "path", None)
+        if route is None:
+            # Plain Starlette routes (/openapi.json, /docs) set no route object; their paths
+            # are fixed, so using the path keeps the label set bounded. Anything else is lumped.
+            if path.startswith("/static/"):
+                route = "static"
+            elif "endpoint" in scope and not scope.get("path_params"):
+                route = path
+            else:
+                route = "unmatched"
         elapsed = time.perf_counter() - started
         self.metrics.requests.labels(route, method, str(status)).inc()
         self.metrics.latency.labels(route, method).observe(elapsed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -73,10 +74,59 @@ PROBLEM_RESPONSE = {
 }
 
 
+# Problems any operation may answer: a malformed request, a missing resource (path
+# parameters), the rate limit, an overloaded or unreachable database.
+_ANY = {"400", "429", "503"}
+_WITH_PATH_PARAMS = {"404"}
+_WRITES = {"401", "403", "404", "409", "412", "413", "415", "428"}
+_FORMATS = {
+    "json": "application/json",
+    "geojson": "application/geo+json",
+    "html": "text/html",
+    "csv": "text/csv",
+    "gpkg": "application/geopackage+sqlite3",
+    "fgb": "application/flatgeobuf",
+    "mvt": "application/vnd.mapbox-vector-tile",
+}
+# Operations whose 200 is GeoJSON (features and feature collections).
+_GEOJSON_PATH = re.compile(r"/items|/structures(/|$)|/nearby|/within")
+
+
+def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
+    """Declare every problem status the operation can send, with the problem-details body."""
+    codes = set(_ANY)
+    if "{" in path:
+        codes |= _WITH_PATH_PARAMS
+    if method.lower() in ("post", "put", "patch", "delete") or path.startswith("/imports"):
+        codes |= _WRITES  # token-guarded (import reports are private too)
+    for code in sorted(codes):
+        op["responses"].setdefault(code, PROBLEM_RESPONSE)
+    ok = op["responses"].get("200")
+    if ok is None:
+        return
+    content = ok.setdefault("content", {})
+    if _GEOJSON_PATH.search(path):
+        content.setdefault("application/geo+json", {"schema": {"type": "object"}})
+    if path.endswith("/queryables"):
+        content.setdefault("application/schema+json", {"schema": {"type": "object"}})
+    # An `f` parameter chooses the encoding: document the media type of each value.
+    for param in op.get("parameters", []):
+        if param.get("name") == "f" and param.get("in") == "query":
+            for fmt in param.get("schema", {}).get("enum", []):
+                media = _FORMATS.get(fmt)
+                if media:
+                    content.setdefault(
+                        media,
+                        {"schema": {"type": "string"}}
+                        if not media.endswith("json")
+                        else {"schema": {"type": "object"}},
+                    )
+
+
 def _problems_not_422(doc: dict[str, Any]) -> None:
     """Document the 400 problems the API really sends (not FastAPI's 422); dedupe parameters."""
-    for item in doc.get("paths", {}).values():
-        for op in item.values():
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
             if not isinstance(op, dict) or "responses" not in op:
                 continue
             if op.get("parameters"):
@@ -85,6 +135,7 @@ def _problems_not_422(doc: dict[str, Any]) -> None:
                 op["parameters"] = list(unique.values())
             if op["responses"].pop("422", None) is not None or op.get("parameters"):
                 op["responses"].setdefault("400", PROBLEM_RESPONSE)
+            _document_problems(method, path, op)
     schemas = doc.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

@@ -235,9 +235,8 @@ def sector_tree(conn: Connection) -> list[dict[str, Any]]:
             SELECT c.code, c.parent_code, c.label, c.color, c.sort_order,
                    (SELECT count(*) FROM structures s
                      WHERE s.status = 'active' AND s.geom IS NOT NULL
-                       AND (s.sectors && ARRAY[c.code]
-                            OR EXISTS (SELECT 1 FROM unnest(s.sectors) x
-                                        WHERE x LIKE c.code || '.%'))) AS n
+                       AND EXISTS (SELECT 1 FROM unnest(s.sectors) x
+                                    WHERE x = c.code OR starts_with(x, c.code || '.'))) AS n
               FROM sectors c ORDER BY c.sort_order
             """
         )

@@ -7,15 +7,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carteco.db import read_sql
-
-
-def structures_geojson(conn: Connection, limit: int = 50000) -> str:
-    """Active located structures as a GeoJSON FeatureCollection text (built in SQL)."""
-    return str(
-        conn.execute(sa.text(read_sql("structures_geojson.sql")), {"limit": limit}).scalar_one()
-    )
-
 
 def registry_summary(conn: Connection) -> dict[str, Any]:
     """Counts of the registry: structures, located, to geocode, sources."""
@@ -34,21 +25,6 @@ def registry_summary(conn: Connection) -> dict[str, Any]:
         .one()
     )
     return dict(row)
-
-
-def sector_legend(conn: Connection) -> list[dict[str, Any]]:
-    """Sectors with their label, colour, parent and count of active structures."""
-    rows = conn.execute(
-        sa.text(
-            """
-            SELECT c.code, c.parent_code, c.kind, c.label, c.color, c.icon,
-                   (SELECT count(*) FROM structures s
-                     WHERE s.status = 'active' AND s.sectors && ARRAY[c.code]) AS n
-              FROM sectors c ORDER BY c.sort_order
-            """
-        )
-    ).mappings()
-    return [dict(r) for r in rows]
 
 
 def territories_geojson(conn: Connection, level: str, simplify_m: float = 50.0) -> str:

@@ -384,3 +384,23 @@ def test_queryables_as_query_parameters(api) -> None:  # type: ignore[no-untyped
     assert_problem(api.get("/collections/structures/items?esus=peut-etre"), 400)
     assert_problem(api.get("/collections/structures/items?version=abc"), 400)
     assert_problem(api.get("/collections/structures/items?ess_family=banque"), 400)
+
+
+def test_hostile_inputs_never_cause_server_errors(api) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    c = TestClient(api.app, raise_server_exceptions=False)
+    for url in (
+        "/collections/structures/items?q=%00",
+        "/collections/structures/items?filter=name%3D%27%00%27",
+        "/collections/communes/items/%00",
+        "/territories/commune/%00/stats",
+        "/collections/structures/items?filter=version%20%3D%2099999999999999999999",
+        "/collections/structures/items?filter=opened_on%20%3E%20DATE(%2700-01-01%27)",
+        "/collections/structures/items?bbox=0,0,1e12,1e12&bbox-crs=EPSG:2154",
+        "/collections/structures/items?filter-lang=cql2-json&filter=%7B%22op%22%3A%22and%22%2C%22args%22%3A5%7D",
+        "/collections/structures/items?filter=T_AFTER(updated_at,TIMESTAMP(%272020-01-01T00:00:00Z%27))",
+    ):
+        assert c.get(url).status_code < 500, url
+    nul = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 0]]], "x": "\u0000"}
+    assert_problem(c.post("/structures/within", json=nul), 400)

@@ -286,7 +286,7 @@ def test_patch_location_needs_token_and_keeps_history(
     assert r.json()["location_precision"] == "manual" and r.json()["history"] >= 1
     r = client.patch(url, json={"address": "1 rue joffre 54111 mont bonvillers"}, headers=auth)
     assert r.status_code == 200 and abs(r.json()["lon"] - 5.833622) < 1e-6
-    assert_problem(client.patch("/structures/999999999/location", json={"lon": 1, "lat": 1},
+    assert_problem(client.patch("/structures/999999999/location", json={"lon": 2.35, "lat": 48.85},
                                 headers=auth), 404)  # fmt: skip
     assert_problem(client.patch(url, json={}, headers=auth), 400)
     stale = {**auth, "If-Match": '"1"'}

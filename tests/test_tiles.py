@@ -394,3 +394,58 @@ def test_cache_is_size_bounded(tiles_registry) -> None:
     assert len(_cached(tiles_registry)) == 5
     # The newest tiles are kept.
     assert max(z for z, _, _ in _cached(tiles_registry)) == 11
+
+
+def test_cluster_grid_stays_exact_after_writes(client, tiles_registry) -> None:
+    """After the edits above, a close and a delete, grid-read clusters equal point clusters."""
+    from tiles.mvt import _sql, tile_query, tile_size_m
+
+    with tiles_registry.begin() as conn:
+        ids = list(
+            conn.execute(
+                sa.text("SELECT id FROM structures WHERE geom IS NOT NULL ORDER BY id LIMIT 4")
+            ).scalars()
+        )
+        conn.execute(
+            sa.text("UPDATE structures SET status = 'closed' WHERE id = ANY(:ids)"),
+            {"ids": ids[:2]},
+        )
+        conn.execute(
+            sa.text("UPDATE structures SET sectors = '{energie}' WHERE id = :id"), {"id": ids[2]}
+        )
+        conn.execute(sa.text("DELETE FROM structures WHERE id = :id"), {"id": ids[3]})
+    with tiles_registry.connect() as conn:
+        grid, located = conn.execute(
+            sa.text(
+                "SELECT (SELECT sum(n) FROM tile_grid WHERE z = 14), "
+                "(SELECT count(*) FROM structures "
+                "WHERE geom IS NOT NULL AND status = 'active')"
+            )
+        ).one()
+        assert grid == located
+        for z in range(0, 13):
+            for lon, lat in (PARIS, (2.45, 48.86), (2.0, 49.05)):
+                t = TMS.tile(lon, lat, z)
+                sql, params = tile_query(LAYERS["structures"], z, t.x, t.y)
+                assert "tile_grid" in sql
+                from_grid = decode(bytes(conn.execute(sa.text(sql), params).scalar_one()))
+                points = _sql("structures_clusters.sql").replace("/*filter*/", "")
+                from_points = decode(
+                    bytes(
+                        conn.execute(
+                            sa.text(points),
+                            {"z": z, "x": t.x, "y": t.y, "cell": tile_size_m(z) / 16},
+                        ).scalar_one()
+                    )
+                )
+
+                def key(f):
+                    p = f["properties"]
+                    return (
+                        p["count"],
+                        p["sector"],
+                        p.get("id"),
+                        tuple(f["geometry"]["coordinates"]),
+                    )
+
+                assert sorted(map(key, from_grid)) == sorted(map(key, from_points)), (z, t)

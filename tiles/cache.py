@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tiles.layers import TileLayer
-from tiles.mvt import NO_FILTER, TileFilter, check_tile, etag_of, tile_query
+from tiles.mvt import NO_FILTER, TileFilter, check_tile, etag_of, grid_available, tile_query
 
 _GET = sa.text(
     "SELECT data, etag FROM tile_cache "
@@ -60,13 +60,18 @@ class TileCache:
         self.enabled = enabled
         self._stores = 0
         self._lock = threading.Lock()
+        # Checked once: a database migrated before the cluster grid existed renders from points.
+        self._use_grid: bool | None = None
 
     def get(self, layer: TileLayer, z: int, x: int, y: int, filt: TileFilter = NO_FILTER) -> Tile:
         """The tile from the cache, or rendered in PostGIS (and stored)."""
         check_tile(layer, z, x, y)
         key = {"layer": layer.id, "z": z, "x": x, "y": y, "key": filt.key}
-        sql, params = tile_query(layer, z, x, y, filt)
         with self.engine.connect() as conn:
+            if self._use_grid is None:
+                self._use_grid = grid_available(conn)
+                conn.commit()
+            sql, params = tile_query(layer, z, x, y, filt, use_grid=self._use_grid)
             if self.enabled:
                 row = conn.execute(_GET, key).first()
                 if row is not None:

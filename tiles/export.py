@@ -13,7 +13,7 @@ from pmtiles.writer import Writer
 from sqlalchemy.engine import Engine
 
 from tiles.layers import LAYERS, TileLayer
-from tiles.mvt import NO_FILTER, TileFilter, render_tile, tms
+from tiles.mvt import NO_FILTER, TileFilter, grid_available, render_tile, tms
 
 DEFAULT_LAYERS = ("structures", "departements", "communes")
 
@@ -78,11 +78,14 @@ def export_pmtiles(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".part")
     with engine.connect() as conn, tmp.open("wb") as f:
+        use_grid = grid_available(conn)
         writer = Writer(f)
         for i, (z, x, y) in enumerate(coords):
             # Serialized MVT tiles concatenate into one tile holding every layer.
             data = b"".join(
-                render_tile(conn, la, z, x, y, filt if la.kind == "structures" else NO_FILTER)
+                render_tile(
+                    conn, la, z, x, y, filt if la.kind == "structures" else NO_FILTER, use_grid
+                )
                 for la in layers
                 if la.minzoom <= z <= la.maxzoom
             )

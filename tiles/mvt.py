@@ -17,6 +17,9 @@ from tiles.layers import BUFFER, CLUSTER_CELLS, CLUSTER_MAXZOOM, EXTENT, TileLay
 SQL_DIR = Path(__file__).parent / "sql"
 TMS_ID = "WebMercatorQuad"
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+# The cluster grid (tile_grid) holds z14 and z16 cells: with 16 cells per tile side, z14
+# serves zooms 0–10 and z16 zooms 11–12.
+GRID_ZOOMS = (14, 16)
 # Half the length of the Web Mercator square's side, in metres.
 ORIGIN = 20037508.342789244
 
@@ -71,13 +74,35 @@ def tile_size_m(z: int) -> float:
     return 2 * ORIGIN / (1 << z)
 
 
+def grid_available(conn: Connection) -> bool:
+    """Whether the database has the cluster grid (migration 0005 with tile_grid.z)."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+                "WHERE table_name = 'tile_grid' AND column_name = 'z')"
+            )
+        ).scalar_one()
+    )
+
+
 def tile_query(
-    layer: TileLayer, z: int, x: int, y: int, filt: TileFilter = NO_FILTER
+    layer: TileLayer,
+    z: int,
+    x: int,
+    y: int,
+    filt: TileFilter = NO_FILTER,
+    use_grid: bool = True,
 ) -> tuple[str, dict[str, Any]]:
     """The SQL text and bound values rendering one tile (one bytea column)."""
     params: dict[str, Any] = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT}
     if layer.kind == "structures":
-        if z <= CLUSTER_MAXZOOM:
+        if z <= CLUSTER_MAXZOOM and not filt and use_grid:
+            # Unfiltered clusters: sum the precomputed cluster grid instead of every point.
+            gz = next(g for g in GRID_ZOOMS if z <= g - 4)
+            sql = _sql("structures_grid.sql")
+            params.update(gz=gz, shift=gz - z, cshift=gz - z - 4)
+        elif z <= CLUSTER_MAXZOOM:
             sql = _sql("structures_clusters.sql")
             params["cell"] = tile_size_m(z) / CLUSTER_CELLS
         else:
@@ -92,11 +117,19 @@ def tile_query(
 
 
 def render_tile(
-    conn: Connection, layer: TileLayer, z: int, x: int, y: int, filt: TileFilter = NO_FILTER
+    conn: Connection,
+    layer: TileLayer,
+    z: int,
+    x: int,
+    y: int,
+    filt: TileFilter = NO_FILTER,
+    use_grid: bool | None = None,
 ) -> bytes:
     """Render one MVT tile in PostGIS (b'' when empty)."""
     check_tile(layer, z, x, y)
-    sql, params = tile_query(layer, z, x, y, filt)
+    if use_grid is None:
+        use_grid = grid_available(conn)
+    sql, params = tile_query(layer, z, x, y, filt, use_grid=use_grid)
     return bytes(conn.execute(sa.text(sql), params).scalar_one())
 
 

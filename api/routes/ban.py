@@ -16,6 +16,7 @@ from api.errors import Problem
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
+from carteco.importer.validate import in_france
 
 ATTRIBUTION = "BAN"
 LICENCE = "ETALAB-2.0"
@@ -158,10 +159,12 @@ def location_router() -> APIRouter:
             if body.address:
                 res = LocalGeocoder(conn).search(body.address, limit=1)
                 if not res:
-                    raise Problem(422, f"adresse introuvable : {body.address}")
+                    raise Problem(400, f"adresse introuvable : {body.address}")
                 lon, lat, score = res[0].lon, res[0].lat, res[0].score
             elif body.lon is not None and body.lat is not None:
                 lon, lat = body.lon, body.lat
+                if not in_france(lon, lat):
+                    raise Problem(400, "point hors de France")
             else:
                 raise Problem(400, "attendu : lon et lat, ou address")
             row = set_manual_location(

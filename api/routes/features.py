@@ -86,6 +86,7 @@ def query_params(request: Request, allowed: set[str]) -> dict[str, str]:
     """Single-valued query parameters, refusing unknown or repeated ones with a 400."""
     out: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
+        no_nul(key, value)
         if key not in allowed:
             raise Problem(
                 400,
@@ -96,6 +97,12 @@ def query_params(request: Request, allowed: set[str]) -> dict[str, str]:
             raise Problem(400, f"paramètre répété : {key}")
         out[key] = value
     return out
+
+
+def no_nul(name: str, *values: str) -> None:
+    """Refuse NUL characters (PostgreSQL text cannot hold them) with a 400."""
+    if any("\x00" in v for v in (name, *values)):
+        raise Problem(400, f"{name} : caractère NUL interdit")
 
 
 def filter_problem(exc: FilterError) -> Problem:
@@ -745,7 +752,9 @@ def features_router(settings: Settings | None = None) -> APIRouter:
             props = parse_properties(c, params.get("properties"))
         except FilterError as exc:
             raise filter_problem(exc) from exc
-        found = feature(conn, c, featureId, Output(srid=srid, swap=swap, properties=props))
+        found = None
+        if "\x00" not in featureId:
+            found = feature(conn, c, featureId, Output(srid=srid, swap=swap, properties=props))
         if found is None:
             raise Problem(404, f"aucun objet {featureId} dans la collection {c.id}")
         text, facts = found

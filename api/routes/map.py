@@ -28,7 +28,16 @@ DEFAULT_VIEW = {"lon": 2.42, "lat": 48.80, "zoom": 8.3}
 
 
 def _has_route(request: Request, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in request.app.routes)
+    """Whether the app serves `path` (e.g. the optional /ban/search/), from its OpenAPI paths."""
+    state = request.app.state
+    paths = getattr(state, "carteco_paths", None)
+    if paths is None:
+        try:
+            paths = set(request.app.openapi().get("paths", {}))
+        except Exception:  # noqa: BLE001 - an optional feature must not break the map page
+            paths = set()
+        state.carteco_paths = paths
+    return path in paths
 
 
 def _locked_territory(conn: Connection, value: str | None) -> dict[str, Any] | None:

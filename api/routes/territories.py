@@ -20,6 +20,7 @@ from api.routes.features import (
     base_url,
     filter_problem,
     json_bytes,
+    no_nul,
     ogc_parameters,
     parse_limit,
     parse_offset,
@@ -44,7 +45,15 @@ FILTERS = (
 )
 
 
-def _level(level: str) -> str:
+def _with_distance(feature: str, distance: float) -> str:
+    """Add `distance_m` to the properties, the last member of the SQL-built feature text."""
+    head = feature[:-2]  # without the closing "}}" of properties and feature
+    sep = "" if head.endswith("{") else ","  # empty properties (properties=,)
+    return f'{head}{sep}"distance_m":{distance:.1f}}}}}'
+
+
+def _level(level: str, code: str = "") -> str:
+    no_nul("code", code)
     lv = LEVEL_ALIASES.get(level)
     if lv is None:
         raise Problem(404, f"niveau de territoire inconnu : {level} ({', '.join(LEVELS)})")
@@ -122,7 +131,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
     ) -> Response:
         params = query_params(request, {"geometry"})
         geometry = params.get("geometry", "true").lower() not in ("false", "0", "non")
-        t = territory(conn, _level(level), code, geometry=geometry)
+        t = territory(conn, _level(level, code), code, geometry=geometry)
         if t is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
         return Response(json_bytes(t), media_type="application/json")
@@ -145,7 +154,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         conn: Connection = Depends(get_conn),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        lv = _level(level)
+        lv = _level(level, code)
         params = query_params(request, FILTERS)
         if territory(conn, lv, code, geometry=False) is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
@@ -189,7 +198,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
     ) -> Response:
         query_params(request, set())
-        result = territory_stats(conn, _level(level), code)
+        result = territory_stats(conn, _level(level, code), code)
         if result is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
         return Response(json_bytes(result), media_type="application/json")
@@ -260,7 +269,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
             )
             values.update({"_k": n * 2 + 20, "_n": n})
         rows = run_db(lambda: conn.execute(sa.text(sql), values).all())
-        feats = [r.f[:-2] + ',"distance_m":' + f"{r.d:.1f}" + "}}" for r in rows]
+        feats = [_with_distance(r.f, r.d) for r in rows]
         return _collection("[" + ",".join(feats) + "]", {"numberReturned": len(feats)})
 
     @router.post(
@@ -288,6 +297,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         if geometry.get("type") not in ("Polygon", "MultiPolygon"):
             raise Problem(400, "un Polygon ou MultiPolygon GeoJSON est attendu")
         text = json.dumps(geometry)
+        no_nul("geometry", text.replace("\\u0000", "\x00"))
         if text.count(",") > MAX_POLYGON_VERTICES * 2:
             raise Problem(413, f"polygone trop détaillé ({MAX_POLYGON_VERTICES} sommets au plus)")
         try:

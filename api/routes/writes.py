@@ -23,10 +23,12 @@ from sqlalchemy.engine import Engine
 
 from api.deps import get_engine, get_settings
 from api.errors import Problem
-from api.routes.features import GEOJSON, base_url, json_bytes
+from api.routes.features import GEOJSON, base_url, json_bytes, no_nul
 from carteco.auth import AuthError, Token, audit, verify_token
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
+from carteco.geocoding.registry import set_manual_location
+from carteco.importer.validate import in_france
 from carteco.models import ESS_FAMILIES, STATUSES
 from carteco.settings import Settings
 
@@ -46,6 +48,12 @@ EDITABLE: dict[str, Callable[[Any], bool]] = {
     "sectors": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
     "opened_on": lambda v: v is None or _is_date(v),
     "closed_on": lambda v: v is None or _is_date(v),
+}
+
+
+# Writes answer with the structure as it now is: a GeoJSON Feature.
+FEATURE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
 }
 
 
@@ -156,6 +164,7 @@ def writes_router() -> APIRouter:
         if int(request.headers.get("content-length") or 0) > st.max_body_bytes:
             raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
         name = Path(file.filename or "import.csv").name
+        no_nul("file", name, source or "")
         tmpdir = Path(tempfile.mkdtemp(prefix="carteco-import-"))
         path = tmpdir / name
         with path.open("wb") as f:
@@ -228,6 +237,7 @@ def writes_router() -> APIRouter:
     @router.patch(
         "/structures/{structure_id}",
         summary="Modifier une structure (If-Match obligatoire ; portée « edit »)",
+        responses=FEATURE_RESPONSE,
     )
     def patch_structure(
         structure_id: int,
@@ -240,8 +250,11 @@ def writes_router() -> APIRouter:
         expected = _etag_version(request.headers.get("if-match"))
         if expected is None:
             raise Problem(428, "en-tête If-Match obligatoire (ETag de la structure)")
+        if "\\u0000" in json.dumps(changes):
+            raise Problem(400, "caractère NUL interdit")
         sets: list[str] = []
         values: dict[str, Any] = {"id": structure_id, "v": expected}
+        new_point: tuple[float, float] | None = None
         for key, value in changes.items():
             if key == "geometry":
                 if not (
@@ -254,12 +267,10 @@ def writes_router() -> APIRouter:
                     and -90 <= value["coordinates"][1] <= 90
                 ):
                     raise Problem(400, "geometry : un Point GeoJSON (longitude, latitude) attendu")
-                values["lon"], values["lat"] = value["coordinates"]
-                sets.append(
-                    "geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), "
-                    "location_precision = 'manual', location_source = 'api', "
-                    "geocode_status = 'geocoded', located_at = now()"
-                )
+                if not in_france(*value["coordinates"]):
+                    raise Problem(400, "geometry : point hors de France")
+                # One way to move a point by hand: set_manual_location keeps the history.
+                new_point = (float(value["coordinates"][0]), float(value["coordinates"][1]))
                 continue
             check = EDITABLE.get(key)
             if check is None:
@@ -279,12 +290,12 @@ def writes_router() -> APIRouter:
             else:
                 sets.append(f"{key} = :p_{key}")
             values[f"p_{key}"] = value
-        if not sets:
+        if not sets and new_point is None:
             raise Problem(400, "aucune modification demandée")
         with engine.begin() as conn:
             row = conn.execute(
                 sa.text(
-                    f"UPDATE structures SET {', '.join(sets)} "  # noqa: S608 - allow-listed keys
+                    f"UPDATE structures SET {', '.join(sets) or 'id = id'} "  # noqa: S608 - allow-listed keys
                     "WHERE id = :id AND version = :v RETURNING version"
                 ),
                 values,
@@ -300,12 +311,18 @@ def writes_router() -> APIRouter:
                     "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
                     headers={"ETag": f'"{exists}"'},
                 )
+            if new_point is not None:
+                set_manual_location(
+                    conn, structure_id, *new_point, by=f"api:{token.name}",
+                    reason="modification via l'API",
+                )  # fmt: skip
             audit(conn, token, "edit", f"structures/{structure_id}", {"changes": changes})
         return _current(engine, request, st, str(structure_id))
 
     @router.delete(
         "/structures/{structure_id}",
         summary="Fermer une structure (statut « closed », jamais supprimée ; portée « edit »)",
+        responses=FEATURE_RESPONSE,
     )
     def close_structure(
         structure_id: int,

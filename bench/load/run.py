@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import sqlalchemy as sa
@@ -77,7 +78,7 @@ def build_urls(engine: sa.Engine, n: int = 2000, seed: int = 1) -> list[str]:
         urls.append(f"/territories/commune/{code}/stats")
     for _ in range(n - len(urls)):
         _code, name = rnd.choice(communes)
-        urls.append(f"/ban/search/?q={httpx.QueryParams({'q': name})['q']}&limit=5")
+        urls.append(f"/ban/search/?q={quote(name)}&limit=5")
     rnd.shuffle(urls)
     return urls
 

@@ -180,7 +180,7 @@
     ul.setAttribute("aria-label", "Secteurs");
     for (const s of d.sectors) { const li = el("li", s.label); li.style.background = s.color; ul.appendChild(li); }
     fiche.appendChild(ul);
-    fiche.appendChild(el("p", d.family_label + (d.esus ? " · agréée ESUS" : "")));
+    fiche.appendChild(el("p", "Famille de l’ESS : " + d.family_label + (d.esus ? " · agréée ESUS" : "")));
     const adr = [d.address_line, [d.postcode, d.commune_name].filter(Boolean).join(" ")].filter(Boolean).join(", ");
     if (adr) fiche.appendChild(el("p", adr, "cc-adresse"));
     if (d.description) fiche.appendChild(el("p", d.description));

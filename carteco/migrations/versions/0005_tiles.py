@@ -5,6 +5,8 @@ inside the writing transaction, exactly the cached `structures` tiles that cover
 point (old and new position, at every zoom, with the render margin), bump a generation
 counter and NOTIFY `carteco_tiles`. A render only stores its tile if the generation it saw is
 still current, under a share lock, so a render racing an import never caches stale data.
+The same triggers keep `tile_grid` (structures summed per z14 cell and first sector) exact,
+so unfiltered clusters at zooms 0–10 are summed from it instead of from every point.
 
 Revision ID: 0005_tiles
 Revises: 0001_initial
@@ -81,6 +83,52 @@ BEGIN
     RETURN n;
 END $$;
 
+-- Cluster grid: active located structures summed per z14 and per z16 tile × first sector
+-- (count, sums of Web Mercator x/y and of ids). Clusters have 16 cells per tile side, so the
+-- cells of zooms 0–10 are unions of z14 tiles and those of zooms 11–12 unions of z16 tiles:
+-- they are read from here instead of from every point, with exact counts, centroids,
+-- dominant sectors, and the id when a cell holds one structure.
+CREATE TABLE tile_grid (
+    z smallint NOT NULL,
+    cx integer NOT NULL,
+    cy integer NOT NULL,
+    sector text NOT NULL,
+    n integer NOT NULL,
+    sx double precision NOT NULL,
+    sy double precision NOT NULL,
+    sid numeric NOT NULL,
+    PRIMARY KEY (z, cx, cy, sector)
+);
+CREATE INDEX tile_grid_empty_idx ON tile_grid (n) WHERE n <= 0;
+
+-- Web Mercator metres and tile indexes at zoom z of a 4326 point (closed formulas).
+CREATE FUNCTION carteco_tiles_cell(g geometry, z integer, OUT mx double precision,
+                                   OUT my double precision, OUT cx integer, OUT cy integer)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT m.mx, m.my,
+           floor((m.mx + 20037508.342789244) / (40075016.68557849 / (1 << z)))::integer,
+           floor((20037508.342789244 - m.my) / (40075016.68557849 / (1 << z)))::integer
+      FROM (SELECT ST_X(g) * 111319.49079327357 AS mx,
+                   ln(tan(radians(45 + ST_Y(g) / 2))) * 6378137 AS my) m
+$$;
+
+CREATE FUNCTION carteco_tiles_grid_rebuild() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM tile_grid;
+    INSERT INTO tile_grid (z, cx, cy, sector, n, sx, sy, sid)
+    SELECT gz.z, c.cx, c.cy, coalesce(split_part(s.sectors[1], '.', 1), 'inconnu'),
+           count(*), sum(c.mx), sum(c.my), sum(s.id)
+      FROM structures s, (VALUES (14), (16)) gz(z), LATERAL carteco_tiles_cell(s.geom, gz.z) c
+     WHERE s.geom IS NOT NULL AND s.status = 'active'
+     GROUP BY 1, 2, 3, 4;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE tile_cache_state SET generation = generation + 1, changed_at = now();
+    DELETE FROM tile_cache WHERE layer = 'structures';
+    RETURN n;
+END $$;
+
 CREATE FUNCTION carteco_tiles_structures_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     pts geometry[];
@@ -102,6 +150,43 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
+    -- Keep the cluster grid in step: remove the old rows' share, add the new rows'.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO tile_grid AS g (z, cx, cy, sector, n, sx, sy, sid)
+        SELECT gz.z, c.cx, c.cy, d.sector, sum(d.sign), sum(d.sign * c.mx), sum(d.sign * c.my),
+               sum(d.sign * d.id)
+          FROM (SELECT 1 AS sign, id, status, geom, coalesce(split_part(sectors[1], '.', 1), 'inconnu') AS sector FROM new_rows) d, (VALUES (14), (16)) gz(z),
+               LATERAL carteco_tiles_cell(d.geom, gz.z) c
+         WHERE d.geom IS NOT NULL AND d.status = 'active'
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (z, cx, cy, sector) DO UPDATE
+           SET n = g.n + EXCLUDED.n, sx = g.sx + EXCLUDED.sx, sy = g.sy + EXCLUDED.sy,
+               sid = g.sid + EXCLUDED.sid;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO tile_grid AS g (z, cx, cy, sector, n, sx, sy, sid)
+        SELECT gz.z, c.cx, c.cy, d.sector, sum(d.sign), sum(d.sign * c.mx), sum(d.sign * c.my),
+               sum(d.sign * d.id)
+          FROM (SELECT -1 AS sign, id, status, geom, coalesce(split_part(sectors[1], '.', 1), 'inconnu') AS sector FROM old_rows) d, (VALUES (14), (16)) gz(z),
+               LATERAL carteco_tiles_cell(d.geom, gz.z) c
+         WHERE d.geom IS NOT NULL AND d.status = 'active'
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (z, cx, cy, sector) DO UPDATE
+           SET n = g.n + EXCLUDED.n, sx = g.sx + EXCLUDED.sx, sy = g.sy + EXCLUDED.sy,
+               sid = g.sid + EXCLUDED.sid;
+    ELSE
+        INSERT INTO tile_grid AS g (z, cx, cy, sector, n, sx, sy, sid)
+        SELECT gz.z, c.cx, c.cy, d.sector, sum(d.sign), sum(d.sign * c.mx), sum(d.sign * c.my),
+               sum(d.sign * d.id)
+          FROM (SELECT -1 AS sign, id, status, geom, coalesce(split_part(sectors[1], '.', 1), 'inconnu') AS sector FROM old_rows
+                UNION ALL SELECT 1 AS sign, id, status, geom, coalesce(split_part(sectors[1], '.', 1), 'inconnu') AS sector FROM new_rows) d, (VALUES (14), (16)) gz(z),
+               LATERAL carteco_tiles_cell(d.geom, gz.z) c
+         WHERE d.geom IS NOT NULL AND d.status = 'active'
+         GROUP BY 1, 2, 3, 4
+        ON CONFLICT (z, cx, cy, sector) DO UPDATE
+           SET n = g.n + EXCLUDED.n, sx = g.sx + EXCLUDED.sx, sy = g.sy + EXCLUDED.sy,
+               sid = g.sid + EXCLUDED.sid;
+    END IF;
+    DELETE FROM tile_grid WHERE n <= 0;
     PERFORM carteco_tiles_invalidate(pts);
     RETURN NULL;
 END $$;
@@ -120,6 +205,7 @@ CREATE FUNCTION carteco_tiles_structures_truncated() RETURNS trigger LANGUAGE pl
 BEGIN
     UPDATE tile_cache_state SET generation = generation + 1, changed_at = now();
     DELETE FROM tile_cache WHERE layer = 'structures';
+    DELETE FROM tile_grid;
     PERFORM pg_notify('carteco_tiles', 'structures');
     RETURN NULL;
 END $$;
@@ -134,6 +220,9 @@ BEGIN
     PERFORM pg_notify('carteco_tiles', 'territories');
     RETURN NULL;
 END $$;
+-- Existing structures (upgrade of a populated database).
+SELECT carteco_tiles_grid_rebuild();
+
 CREATE TRIGGER territories_tiles AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON territories
     FOR EACH STATEMENT EXECUTE FUNCTION carteco_tiles_territories_changed();
 """
@@ -148,6 +237,9 @@ DROP FUNCTION IF EXISTS carteco_tiles_territories_changed();
 DROP FUNCTION IF EXISTS carteco_tiles_structures_truncated();
 DROP FUNCTION IF EXISTS carteco_tiles_structures_changed();
 DROP FUNCTION IF EXISTS carteco_tiles_invalidate(geometry[], integer, double precision);
+DROP FUNCTION IF EXISTS carteco_tiles_grid_rebuild();
+DROP FUNCTION IF EXISTS carteco_tiles_cell(geometry, integer);
+DROP TABLE IF EXISTS tile_grid;
 DROP TABLE IF EXISTS tile_cache_state;
 DROP TABLE IF EXISTS tile_cache;
 """
