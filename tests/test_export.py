@@ -265,3 +265,48 @@ def test_100k_streamed_export_keeps_memory_flat(big_server, tmp_path: Path) -> N
         assert feat["geometry"]["type"] == "Point" and 2.2 <= lon <= 2.5 and 48.7 <= lat <= 49
         ids.add(feat["id"])
     assert len(ids) == N_BIG
+
+
+def test_client_disconnect_mid_export_releases_the_cursor(big_server) -> None:  # type: ignore[no-untyped-def]
+    base, _pid = big_server
+    admin = sa.create_engine(
+        os.environ.get(
+            "CARTECO_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        )
+    )
+
+    def busy() -> int:
+        with admin.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname LIKE 'carteco_export_big%' "
+                        "AND application_name = 'carteco' AND state <> 'idle'"
+                    )
+                ).scalar_one()
+            )
+
+    with httpx.Client(timeout=30) as client:
+        with client.stream("GET", base + "/collections/structures/items?f=geojson") as r:
+            assert r.status_code == 200
+            got = 0
+            for chunk in r.iter_bytes():
+                got += len(chunk)
+                if got > 200_000:
+                    break
+            assert busy() >= 1  # the server-side cursor is open while streaming
+        # Leaving the block closes the connection halfway through 100,000 features.
+    deadline = time.monotonic() + 10
+    while busy() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with admin.connect() as conn:
+        left = conn.execute(
+            sa.text(
+                "SELECT state, left(query, 80), now() - xact_start FROM pg_stat_activity "
+                "WHERE datname LIKE 'carteco_export_big%' AND application_name = 'carteco' "
+                "AND state <> 'idle'"
+            )
+        ).all()
+    assert busy() == 0, f"the export's database cursor outlived its client: {left}"
+    admin.dispose()

@@ -18,12 +18,13 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.engine import Connection, Engine
 from starlette.background import BackgroundTask
 
 from api.deps import get_conn, get_engine, get_settings
 from api.errors import Problem
+from api.streaming import CursorStreamingResponse
 from api.templating import TEMPLATES
 from carteco import export as exp
 from carteco.collections import COLLECTIONS, Collection, get_collection
@@ -80,6 +81,11 @@ ITEMS_PARAMS = {
 
 
 # -- parameter handling ------------------------------------------------------------------------
+
+
+def _wants_gzip(request: Request) -> bool:
+    """True when the client accepts gzip."""
+    return "gzip" in request.headers.get("accept-encoding", "").lower()
 
 
 def query_params(request: Request, allowed: set[str]) -> dict[str, str]:
@@ -367,10 +373,15 @@ def download_response(
             "attribution": settings.data_attribution,
         }
         body: Iterator[bytes] = exp.geojson_stream(engine, c, where, binds, limit=limit, meta=meta)
-        return StreamingResponse(body, media_type=media, headers=headers)
+        return CursorStreamingResponse(
+            body, gzip=_wants_gzip(request), media_type=media, headers=headers
+        )
     if fmt == "csv":
-        return StreamingResponse(
-            exp.csv_stream(engine, c, where, binds, limit), media_type=media, headers=headers
+        return CursorStreamingResponse(
+            exp.csv_stream(engine, c, where, binds, limit),
+            gzip=_wants_gzip(request),
+            media_type=media,
+            headers=headers,
         )
     tmpdir = Path(tempfile.mkdtemp(prefix="carteco-export-"))
     path = tmpdir / f"carteco-{c.id}.{exp.FORMATS[fmt][1]}"
