@@ -116,23 +116,36 @@ def clean_registry(engine: sa.Engine) -> sa.Engine:
     return engine
 
 
-@pytest.fixture
-def demo_registry(clean_registry: sa.Engine) -> sa.Engine:
-    """The registry holding the three IDF demo imports."""
+def load_demo(engine: sa.Engine) -> sa.Engine:
+    """Empty the registry, then import the three IDF demo files."""
     from carteco.demo import DEMO_SOURCES
     from carteco.importer import run_import
     from carteco.importer.mapping import Mapping
 
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
     for d in DEMO_SOURCES:
         report = run_import(
-            clean_registry,
+            engine,
             d.path,
             source=d.source,
             mapping=Mapping.from_file(d.mapping_path),
             skip_invalid=d.skip_invalid,
         )
         assert report.status == "succeeded", report.as_dict()
-    return clean_registry
+    return engine
+
+
+@pytest.fixture
+def demo_registry(engine: sa.Engine) -> sa.Engine:
+    """The registry holding the three IDF demo imports (reloaded for the test)."""
+    return load_demo(engine)
+
+
+@pytest.fixture(scope="module")
+def demo_data(engine: sa.Engine) -> sa.Engine:
+    """The three IDF demo imports, loaded once for the module."""
+    return load_demo(engine)
 
 
 @pytest.fixture

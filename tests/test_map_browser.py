@@ -29,28 +29,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo_data(engine: sa.Engine) -> sa.Engine:
-    """The three IDF demo imports, loaded once for this module."""
-    from carteco.demo import DEMO_SOURCES
-    from carteco.importer import run_import
-    from carteco.importer.mapping import Mapping
-    from tests.conftest import REGISTRY_TABLES
-
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
-    for d in DEMO_SOURCES:
-        report = run_import(
-            engine,
-            d.path,
-            source=d.source,
-            mapping=Mapping.from_file(d.mapping_path),
-            skip_invalid=d.skip_invalid,
-        )
-        assert report.status == "succeeded", report.as_dict()
-    return engine
-
-
 class Browser:
     """A Chromium context restricted to loopback, collecting console errors."""
 

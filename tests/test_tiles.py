@@ -42,28 +42,6 @@ def sql_count(engine: sa.Engine, z: int, x: int, y: int, where: str = "TRUE", **
         ).scalar_one()
 
 
-@pytest.fixture(scope="module")
-def demo_data(engine: sa.Engine) -> sa.Engine:
-    """The three IDF demo imports, loaded once for this module (the edit tests run last)."""
-    from carteco.demo import DEMO_SOURCES
-    from carteco.importer import run_import
-    from carteco.importer.mapping import Mapping
-    from tests.conftest import REGISTRY_TABLES
-
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
-    for d in DEMO_SOURCES:
-        report = run_import(
-            engine,
-            d.path,
-            source=d.source,
-            mapping=Mapping.from_file(d.mapping_path),
-            skip_invalid=d.skip_invalid,
-        )
-        assert report.status == "succeeded", report.as_dict()
-    return engine
-
-
 @pytest.fixture
 def tiles_registry(demo_data: sa.Engine) -> sa.Engine:
     """Demo registry and an empty tile cache."""

@@ -8,37 +8,14 @@ import sys
 
 import mapbox_vector_tile
 import morecantile
-import pytest
 import sqlalchemy as sa
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType
 
-from tests.conftest import REGISTRY_TABLES
 from tiles.layers import LAYERS
 from tiles.mvt import render_tile
 
 TMS = morecantile.tms.get("WebMercatorQuad")
-
-
-@pytest.fixture(scope="module")
-def demo_data(engine: sa.Engine) -> sa.Engine:
-    """The three IDF demo imports, loaded once for this module."""
-    from carteco.demo import DEMO_SOURCES
-    from carteco.importer import run_import
-    from carteco.importer.mapping import Mapping
-
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
-    for d in DEMO_SOURCES:
-        report = run_import(
-            engine,
-            d.path,
-            source=d.source,
-            mapping=Mapping.from_file(d.mapping_path),
-            skip_invalid=d.skip_invalid,
-        )
-        assert report.status == "succeeded", report.as_dict()
-    return engine
 
 
 def test_export_reads_back(demo_data: sa.Engine, tmp_path) -> None:

@@ -8,28 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import REGISTRY_TABLES, assert_problem
-
-
-@pytest.fixture(scope="module")
-def demo_data(engine: sa.Engine) -> sa.Engine:
-    """The three IDF demo imports, loaded once for this module."""
-    from carteco.demo import DEMO_SOURCES
-    from carteco.importer import run_import
-    from carteco.importer.mapping import Mapping
-
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
-    for d in DEMO_SOURCES:
-        report = run_import(
-            engine,
-            d.path,
-            source=d.source,
-            mapping=Mapping.from_file(d.mapping_path),
-            skip_invalid=d.skip_invalid,
-        )
-        assert report.status == "succeeded", report.as_dict()
-    return engine
+from tests.conftest import assert_problem
 
 
 def page_config(html: str) -> dict:

@@ -123,8 +123,9 @@ def run_wrk(base: str, urls_file: Path, lua: Path, connections: int, duration: i
     )
     out = res.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    dist = out.split("Latency Distribution", 1)[1]  # percentiles, not the thread-stats columns
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", dist).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", dist).group(1))  # type: ignore[union-attr]
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     socket_errors = sum(int(g) for g in sock.groups()) if sock else 0
