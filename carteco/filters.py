@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -219,6 +220,31 @@ def _list(param: str, value: str) -> list[str]:
     return items
 
 
+def _geometry_error(node: dict[str, Any]) -> str | None:
+    """Why a GeoJSON geometry literal is unusable (shapely's validity rules), or None."""
+    from shapely.geometry import shape
+    from shapely.validation import explain_validity
+
+    try:
+        geom = shape(node)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        return str(exc) or type(exc).__name__
+    if geom.is_empty:
+        return "géométrie vide"
+    if not geom.is_valid:
+        return explain_validity(geom)
+    return None
+
+
+# Territory codes have known shapes: a malformed one is a client error, not an empty result.
+_CODE_PATTERNS = {
+    "commune": re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$"),
+    "departement": re.compile(r"^([0-9]{2,3}|2[AB])$"),
+    "epci": re.compile(r"^[0-9]{9}$"),
+    "ept": re.compile(r"^([0-9]{9}|T1)$"),
+}
+
+
 def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) -> list[str]:
     from carteco.sectors import load_taxonomy
 
@@ -236,6 +262,11 @@ def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) ->
     for param, column in _SIMPLE_COLUMNS.items():
         if params.get(param):
             values = _list(param, params[param])
+            pattern = _CODE_PATTERNS.get(param)
+            if pattern is not None:
+                bad = [v for v in values if not pattern.match(v)]
+                if bad:
+                    raise FilterError(param, f"code mal formé : {bad[0]}")
             col = collection.column(column)
             if col is not None and col.enum:
                 bad = [v for v in values if v not in col.enum]
@@ -330,6 +361,9 @@ class _Cql:
             nums = [float(v) for v in (box if len(box) == 4 else box[:2] + box[3:5])]
             return _envelope_sql(nums, self.srid, self.swap, self.binds, "filter")
         if isinstance(node, dict) and "type" in node and "coordinates" in node:
+            reason = _geometry_error(node)
+            if reason:
+                raise self.fail(f"géométrie invalide : {reason}")
             gj = self.binds.add(json.dumps(node))
             g = f"ST_SetSRID(ST_GeomFromGeoJSON({gj}), {self.srid})"
             if self.swap:

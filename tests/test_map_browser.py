@@ -113,7 +113,7 @@ def partner_site(html: str) -> Iterator[str]:
         server.server_close()
 
 
-def wait_idle(page, timeout: float = 30_000) -> None:  # type: ignore[no-untyped-def]
+def wait_idle(page, timeout: float = 90_000) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector('body[data-ready="1"]', state="attached", timeout=timeout)
 
 
@@ -121,7 +121,7 @@ def attr(page, name: str) -> str | None:  # type: ignore[no-untyped-def]
     return page.get_attribute("body", name)
 
 
-def wait_attr(page, name: str, predicate, timeout: float = 15.0) -> str:  # type: ignore[no-untyped-def]
+def wait_attr(page, name: str, predicate, timeout: float = 45.0) -> str:  # type: ignore[no-untyped-def]
     import time
 
     deadline = time.monotonic() + timeout
@@ -233,7 +233,7 @@ def test_search_finds_a_commune_and_a_structure(browser: Browser) -> None:
     assert "Montreuil (Commune)" in page.inner_text("#cc-resultats")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    page.wait_for_function("() => window.ccMap.getZoom() > 11", timeout=15000)
+    page.wait_for_function("() => window.ccMap.getZoom() > 11", timeout=45_000)
     page.fill("#cc-q", "croix rouge")
     page.wait_for_selector("#cc-resultats li >> text=structure")
     shot(page, "recherche")
@@ -290,7 +290,7 @@ def test_embed_in_an_iframe_and_snippet_generator(browser: Browser) -> None:
         partner = browser.page()
         partner.goto(partner_url)
         frame = partner.frame_locator("iframe")
-        frame.locator('body[data-ready="1"]').wait_for(state="attached", timeout=30_000)
+        frame.locator('body[data-ready="1"]').wait_for(state="attached", timeout=90_000)
         assert frame.locator("#cc-legende li").count() > 0
         assert frame.locator("#cc-territoire").count() == 0  # territory-locked
         shot(partner, "iframe-partenaire")
