@@ -67,3 +67,61 @@ def test_cell_error_total(value: str) -> None:
 )
 def test_in_france_total(lon: float, lat: float) -> None:
     assert in_france(lon, lat) in (True, False)
+
+
+# -- the address normaliser -----------------------------------------------------------------
+
+from carteco.geocoding.normalize import commune_key, parse, street_key  # noqa: E402
+
+address_text = st.text(
+    alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzéèàçôÉÈ ABCDEFGRST0123456789,.-'/")),
+    max_size=60,
+)
+
+
+@given(address_text)
+@settings(max_examples=400)
+def test_street_key_is_idempotent_and_folded(text: str) -> None:
+    key = street_key(text)
+    assert street_key(key) == key
+    assert key == key.lower() and not any(c in key for c in "éèàçô")
+
+
+@given(address_text, st.one_of(st.none(), st.text("0123456789", min_size=5, max_size=5)))
+@settings(max_examples=400)
+def test_parse_never_fails_and_keeps_the_number(text: str, postcode: str | None) -> None:
+    parsed = parse(text, postcode=postcode)
+    if parsed.number is not None:
+        assert str(parsed.number) in text
+    assert commune_key(text) == commune_key(commune_key(text))
+
+
+# -- the CQL2 compiler --------------------------------------------------------------------------
+
+from carteco.collections import get_collection  # noqa: E402
+from carteco.filters import FilterError, compile_filter  # noqa: E402
+
+STRUCTURES = get_collection("structures")
+
+
+@given(st.text(max_size=120))
+@settings(max_examples=400)
+def test_cql2_text_either_compiles_or_is_a_filter_error(text: str) -> None:
+    try:
+        sql, binds = compile_filter(STRUCTURES, {"filter": text})
+    except FilterError:
+        return
+    assert isinstance(sql, str) and isinstance(binds, dict)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+@settings(max_examples=400)
+def test_cql2_literals_are_always_bound(value: str) -> None:
+    quoted = value.replace("'", "''")
+    try:
+        sql, binds = compile_filter(STRUCTURES, {"filter": f"name = '{quoted}'"})
+    except FilterError:
+        return
+    assert value in binds.values()
+    if len(value) > 3:
+        assert value not in sql  # user text never reaches the SQL string
