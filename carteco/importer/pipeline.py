@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,18 +87,28 @@ def run_import(
         checksum=hashlib.sha256(data).hexdigest(),
         dry_run=dry_run,
     )
+    with tracked_run(engine, report):
+        _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
+    return report
+
+
+@contextmanager
+def tracked_run(engine: Engine, report: ImportReport) -> Iterator[ImportReport]:
+    """Record an import in `import_runs` for its whole life: running, then its final status.
+
+    A session-level advisory lock marks the run alive for as long as this process holds its
+    connection: if the process dies (kill -9), PostgreSQL releases it and `reap_dead_runs`
+    marks it failed. It is taken in the transaction that creates the run, so no reaper ever
+    sees a live run unlocked. The body sets report.status; an exception sets rejected/failed.
+    """
     reap_dead_runs(engine)
-    # A session-level advisory lock marks the run alive for as long as this process holds its
-    # connection: if the process dies (kill -9), PostgreSQL releases it and the reaper knows.
-    # It is taken in the transaction that creates the run, so no reaper sees it unlocked.
     with engine.connect() as alive:
         report.run_id = _start_run(alive, report)
-        alive.execute(
-            sa.text("SELECT pg_advisory_lock(:k, :id)"), {"k": RUN_LOCK, "id": report.run_id}
-        )
+        lock = {"k": RUN_LOCK, "id": report.run_id}
+        alive.execute(sa.text("SELECT pg_advisory_lock(:k, :id)"), lock)
         alive.commit()
         try:
-            _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
+            yield report
         except ImportFileError as exc:
             report.status = "rejected"
             report.message = str(exc)
@@ -109,12 +120,9 @@ def run_import(
             _finish_run(engine, report)
             raise
         finally:
-            alive.execute(
-                sa.text("SELECT pg_advisory_unlock(:k, :id)"), {"k": RUN_LOCK, "id": report.run_id}
-            )
+            alive.execute(sa.text("SELECT pg_advisory_unlock(:k, :id)"), lock)
             alive.commit()
     _finish_run(engine, report)
-    return report
 
 
 RUN_LOCK = 0x43415254  # advisory-lock class of import runs ("CART")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from shapely.geometry import shape
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.importer.errors import ImportFileError, RowError
-from carteco.importer.pipeline import ImportReport
+from carteco.importer.pipeline import ImportReport, tracked_run
 from carteco.importer.readers import SourceTable, read_table
 from carteco.land.parse import RowReader, departement_of, is_departement, resolve_columns
 from carteco.text import fold
@@ -217,8 +216,7 @@ def run_land_import(
     report = ImportReport(
         file=path.name, source=source, checksum=hashlib.sha256(data).hexdigest(), dry_run=dry_run
     )
-    report.run_id = _start_run(engine, report)
-    try:
+    with tracked_run(engine, report):
         table = read_table(path, data)
         report.format = table.format
         report.rows_read = len(table.rows)
@@ -242,15 +240,6 @@ def run_land_import(
                     report.status = "dry_run"
                 else:
                     report.status = "succeeded"
-    except ImportFileError as exc:
-        report.status, report.message = "rejected", str(exc)
-        _finish_run(engine, report)
-        raise
-    except BaseException as exc:
-        report.status, report.message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-        _finish_run(engine, report)
-        raise
-    _finish_run(engine, report)
     return report
 
 
@@ -975,53 +964,6 @@ def _record_layer(
             "run": report.run_id,
         },
     )
-
-
-def _start_run(engine: Engine, report: ImportReport) -> int:
-    with engine.begin() as conn:
-        return int(
-            conn.execute(
-                sa.text(
-                    """
-                    INSERT INTO import_runs (source, file_name, checksum, status, dry_run, pid)
-                    VALUES (:source, :file, :checksum, 'running', :dry_run, :pid) RETURNING id
-                    """
-                ),
-                {
-                    "source": report.source,
-                    "file": report.file,
-                    "checksum": report.checksum,
-                    "dry_run": report.dry_run,
-                    "pid": os.getpid(),
-                },
-            ).scalar_one()
-        )
-
-
-def _finish_run(engine: Engine, report: ImportReport) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                """
-                UPDATE import_runs SET status = :status, finished_at = now(),
-                    rows_read = :rows_read, created = :created, updated = :updated,
-                    unchanged = :unchanged, rejected = :rejected,
-                    errors = CAST(:errors AS jsonb), message = :message
-                 WHERE id = :id
-                """
-            ),
-            {
-                "id": report.run_id,
-                "status": report.status,
-                "rows_read": report.rows_read,
-                "created": report.created,
-                "updated": report.updated,
-                "unchanged": report.unchanged,
-                "rejected": report.rejected,
-                "errors": json.dumps([e.as_dict() for e in report.errors[:10000]]),
-                "message": report.message,
-            },
-        )
 
 
 PARSERS: dict[str, Callable[[Connection, str, SourceTable, Progress | None], Parsed]] = {
