@@ -7,4 +7,5 @@ export PATH="$PWD/.venv/bin:$PATH"
 ruff check carteco api tiles geodata tests bench
 ruff format --check carteco api tiles geodata tests bench
 mypy
-pytest -n "${CARTECO_TEST_WORKERS:-2}" "$@"
+# loadfile: a module runs whole on one worker, so its module-scoped data is never interleaved.
+pytest -n "${CARTECO_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -251,3 +251,40 @@ def test_geo_dvf_bare_land_price_per_m2(land: sa.Engine, tmp_path: Path) -> None
     assert row["kind"] == "terrain" and row["surface_terrain_m2"] == 1000
     assert row["price_m2"] == 100 and row["price_basis"] == "terrain"
     assert row["departement_code"] == "08"
+
+
+def test_sites_given_by_address_are_geocoded(land: sa.Engine, tmp_path: Path) -> None:
+    """A site with an address and no coordinates is placed by the local geocoder."""
+    from carteco.geocoding.reference import load_addresses
+
+    bal = Path(__file__).parent / "fixtures" / "geocoding" / "bal_54084_mont-bonvillers.csv"
+    with land.begin() as conn:
+        load_addresses(conn, [bal])
+    try:
+        path = tmp_path / "sites_adresses.csv"
+        path.write_text(
+            "identifiant;nom;type;statut;surface_m2;adresse;code_insee\n"
+            "A1;Local de la rue Joffre;local vacant;disponible;120;2 rue Joffre;54084\n"
+            "A2;Terrain introuvable;terrain public;disponible;900;999 allée des Nuages;54084\n",
+            encoding="utf-8",
+        )
+        report = run_land_import(land, "sites", path)
+        assert report.status == "succeeded", report.as_dict()
+        with land.connect() as conn:
+            rows = {
+                r.source_id: r
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT source_id, ST_X(geom) AS lon, ST_Y(geom) AS lat, extra "
+                        "FROM land_sites WHERE source_id IN ('A1', 'A2')"
+                    )
+                )
+            }
+        # 2 rue Joffre in the BAL: 5.833891, 49.322171.
+        assert abs(rows["A1"].lon - 5.833891) < 1e-4 and abs(rows["A1"].lat - 49.322171) < 1e-4
+        assert rows["A1"].extra["geocodage"]["type"] == "housenumber"
+        assert rows["A2"].lon is None  # not found at street level: stays placed by its commune
+    finally:
+        with land.begin() as conn:
+            conn.execute(sa.text("TRUNCATE geo_addresses, geo_streets, geocode_cache"))
+            conn.execute(sa.text("DELETE FROM geo_meta"))

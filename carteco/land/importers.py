@@ -194,6 +194,39 @@ class Parsed:
     vintage: str | None = None
 
 
+MIN_SITE_SCORE = 0.5
+
+
+def geocode_addresses(conn: Connection, parsed: Parsed) -> int:
+    """Place the sites given only by an address with the local geocoder; return how many.
+
+    A point below MIN_SITE_SCORE, or only at the commune, is not set: such a site stays
+    placed by its commune, which the diagnostic already handles (no station distance).
+    """
+    todo = [
+        rec
+        for rec in parsed.records.values()
+        if rec.get("lon") is None and rec.get("address") and "kind" in rec
+    ]
+    if not todo:
+        return 0
+    from carteco.geocoding.engine import LocalGeocoder
+
+    queries = [{"q": rec["address"], "citycode": rec.get("commune_code")} for rec in todo]
+    placed = 0
+    for rec, results in zip(todo, LocalGeocoder(conn).search_many(queries), strict=True):
+        best = results[0] if results else None
+        if best is None or best.score < MIN_SITE_SCORE or best.type == "municipality":
+            continue
+        rec["lon"], rec["lat"] = best.lon, best.lat
+        extra = json.loads(rec.get("extra") or "{}")
+        extra["geocodage"] = {"type": best.type, "score": round(best.score, 3), "label": best.label}
+        rec["extra"] = json.dumps(extra, ensure_ascii=False)
+        rec["commune_code"] = rec.get("commune_code") or best.citycode
+        placed += 1
+    return placed
+
+
 def run_land_import(
     engine: Engine,
     kind: str,
@@ -222,6 +255,8 @@ def run_land_import(
         report.rows_read = len(table.rows)
         with engine.connect() as conn:
             parsed = PARSERS[kind](conn, path.name, table, progress)
+            if kind in ("sites", "friches"):
+                geocode_addresses(conn, parsed)
         report.errors, report.rejected = parsed.errors, parsed.rejected
         parsed.vintage = vintage
         if report.errors and not skip_invalid:
