@@ -20,7 +20,7 @@ from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
 from api.routes.health import health_router
 from api.routes.map import map_router
-from api.routes.ops import ops_router
+from api.routes.ops import docs_router, ops_router
 from api.routes.pages import pages_router
 from api.routes.territories import territories_router
 from api.routes.tiles import tiles_router
@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Registre et carte des structures de l'économie sociale et solidaire.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_router from the package: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health_router())
     app.include_router(ops_router())
+    app.include_router(docs_router())
     app.include_router(pages_router())
     app.include_router(ban_router(), prefix="/ban")
     app.include_router(location_router())

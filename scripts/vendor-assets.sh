@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../frontend"
 npm ci --no-audit --no-fund
 V=../api/static/vendor
-rm -rf "$V" && mkdir -p "$V/maplibre-gl" "$V/pmtiles" "$V/leaflet"
+rm -rf "$V" && mkdir -p "$V/maplibre-gl" "$V/pmtiles" "$V/leaflet" "$V/swagger-ui"
 cp node_modules/maplibre-gl/dist/{maplibre-gl.js,maplibre-gl.css,LICENSE.txt} "$V/maplibre-gl/"
 cp node_modules/pmtiles/dist/pmtiles.js "$V/pmtiles/"
 cp node_modules/pmtiles/LICENSE "$V/pmtiles/" 2>/dev/null || true
 cp -r node_modules/leaflet/dist/{leaflet.js,leaflet.css,images} "$V/leaflet/"
 cp node_modules/leaflet/LICENSE "$V/leaflet/"
-node -e 'const l=require("./package-lock.json").packages;const o={};for(const n of ["maplibre-gl","pmtiles","leaflet"])o[n]=l["node_modules/"+n].version;console.log(JSON.stringify(o,null,1))' > "$V/versions.json"
+cp node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css,favicon-32x32.png,LICENSE} "$V/swagger-ui/"
+node -e 'const l=require("./package-lock.json").packages;const o={};for(const n of ["maplibre-gl","pmtiles","leaflet","swagger-ui-dist"])o[n]=l["node_modules/"+n].version;console.log(JSON.stringify(o,null,1))' > "$V/versions.json"
 echo "vendored: $(cat "$V/versions.json" | tr -d '\n ')"

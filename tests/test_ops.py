@@ -72,3 +72,12 @@ def test_statement_timeout_is_a_503(settings) -> None:
     body = assert_problem(r, 503)
     assert r.headers["retry-after"]
     assert "base de données" in body["detail"]
+
+
+def test_api_docs_are_served_offline(client) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200
+    assert "cdn." not in r.text and "unpkg" not in r.text
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in r.text
+    assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/redoc").status_code == 404

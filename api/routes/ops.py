@@ -41,3 +41,22 @@ def ops_router() -> APIRouter:
         )
 
     return router
+
+
+def docs_router() -> APIRouter:
+    """`/docs`: Swagger UI served from the package (FastAPI's default loads it from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    router = APIRouter()
+
+    @router.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Carteco — API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
+
+    return router
