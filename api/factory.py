@@ -21,7 +21,6 @@ from api.routes.features import features_router
 from api.routes.health import health_router
 from api.routes.map import map_router
 from api.routes.ops import docs_router, ops_router
-from api.routes.pages import pages_router
 from api.routes.territories import territories_router
 from api.routes.tiles import tiles_router
 from api.routes.writes import writes_router
@@ -85,7 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router())
     app.include_router(ops_router())
     app.include_router(docs_router())
-    app.include_router(pages_router())
     app.include_router(ban_router(), prefix="/ban")
     app.include_router(location_router())
     app.include_router(features_router(settings))

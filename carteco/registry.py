@@ -25,21 +25,3 @@ def registry_summary(conn: Connection) -> dict[str, Any]:
         .one()
     )
     return dict(row)
-
-
-def territories_geojson(conn: Connection, level: str, simplify_m: float = 50.0) -> str:
-    """Outlines of one territory level as GeoJSON text (simplified for display)."""
-    sql = sa.text(
-        """
-        SELECT json_build_object('type', 'FeatureCollection', 'features',
-               coalesce(json_agg(json_build_object(
-                   'type', 'Feature', 'id', code,
-                   'geometry', ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 5)::json,
-                   'properties', json_build_object('code', code, 'nom', name,
-                                                   'population', population)
-               ) ORDER BY code), '[]'::json))::text
-          FROM territories WHERE level = :level
-        """
-    )
-    # Degrees per metre at IDF latitudes, enough for a display tolerance.
-    return str(conn.execute(sql, {"level": level, "tol": simplify_m / 111_000}).scalar_one())

@@ -134,7 +134,7 @@ BAD_PARAMS = [
     ("/ban/search/", "lat", "north"),
     ("/ban/reverse/", "lon", "999"),
     ("/diagnostics/foncier/93'--", "x", "1"),
-    ("/carte/territoires/commune'--.geojson", "x", "1"),
+    ("/collections/communes'--/items", "x", "1"),
 ]
 
 

@@ -49,11 +49,11 @@ def test_json_access_log(client, caplog) -> None:
 def test_rate_limit_per_ip(settings) -> None:
     app = create_app(settings.model_copy(update={"rate_limit_reads_per_minute": 12}))
     with TestClient(app) as c:
-        codes = [c.get("/carte/territoires/region.geojson").status_code for _ in range(5)]
+        codes = [c.get("/collections/regions/items").status_code for _ in range(5)]
         assert codes[:2] == [200, 200] and codes[-1] == 429
-        body = assert_problem(c.get("/carte/territoires/region.geojson"), 429)
+        body = assert_problem(c.get("/collections/regions/items"), 429)
         assert body["title"] == "Trop de requêtes"
-        r = c.get("/carte/territoires/region.geojson")
+        r = c.get("/collections/regions/items")
         assert int(r.headers["retry-after"]) >= 1
         assert c.get("/healthz").status_code == 200  # health checks are never limited
 
@@ -68,7 +68,7 @@ def test_frame_ancestors_setting(settings) -> None:
 def test_statement_timeout_is_a_503(settings) -> None:
     app = create_app(settings.model_copy(update={"statement_timeout_ms": 1}))
     with TestClient(app) as c:
-        r = c.get("/carte/territoires/commune.geojson")
+        r = c.get("/collections/communes/items?limit=2000")
     body = assert_problem(r, 503)
     assert r.headers["retry-after"]
     assert "base de données" in body["detail"]

@@ -177,7 +177,11 @@ def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
     except sa.exc.DBAPIError as exc:
         name = type(exc.orig).__name__ if exc.orig is not None else ""
         if name == "QueryCanceled":
-            raise Problem(503, "requête trop longue ; restreignez le filtre") from exc
+            raise Problem(
+                503,
+                "requête trop longue pour la base de données ; restreignez le filtre",
+                headers={"Retry-After": "5"},
+            ) from exc
         if isinstance(exc, sa.exc.OperationalError):
             raise
         raise Problem(400, "filtre ou géométrie refusé par la base de données") from exc
