@@ -150,7 +150,13 @@ def test_kill_import_halfway_leaves_registry_unchanged(
             break
         time.sleep(0.1)
     assert _registry_checksum(engine) == before
-    assert reap_dead_runs(engine) == 1
+    # The killed process's connections end when PostgreSQL notices the dead sockets; its run
+    # lock goes with them, and only then can the reaper call the run dead.
+    reaped, deadline = 0, time.monotonic() + 20
+    while not reaped and time.monotonic() < deadline:
+        reaped = reap_dead_runs(engine)
+        time.sleep(0.2)
+    assert reaped == 1
     with engine.connect() as conn:
         status = conn.execute(
             sa.text("SELECT status FROM import_runs WHERE source = 'synthetique'")
