@@ -122,7 +122,9 @@ def test_kill_import_halfway_leaves_registry_unchanged(
                 assert proc.poll() is None, "the import finished before it could be killed"
                 busy = conn.execute(
                     sa.text(
+                        # This database only: the other test worker imports into its own.
                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                        "AND datname = current_database() "
                         "AND query LIKE '%INSERT INTO structures%' AND pid <> pg_backend_pid()"
                     )
                 ).scalar_one()
@@ -142,8 +144,8 @@ def test_kill_import_halfway_leaves_registry_unchanged(
         with engine.connect() as conn:
             left = conn.execute(
                 sa.text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE query LIKE '%INSERT INTO structures%' AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE '%INSERT INTO structures%' AND pid <> pg_backend_pid()"
                 )
             ).scalar_one()
         if not left or time.monotonic() > deadline:
