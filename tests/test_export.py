@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -160,7 +161,12 @@ def big_server() -> Iterator[tuple[str, int]]:
                     """
                     INSERT INTO structures (name, description, sectors, ess_family, geom,
                         commune_code, departement_code, source, source_id, content_hash)
-                    SELECT 'Synthétique ' || g, repeat('description synthétique ', 20),
+                    SELECT 'Synthétique ' || g,
+                           -- High-entropy text: even gzipped, the export (~30 MB) is far
+                           -- larger than the kernel's socket buffers, so a client that
+                           -- stops reading really does stop the server mid-stream.
+                           (SELECT string_agg(md5(g::text || '-' || i), '')
+                              FROM generate_series(1, 15) i),
                            ARRAY['numerique.mediation'], 'association',
                            ST_SetSRID(ST_MakePoint(2.2 + (g % 1000) / 4000.0,
                                                    48.7 + (g / 1000) / 400.0), 4326),
@@ -267,7 +273,8 @@ def test_100k_streamed_export_keeps_memory_flat(big_server, tmp_path: Path) -> N
     assert len(ids) == N_BIG
 
 
-def test_client_disconnect_mid_export_releases_the_cursor(big_server) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_client_disconnect_mid_export_releases_the_cursor(big_server, encoding: str) -> None:  # type: ignore[no-untyped-def]
     base, _pid = big_server
     admin = sa.create_engine(
         os.environ.get(
@@ -287,8 +294,13 @@ def test_client_disconnect_mid_export_releases_the_cursor(big_server) -> None:  
                 ).scalar_one()
             )
 
-    with httpx.Client(timeout=30) as client:
+    # A small receive buffer (no autotuning): what the server can push ahead of the reader is
+    # bounded by its own send buffer (a few MB), well below the size of the export.
+    transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)])
+    headers = {"Accept-Encoding": encoding}
+    with httpx.Client(timeout=30, transport=transport, headers=headers) as client:
         with client.stream("GET", base + "/collections/structures/items?f=geojson") as r:
+            assert r.headers.get("content-encoding", "identity") == encoding
             assert r.status_code == 200
             got = 0
             for chunk in r.iter_bytes():
