@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from api.factory import create_app
+from carteco import db
 from tests.conftest import free_port
 
 
@@ -71,6 +72,13 @@ pidfile = {work}/pgbouncer.pid
                 assert r.status_code == 200, r.text
                 assert c.get("/healthz").status_code == 200
             assert c.get("/readyz").status_code == 200
+        # Through the pooler the session settings are set per transaction.
+        eng = db.make_engine(settings.model_copy(update={"pgbouncer": True}), url)
+        with eng.connect() as conn:
+            jit = conn.exec_driver_sql("SHOW jit").scalar_one()
+            timeout = conn.exec_driver_sql("SHOW statement_timeout").scalar_one()
+        eng.dispose()
+        assert (jit, timeout) == ("off", "30s")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
