@@ -363,15 +363,32 @@ def test_import_invalidates_covering_tiles_only(client, tiles_registry, tmp_path
 def test_cache_is_size_bounded(tiles_registry) -> None:
     from tiles.cache import TileCache
 
-    cache = TileCache(tiles_registry, max_tiles=5)
+    # touch_after_s=0: every hit refreshes the tile's recency (60 s in service).
+    cache = TileCache(tiles_registry, max_tiles=5, touch_after_s=0)
     for z in range(0, 12):
         t = TMS.tile(*PARIS, z)
-        cache.get(LAYERS["structures"], z, t.x, t.y)
+        assert not cache.get(LAYERS["structures"], z, t.x, t.y).cached
     assert len(_cached(tiles_registry)) == 12
+    # The two oldest tiles are used again: they become the most recently used.
+    for z in (0, 1):
+        t = TMS.tile(*PARIS, z)
+        assert cache.get(LAYERS["structures"], z, t.x, t.y).cached
     assert cache.evict() == 7
-    assert len(_cached(tiles_registry)) == 5
-    # The newest tiles are kept.
-    assert max(z for z, _, _ in _cached(tiles_registry)) == 11
+    # Least recently used evicted: the two just used and the three newest stay.
+    assert sorted(z for z, _, _ in _cached(tiles_registry)) == [0, 1, 9, 10, 11]
+    # In service a hit refreshes recency at most once a minute (no write per request).
+    lazy = TileCache(tiles_registry, max_tiles=5)
+    t = TMS.tile(*PARIS, 9)
+    with tiles_registry.connect() as conn:
+        before = conn.execute(
+            sa.text("SELECT used_at FROM tile_cache WHERE z = 9 AND layer = 'structures'")
+        ).scalar_one()
+    assert lazy.get(LAYERS["structures"], 9, t.x, t.y).cached
+    with tiles_registry.connect() as conn:
+        after = conn.execute(
+            sa.text("SELECT used_at FROM tile_cache WHERE z = 9 AND layer = 'structures'")
+        ).scalar_one()
+    assert after == before
 
 
 def test_cluster_grid_stays_exact_after_writes(client, tiles_registry) -> None:

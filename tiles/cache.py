@@ -1,4 +1,5 @@
-"""The tile cache in PostgreSQL: size-bounded, invalidated by triggers on structures.
+"""The tile cache in PostgreSQL: size-bounded (least recently used evicted), invalidated by
+triggers on structures.
 
 The invalidation itself happens in the database (migration 0005_tiles): a write to
 `structures` deletes the cached tiles covering the old and new positions at every zoom and
@@ -18,7 +19,13 @@ from tiles.layers import TileLayer
 from tiles.mvt import NO_FILTER, TileFilter, check_tile, etag_of, grid_available, tile_query
 
 _GET = sa.text(
-    "SELECT data, etag FROM tile_cache "
+    "SELECT data, etag, used_at < clock_timestamp() - make_interval(secs => :touch) AS stale "
+    "FROM tile_cache "
+    "WHERE layer = :layer AND z = :z AND x = :x AND y = :y AND filter_key = :key"
+)
+# Recency for LRU eviction, refreshed only when stale: a hot tile costs one write a minute.
+_TOUCH = sa.text(
+    "UPDATE tile_cache SET used_at = clock_timestamp() "
     "WHERE layer = :layer AND z = :z AND x = :x AND y = :y AND filter_key = :key"
 )
 _STORE = sa.text(
@@ -33,7 +40,7 @@ _STORE = sa.text(
 _EVICT = sa.text(
     """
     DELETE FROM tile_cache WHERE ctid IN (
-        SELECT ctid FROM tile_cache ORDER BY created_at DESC OFFSET :keep)
+        SELECT ctid FROM tile_cache ORDER BY used_at DESC OFFSET :keep)
     """
 )
 # The tile query (a shipped .sql file, values bound) wrapped with the cache generation.
@@ -52,12 +59,19 @@ class Tile:
 
 
 class TileCache:
-    """Reads and stores tiles in `tile_cache`, keeping at most `max_tiles` rows."""
+    """Reads and stores tiles in `tile_cache`, keeping the `max_tiles` most recently used."""
 
-    def __init__(self, engine: Engine, max_tiles: int = 100_000, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_tiles: int = 100_000,
+        enabled: bool = True,
+        touch_after_s: float = 60.0,
+    ) -> None:
         self.engine = engine
         self.max_tiles = max_tiles
         self.enabled = enabled
+        self.touch_after_s = touch_after_s
         self._stores = 0
         self._lock = threading.Lock()
         # Checked once: a database migrated before the cluster grid existed renders from points.
@@ -73,8 +87,11 @@ class TileCache:
                 conn.commit()
             sql, params = tile_query(layer, z, x, y, filt, use_grid=self._use_grid)
             if self.enabled:
-                row = conn.execute(_GET, key).first()
+                row = conn.execute(_GET, {**key, "touch": self.touch_after_s}).first()
                 if row is not None:
+                    if row.stale:
+                        conn.execute(_TOUCH, key)
+                        conn.commit()
                     return Tile(bytes(row.data), row.etag, True)
             # The generation is read in the same statement (same snapshot) as the data.
             row = conn.execute(
