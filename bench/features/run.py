@@ -82,6 +82,7 @@ def prepare(n: int, reuse: bool) -> str:
                 have = conn.execute(sa.text("SELECT count(*) FROM structures")).scalar_one()
             if abs(have - n) <= n * 0.01 + 5:
                 print(f"reusing {DB_NAME} ({have} structures)")
+                db.upgrade(url)  # the code may be newer than the reused schema
                 return url
         except sa.exc.SQLAlchemyError:
             pass
