@@ -29,6 +29,11 @@ FORMATS = {
     "gpkg": ("application/geopackage+sqlite3", "gpkg"),
     "fgb": ("application/flatgeobuf", "fgb"),
 }
+# RFC 7946 fixes GeoJSON to CRS84; Lambert-93 is offered in the other formats.
+GEOJSON_CRS84 = (
+    "un téléchargement GeoJSON est en CRS84 (RFC 7946) : pour Lambert-93 (EPSG:2154), "
+    "choisir f=gpkg, fgb ou csv"
+)
 LICENCE_URLS = {
     "ODbL-1.0": "https://opendatacommons.org/licenses/odbl/1-0/",
     "etalab-2.0": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/",
@@ -115,8 +120,8 @@ def _csv_cell(expr: str, text: bool) -> str:
     return "coalesce('\"' || replace(" + safe + ", '\"', '\"\"') || '\"', '')"
 
 
-def csv_columns(collection: Collection) -> list[tuple[str, str, bool]]:
-    """(header, SQL expression, is free text) of each CSV column."""
+def csv_columns(collection: Collection, srid: int = 4326) -> list[tuple[str, str, bool]]:
+    """(header, SQL expression, is free text) of each CSV column; geometry in `srid`."""
     cols: list[tuple[str, str, bool]] = [
         (collection.id_column, collection.q(collection.id_column), collection.id_type == STRING)
     ]
@@ -132,11 +137,18 @@ def csv_columns(collection: Collection) -> list[tuple[str, str, bool]]:
         else:
             cols.append((c.name, e, c.type == STRING))
     g = collection.q("geom")
-    if collection.geometry_type == "Point":
-        cols.append(("longitude", f"round(ST_X({g})::numeric, 7)", False))
-        cols.append(("latitude", f"round(ST_Y({g})::numeric, 7)", False))
+    if srid == 4326:
+        x, y, digits = ("longitude", "latitude", 7)
     else:
-        cols.append(("wkt", f"ST_AsText({g}, 7)", True))
+        # A projected CRS (Lambert-93): metres, to the centimetre. `srid` comes from the
+        # SUPPORTED_CRS allow-list (an int), never from the request text.
+        g = f"ST_Transform({g}, {int(srid)})"
+        x, y, digits = ("x", "y", 2)
+    if collection.geometry_type == "Point":
+        cols.append((x, f"round(ST_X({g})::numeric, {digits})", False))
+        cols.append((y, f"round(ST_Y({g})::numeric, {digits})", False))
+    else:
+        cols.append(("wkt", f"ST_AsText({g}, {digits})", True))
     return cols
 
 
@@ -146,9 +158,10 @@ def csv_stream(
     where: str,
     binds: dict[str, Any],
     limit: int | None = None,
+    srid: int = 4326,
 ) -> Iterator[bytes]:
     """CSV (RFC 4180, UTF-8, header line) yielded in chunks; each line built in SQL."""
-    cols = csv_columns(collection)
+    cols = csv_columns(collection, srid)
     yield (",".join(h for h, _, _ in cols) + "\r\n").encode()
     line = " || ',' || ".join(_csv_cell(e, text) for _, e, text in cols)
     with engine.connect() as conn:
@@ -164,20 +177,31 @@ def write_ogr(
     fmt: str,
     path: Path,
     limit: int | None = None,
+    srid: int = 4326,
 ) -> Path:
     """Write a GeoPackage or FlatGeobuf file with pyogrio (from GeoJSON built in SQL)."""
     import pyogrio
 
     driver = {"gpkg": "GPKG", "fgb": "FlatGeobuf"}[fmt]
-    # The GeoJSON is streamed from PostgreSQL to a temporary file, then converted by GDAL.
+    # The GeoJSON is streamed from PostgreSQL (already in `srid`: PostGIS reprojects) to a
+    # temporary file, then converted by GDAL.
     with tempfile.NamedTemporaryFile(suffix=".geojson", delete=False) as tmp:
-        for chunk in geojson_stream(engine, collection, where, binds, limit=limit):
+        out = Output(srid=srid)
+        for chunk in geojson_stream(engine, collection, where, binds, out=out, limit=limit):
             tmp.write(chunk)
         src = Path(tmp.name)
     try:
-        gdf = pyogrio.read_dataframe(src)
-        if gdf.crs is None:
-            gdf = gdf.set_crs(4326)
+        gdf = pyogrio.read_dataframe(src, fid_as_index=True)
+        # GDAL turns an integer GeoJSON `id` into the FID (renumbered by FlatGeobuf) and a
+        # string one into an `id` field: either way the identifier is kept as its own column.
+        if collection.id_column not in gdf.columns:
+            ids = gdf.pop("id") if "id" in gdf.columns else gdf.index.to_series()
+            gdf.insert(0, collection.id_column, ids.to_numpy())
+        elif "id" in gdf.columns and collection.id_column != "id":
+            gdf = gdf.drop(columns="id")
+        gdf = gdf.reset_index(drop=True)
+        # A GeoJSON file has no CRS member (RFC 7946): declare the one it was written in.
+        gdf = gdf.set_crs(srid, allow_override=True)
         pyogrio.write_dataframe(
             gdf,
             path,
@@ -206,10 +230,13 @@ def export_to_file(
     licence: str,
     attribution: str,
     limit: int | None = None,
+    srid: int = 4326,
 ) -> Path:
     """Write an export file in any format (used by `carteco export`)."""
+    if fmt == "geojson" and srid != 4326:
+        raise ValueError(GEOJSON_CRS84)
     if fmt in ("gpkg", "fgb"):
-        return write_ogr(engine, collection, where, binds, fmt, path, limit)
+        return write_ogr(engine, collection, where, binds, fmt, path, limit, srid)
     if fmt == "geojson":
         chunks = geojson_stream(
             engine,
@@ -220,7 +247,7 @@ def export_to_file(
             meta={"licence": licence, "attribution": attribution},
         )
     elif fmt == "csv":
-        chunks = csv_stream(engine, collection, where, binds, limit)
+        chunks = csv_stream(engine, collection, where, binds, limit, srid)
     else:
         raise ValueError(f"format inconnu : {fmt}")
     with path.open("wb") as f:

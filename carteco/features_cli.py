@@ -28,12 +28,16 @@ def export_cmd(
     filter: Annotated[str | None, typer.Option("--filter", help="Filtre CQL2.")] = None,
     filter_lang: Annotated[str, typer.Option(help="cql2-text ou cql2-json.")] = "cql2-text",
     limit: Annotated[int | None, typer.Option(min=1, help="Nombre maximal d'objets.")] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(help="CRS84 (défaut) ou EPSG:2154 (Lambert-93 ; pas en GeoJSON)."),
+    ] = None,
 ) -> None:
     """Export a collection with the API's filters (streamed GeoJSON/CSV, GPKG, FlatGeobuf)."""
     from carteco import cli
     from carteco.collections import get_collection
-    from carteco.export import FORMATS, export_to_file
-    from carteco.filters import FilterError, compile_filter
+    from carteco.export import FORMATS, GEOJSON_CRS84, export_to_file
+    from carteco.filters import FilterError, compile_filter, parse_crs
 
     fmt = format or out.suffix.lstrip(".").lower()
     if fmt == "json":
@@ -63,9 +67,13 @@ def export_cmd(
         raise typer.Exit(2)
     try:
         where, binds = compile_filter(coll, params)
+        _, srid, _ = parse_crs(crs, "crs")
     except FilterError as exc:
-        cli.console.print(f"[red]Filtre invalide :[/red] {exc}")
+        cli.console.print(f"[red]Paramètre invalide :[/red] {exc}")
         raise typer.Exit(2) from exc
+    if fmt == "geojson" and srid != 4326:
+        cli.console.print(f"[red]{GEOJSON_CRS84}.[/red]")
+        raise typer.Exit(2)
     settings = cli._settings()
     engine = cli._engine(settings)
     export_to_file(
@@ -78,6 +86,7 @@ def export_cmd(
         settings.data_licence,
         settings.data_attribution,
         limit,
+        srid,
     )
     cli.console.print(f"Export {fmt} écrit : {out} ({out.stat().st_size} octets).")
 

@@ -101,10 +101,58 @@ def test_gpkg_and_flatgeobuf_downloads(api, demo, tmp_path: Path) -> None:  # ty
         path.write_bytes(r.content)
         df = pyogrio.read_dataframe(path)
         assert len(df) > 0 and set(df["ess_family"]) == {"cooperative"}
+        # The structure's id survives as a column (GDAL would make it a renumbered FID).
+        ids = api.get("/collections/structures/items?f=geojson&family=cooperative").json()
+        assert sorted(df["id"]) == sorted(f["id"] for f in ids["features"])
     r = api.get("/collections/communes/items?f=gpkg&limit=5")
     path = tmp_path / "c.gpkg"
     path.write_bytes(r.content)
-    assert len(pyogrio.read_dataframe(path)) == 5
+    communes = pyogrio.read_dataframe(path)
+    assert len(communes) == 5 and "id" not in communes.columns
+    assert all(len(c) == 5 for c in communes["code"])
+
+
+def test_lambert93_downloads(api, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """GPKG, FlatGeobuf and CSV in EPSG:2154, reprojected by PostGIS; GeoJSON stays CRS84."""
+    import pyogrio
+    from pyproj import Transformer
+
+    base = "/collections/structures/items?limit=5000"
+    ref = api.get(base + "&f=geojson").json()["features"]
+    to_l93 = Transformer.from_crs(4326, 2154, always_xy=True)
+    expected = {
+        f["id"]: to_l93.transform(*f["geometry"]["coordinates"]) for f in ref if f["geometry"]
+    }
+    assert len(expected) > 100
+    l93 = "http://www.opengis.net/def/crs/EPSG/0/2154"
+    for fmt in ("gpkg", "fgb"):
+        r = api.get(f"{base}&f={fmt}&crs=EPSG:2154")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-crs"] == f"<{l93}>"
+        path = tmp_path / f"l93.{fmt}"
+        path.write_bytes(r.content)
+        df = pyogrio.read_dataframe(path)
+        assert df.crs.to_epsg() == 2154
+        got = {int(i): (g.x, g.y) for i, g in zip(df["id"], df.geometry, strict=True) if g}
+        assert got.keys() == expected.keys()
+        for k, (x, y) in got.items():
+            ex, ey = expected[k]
+            assert abs(x - ex) < 0.01 and abs(y - ey) < 0.01, (k, x, y, ex, ey)
+    r = api.get(f"{base}&f=csv&crs=EPSG:2154")
+    assert r.status_code == 200 and r.headers["content-crs"] == f"<{l93}>"
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert "x" in rows[0] and "longitude" not in rows[0]
+    for row in rows:
+        if row["x"]:
+            ex, ey = expected[int(row["id"])]
+            assert abs(float(row["x"]) - ex) < 0.01 and abs(float(row["y"]) - ey) < 0.01
+    # Default: CRS84, as before.
+    r = api.get(f"{base}&f=csv")
+    assert r.headers["content-crs"] == "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
+    assert "longitude" in r.text.splitlines()[0]
+    body = assert_problem(api.get(f"{base}&f=geojson&crs=EPSG:2154"), 400)
+    assert "RFC 7946" in body["detail"]
+    assert_problem(api.get(f"{base}&f=gpkg&crs=EPSG:3857"), 400)
 
 
 def test_cli_export_same_filters(demo, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -141,6 +189,23 @@ def test_cli_export_same_filters(demo, settings, tmp_path: Path) -> None:  # typ
         timeout=120,
     )
     assert bad.returncode == 2 and "filter" in bad.stderr
+
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "carteco.cli", "export", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    import pyogrio
+
+    l93 = tmp_path / "l93.gpkg"
+    res = export("--crs", "EPSG:2154", "--departement", "75", str(l93))
+    assert res.returncode == 0, res.stderr
+    df = pyogrio.read_dataframe(l93)
+    assert df.crs.to_epsg() == 2154 and len(df) > 0
+    # Paris in Lambert-93: x about 640–665 km, y about 6,855–6,870 km.
+    xs, ys = df.geometry.dropna().x, df.geometry.dropna().y
+    assert xs.between(640_000, 665_000).all() and ys.between(6_855_000, 6_870_000).all()
+    res = export("--crs", "EPSG:2154", str(tmp_path / "l93.geojson"))
+    assert res.returncode == 2 and "RFC 7946" in res.stdout + res.stderr
 
 
 # -- 100,000 structures, streamed by a real server process ------------------------------------
@@ -302,13 +367,16 @@ def test_client_disconnect_mid_export_releases_the_cursor(big_server, encoding: 
         with client.stream("GET", base + "/collections/structures/items?f=geojson") as r:
             assert r.headers.get("content-encoding", "identity") == encoding
             assert r.status_code == 200
-            got = 0
+            got, open_mid_stream = 0, 0
             for chunk in r.iter_bytes():
                 got += len(chunk)
                 if got > 200_000:
+                    # Checked inside the loop: leaving it closes the byte iterator, and httpx
+                    # then closes the connection at once — the client is gone from there on.
+                    open_mid_stream = busy()
                     break
-            assert busy() >= 1  # the server-side cursor is open while streaming
-        # Leaving the block closes the connection halfway through 100,000 features.
+            assert open_mid_stream >= 1  # the server-side cursor was open while streaming
+        # The connection was closed halfway through 100,000 features.
     deadline = time.monotonic() + 10
     while busy() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -355,6 +355,8 @@ def download_response(
     where: str,
     binds: dict[str, Any],
     limit: int | None,
+    crs_uri: str = CRS84,
+    srid: int = 4326,
 ) -> Response:
     """A whole (filtered) collection as a file: streamed GeoJSON/CSV, or GPKG/FlatGeobuf."""
     fresh = exp.freshness(conn, c)
@@ -364,6 +366,7 @@ def download_response(
         "Content-Disposition": f'attachment; filename="carteco-{c.id}.{exp.FORMATS[fmt][1]}"',
         "Link": exp.licence_link(settings.data_licence, settings.data_attribution),
         "Cache-Control": "public, max-age=60",
+        "Content-Crs": f"<{crs_uri}>",
     }
     if fresh.last_modified is not None:
         headers["Last-Modified"] = format_datetime(fresh.last_modified, usegmt=True)
@@ -382,14 +385,14 @@ def download_response(
         )
     if fmt == "csv":
         return CursorStreamingResponse(
-            exp.csv_stream(engine, c, where, binds, limit),
+            exp.csv_stream(engine, c, where, binds, limit, srid),
             gzip=_wants_gzip(request),
             media_type=media,
             headers=headers,
         )
     tmpdir = Path(tempfile.mkdtemp(prefix="carteco-export-"))
     path = tmpdir / f"carteco-{c.id}.{exp.FORMATS[fmt][1]}"
-    run_db(exp.write_ogr, engine, c, where, binds, fmt, path, limit)
+    run_db(exp.write_ogr, engine, c, where, binds, fmt, path, limit, srid)
 
     def cleanup() -> None:
         for p in tmpdir.iterdir():
@@ -472,7 +475,13 @@ def ogc_parameters(settings: Settings, with_simple: bool = True) -> list[dict[st
             style="form",
             explode=False,
         ),
-        _p("crs", crs_schema, "Système de coordonnées des géométries renvoyées.", style="form"),
+        _p(
+            "crs",
+            crs_schema,
+            "Système de coordonnées des géométries renvoyées (téléchargements : GeoJSON en "
+            "CRS84 seulement ; CSV, GeoPackage et FlatGeobuf aussi en Lambert-93).",
+            style="form",
+        ),
         _p("filter", {"type": "string"}, "Filtre CQL2 (texte ou JSON)."),
         _p(
             "filter-lang",
@@ -693,9 +702,13 @@ def features_router(settings: Settings | None = None) -> APIRouter:
             raise filter_problem(exc) from exc
         if fmt in exp.FORMATS:
             limit = parse_limit(params, st, None) if "limit" in params else None
-            if crs_uri != CRS84 or props is not None:
-                raise Problem(400, "les téléchargements sont en CRS84 avec toutes les propriétés")
-            return download_response(request, engine, conn, st, c, fmt, where, binds, limit)
+            if props is not None:
+                raise Problem(400, "les téléchargements portent toutes les propriétés")
+            if fmt == "geojson" and crs_uri != CRS84:
+                raise Problem(400, exp.GEOJSON_CRS84)
+            return download_response(
+                request, engine, conn, st, c, fmt, where, binds, limit, crs_uri, srid
+            )
         limit = parse_limit(params, st, st.default_limit) or st.default_limit
         offset = parse_offset(params)
         out = Output(srid=srid, swap=swap, properties=props)
