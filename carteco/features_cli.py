@@ -36,7 +36,7 @@ def export_cmd(
     """Export a collection with the API's filters (streamed GeoJSON/CSV, GPKG, FlatGeobuf)."""
     from carteco import cli
     from carteco.collections import get_collection
-    from carteco.export import FORMATS, GEOJSON_CRS84, export_to_file
+    from carteco.export import FORMATS, export_to_file
     from carteco.filters import FilterError, compile_filter, parse_crs
 
     fmt = format or out.suffix.lstrip(".").lower()
@@ -71,23 +71,24 @@ def export_cmd(
     except FilterError as exc:
         cli.console.print(f"[red]Paramètre invalide :[/red] {exc}")
         raise typer.Exit(2) from exc
-    if fmt == "geojson" and srid != 4326:
-        cli.console.print(f"[red]{GEOJSON_CRS84}.[/red]")
-        raise typer.Exit(2)
     settings = cli._settings()
     engine = cli._engine(settings)
-    export_to_file(
-        engine,
-        coll,
-        where,
-        binds,
-        fmt,
-        out,
-        settings.data_licence,
-        settings.data_attribution,
-        limit,
-        srid,
-    )
+    try:
+        export_to_file(
+            engine,
+            coll,
+            where,
+            binds,
+            fmt,
+            out,
+            settings.data_licence,
+            settings.data_attribution,
+            limit,
+            srid,
+        )
+    except ValueError as exc:  # a format that cannot carry this CRS (GeoJSON is CRS84)
+        cli.console.print(f"[red]{exc}.[/red]")
+        raise typer.Exit(2) from exc
     cli.console.print(f"Export {fmt} écrit : {out} ({out.stat().st_size} octets).")
 
 
