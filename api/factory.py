@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from api.errors import install_error_handlers
 from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
+from api.ratelimit import redis_client
 from api.routes.ban import ban_router, location_router
 from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
@@ -39,11 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db.make_engine(settings, db.normalise_url(u)) for u in settings.database_replica_urls
     ]
 
+    redis = redis_client(settings.redis_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         for e in (engine, *replicas):
             e.dispose()
+        if redis is not None:
+            await redis.aclose()
 
     app = FastAPI(
         title="Carteco",
@@ -79,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     # Added last, so it wraps everything (CORS included): every response gets its request id.
-    app.add_middleware(ServiceMiddleware, settings=settings, metrics=app.state.metrics)
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=app.state.metrics, redis=redis)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(health_router())
     app.include_router(ops_router())

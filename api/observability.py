@@ -11,10 +11,8 @@ import json
 import logging
 import re
 import sys
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.ratelimit import make_limiter
 from carteco.settings import Settings
 
 log = logging.getLogger("carteco.access")
@@ -128,35 +127,6 @@ class _PoolCollector:
         yield size
 
 
-class RateLimiter:
-    """Token buckets keyed by client (IP or token hash), bounded in memory (LRU)."""
-
-    def __init__(self, per_minute: int, max_keys: int = 100_000) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = max(1.0, per_minute / 6.0)  # ten seconds' worth at once
-        self.max_keys = max_keys
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def allow(self, key: str) -> float:
-        """0 when the request may go, else the seconds to wait."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        with self.lock:
-            tokens, last = self.buckets.pop(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            wait = 0.0
-            if tokens >= 1:
-                tokens -= 1
-            else:
-                wait = (1 - tokens) / self.rate
-            self.buckets[key] = (tokens, now)
-            if len(self.buckets) > self.max_keys:
-                self.buckets.popitem(last=False)
-        return wait
-
-
 def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
     """Headers added to HTML pages: a CSP that lets the map run and partners embed it."""
     ancestors = " ".join(settings.frame_ancestors) or "'none'"
@@ -198,12 +168,15 @@ def _problem(status: int, title: str, detail: str, path: str) -> bytes:
 class ServiceMiddleware:
     """Request id, access log, metrics, rate limits, security headers and a start timeout."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, metrics: Metrics, redis: Any = None
+    ) -> None:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        self.reads = RateLimiter(settings.rate_limit_reads_per_minute)
-        self.writes = RateLimiter(settings.rate_limit_writes_per_minute)
+        prefix = settings.redis_key_prefix
+        self.reads = make_limiter(redis, "reads", settings.rate_limit_reads_per_minute, prefix)
+        self.writes = make_limiter(redis, "writes", settings.rate_limit_writes_per_minute, prefix)
         self.html_headers = security_headers(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -235,9 +208,9 @@ class ServiceMiddleware:
             if method in WRITE_METHODS:
                 auth = headers.get(b"authorization", b"")
                 key = "t:" + hashlib.sha256(auth).hexdigest() if auth else "ip:" + client
-                wait = self.writes.allow(key)
+                wait = await self.writes.wait(key)
             else:
-                wait = self.reads.allow("ip:" + client)
+                wait = await self.reads.wait("ip:" + client)
             if wait > 0:
                 self.metrics.rate_limited.inc()
                 await self._send_problem(

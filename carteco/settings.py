@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     rate_limit_writes_per_minute: int = Field(
         default=120, description="Per token on writes; 0 disables."
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis (redis://host:6379/0) holding the rate-limit buckets, shared by every "
+        "worker and API machine; without it each worker process counts on its own.",
+    )
+    redis_key_prefix: str = Field(
+        default="carteco:", description="Prefix of Carteco's keys in that Redis."
+    )
     frame_ancestors: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Origins allowed to embed the public pages in an iframe (CSP).",

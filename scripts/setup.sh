@@ -16,6 +16,7 @@ if [ "${CARTECO_SKIP_APT:-0}" != "1" ] && command -v apt-get >/dev/null 2>&1 && 
   command -v node >/dev/null || need_apt+=(nodejs npm)
   [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
   command -v wrk >/dev/null || need_apt+=(wrk)
+  command -v redis-server >/dev/null || need_apt+=(redis-server)
   if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq

@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The shared rate-limit tests need a Redis on 127.0.0.1:6379: start a throwaway one if none.
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check carteco api tiles geodata tests bench
 ruff format --check carteco api tiles geodata tests bench
