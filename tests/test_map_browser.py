@@ -350,6 +350,22 @@ def test_map_reads_a_pmtiles_archive(browser: Browser, demo_data: sa.Engine, set
         wait_attr(page, "data-rendered", lambda v: int(v) == located)
         assert not live_tiles
         shot(page, "pmtiles")
+        # A filter the archive cannot apply: the map switches to the live, filtered tiles…
+        (n_alim,) = scalar(
+            demo_data,
+            "SELECT count(*) FROM structures WHERE geom IS NOT NULL "
+            "AND EXISTS (SELECT 1 FROM unnest(sectors) x WHERE x LIKE 'alimentation%')",
+        )
+        page.select_option("#cc-secteur", "alimentation")
+        wait_idle(page)
+        wait_attr(page, "data-rendered", lambda v: int(v) == n_alim)
+        assert live_tiles and all("secteur=alimentation" in u for u in live_tiles)
+        # …and back to the archive when the filter is cleared.
+        asked = len(live_tiles)
+        page.select_option("#cc-secteur", "")
+        wait_idle(page)
+        wait_attr(page, "data-rendered", lambda v: int(v) == located)
+        assert len(live_tiles) == asked
     finally:
         server.should_exit = True
         thread.join(10)

@@ -107,8 +107,27 @@
       map.addSource("verrou", { type: "geojson", data: { type: "Feature", geometry: config.locked.outline, properties: {} } });
       map.addLayer({ id: "verrou", type: "line", source: "verrou", paint: { "line-color": "#1a5e20", "line-width": 2.5 } });
     }
-    map.addSource("structures", archive ? { type: "vector", url: archive }
+    setStructuresSource();
+  }
+
+  // The static archive holds the unfiltered layer; a filtered view (a preset, a territory
+  // lock, a choice in the form) reads the live tiles, which apply the filters in PostGIS.
+  let readingArchive = null;
+  function setStructuresSource() {
+    const wantArchive = !!archive && !FILTERS.some((k) => state[k]);
+    const src = map.getSource("structures");
+    if (src && wantArchive === readingArchive) {
+      if (!wantArchive) src.setTiles(structuresTiles());
+      return;
+    }
+    for (const id of ["selection", "points", "clusters"]) if (map.getLayer(id)) map.removeLayer(id);
+    if (src) map.removeSource("structures");
+    map.addSource("structures", wantArchive ? { type: "vector", url: archive }
       : { type: "vector", tiles: structuresTiles(), minzoom: 0, maxzoom: 16 });
+    readingArchive = wantArchive;
+    addStructureLayers();
+  }
+  function addStructureLayers() {
     map.addLayer({
       id: "clusters", type: "circle", source: "structures", "source-layer": "structures",
       filter: [">", ["get", "count"], 1],
@@ -259,10 +278,9 @@
     sel.addEventListener("change", () => { state[k] = sel.value; applyFilters(); });
   }
   function applyFilters() {
-    // Set back to 1 by the next idle (tests wait on it); a static archive does not re-render.
-    if (!archive) document.body.dataset.ready = "0";
-    const src = map.getSource("structures");
-    if (src && !archive) src.setTiles(structuresTiles());
+    // Set back to 1 by the next idle (tests wait on it): the structures are drawn again.
+    document.body.dataset.ready = "0";
+    setStructuresSource();
     writeURL();
     const sel = $("cc-territoire");
     const opt = sel && sel.selectedOptions[0];
