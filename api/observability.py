@@ -107,6 +107,11 @@ class Metrics:
         self.rate_limited = Counter(
             "carteco_rate_limited_total", "Requests refused with 429.", registry=self.registry
         )
+        self.rate_limit_fallbacks = Counter(
+            "carteco_rate_limit_redis_fallbacks_total",
+            "Times Redis did not answer and the workers' own buckets took over (5 s each).",
+            registry=self.registry,
+        )
         self.registry.register(_PoolCollector(engines))
 
 
@@ -174,9 +179,13 @@ class ServiceMiddleware:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        prefix = settings.redis_key_prefix
-        self.reads = make_limiter(redis, "reads", settings.rate_limit_reads_per_minute, prefix)
-        self.writes = make_limiter(redis, "writes", settings.rate_limit_writes_per_minute, prefix)
+        prefix, fallback = settings.redis_key_prefix, metrics.rate_limit_fallbacks.inc
+        self.reads = make_limiter(
+            redis, "reads", settings.rate_limit_reads_per_minute, prefix, fallback
+        )
+        self.writes = make_limiter(
+            redis, "writes", settings.rate_limit_writes_per_minute, prefix, fallback
+        )
         self.html_headers = security_headers(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

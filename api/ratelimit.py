@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger("carteco.ratelimit")
@@ -84,8 +85,16 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """One bucket per client shared through Redis; local buckets while Redis is away."""
 
-    def __init__(self, redis: Any, name: str, per_minute: int, prefix: str = "carteco:") -> None:
+    def __init__(
+        self,
+        redis: Any,
+        name: str,
+        per_minute: int,
+        prefix: str = "carteco:",
+        on_fallback: Callable[[], None] | None = None,
+    ) -> None:
         self.redis = redis
+        self.on_fallback = on_fallback
         self.per_minute = per_minute
         self.interval_ms = 60_000.0 / per_minute if per_minute > 0 else 0.0
         self.burst = max(1.0, per_minute / 60.0 * BURST_SECONDS)
@@ -104,6 +113,8 @@ class RedisRateLimiter:
             ms = await self.script(keys=[self.prefix + key], args=[self.interval_ms, self.burst])
         except Exception as exc:  # noqa: BLE001 - any Redis failure: fall back, never fail
             self._down_until = time.monotonic() + REDIS_RETRY_S
+            if self.on_fallback is not None:
+                self.on_fallback()
             log.warning(
                 "rate limits: Redis unavailable (%s); per-process limits for %.0f s",
                 type(exc).__name__,
@@ -113,11 +124,17 @@ class RedisRateLimiter:
         return int(ms) / 1000.0
 
 
-def make_limiter(redis: Any, name: str, per_minute: int, prefix: str) -> RateLimiter:
+def make_limiter(
+    redis: Any,
+    name: str,
+    per_minute: int,
+    prefix: str,
+    on_fallback: Callable[[], None] | None = None,
+) -> RateLimiter:
     """The shared limiter when a Redis client is given, else the per-process one."""
     if redis is None:
         return MemoryRateLimiter(per_minute)
-    return RedisRateLimiter(redis, name, per_minute, prefix)
+    return RedisRateLimiter(redis, name, per_minute, prefix, on_fallback)
 
 
 def redis_client(url: str | None) -> Any:

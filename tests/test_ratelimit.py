@@ -80,6 +80,9 @@ def test_redis_down_falls_back_to_per_process_limits(settings, caplog) -> None: 
     )
     with TestClient(create_app(dead)) as c, caplog.at_level("WARNING", "carteco.ratelimit"):
         codes = [c.get("/collections/regions/items").status_code for _ in range(3)]
+        metrics = c.get("/metrics").text
     # Served, not failed — and still limited, by the worker's own buckets.
     assert codes == [200, 200, 429]
     assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
+    # Operators see it: one fallback (the next tries of Redis come 5 s later).
+    assert "carteco_rate_limit_redis_fallbacks_total 1.0" in metrics
