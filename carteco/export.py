@@ -120,12 +120,16 @@ def _csv_cell(expr: str, text: bool) -> str:
     return "coalesce('\"' || replace(" + safe + ", '\"', '\"\"') || '\"', '')"
 
 
-def csv_columns(collection: Collection, srid: int = 4326) -> list[tuple[str, str, bool]]:
-    """(header, SQL expression, is free text) of each CSV column; geometry in `srid`."""
+def csv_columns(collection: Collection, out: Output | None = None) -> list[tuple[str, str, bool]]:
+    """(header, SQL expression, is free text) of each CSV column, as `out` asks (CRS, fields)."""
+    out = out or Output()
+    srid = out.srid
     cols: list[tuple[str, str, bool]] = [
         (collection.id_column, collection.q(collection.id_column), collection.id_type == STRING)
     ]
     for c in collection.columns:
+        if out.properties is not None and c.name not in out.properties:
+            continue
         e = collection.q(c.name)
         if c.type == ARRAY:
             cols.append((c.name, f"array_to_string({e}, '|')", True))
@@ -158,10 +162,10 @@ def csv_stream(
     where: str,
     binds: dict[str, Any],
     limit: int | None = None,
-    srid: int = 4326,
+    out: Output | None = None,
 ) -> Iterator[bytes]:
     """CSV (RFC 4180, UTF-8, header line) yielded in chunks; each line built in SQL."""
-    cols = csv_columns(collection, srid)
+    cols = csv_columns(collection, out)
     yield (",".join(h for h, _, _ in cols) + "\r\n").encode()
     line = " || ',' || ".join(_csv_cell(e, text) for _, e, text in cols)
     with engine.connect() as conn:
@@ -177,16 +181,16 @@ def write_ogr(
     fmt: str,
     path: Path,
     limit: int | None = None,
-    srid: int = 4326,
+    out: Output | None = None,
 ) -> Path:
     """Write a GeoPackage or FlatGeobuf file with pyogrio (from GeoJSON built in SQL)."""
     import pyogrio
 
     driver = {"gpkg": "GPKG", "fgb": "FlatGeobuf"}[fmt]
-    # The GeoJSON is streamed from PostgreSQL (already in `srid`: PostGIS reprojects) to a
+    out = out or Output()
+    # The GeoJSON is streamed from PostgreSQL (already in `out.srid`: PostGIS reprojects) to a
     # temporary file, then converted by GDAL.
     with tempfile.NamedTemporaryFile(suffix=".geojson", delete=False) as tmp:
-        out = Output(srid=srid)
         for chunk in geojson_stream(engine, collection, where, binds, out=out, limit=limit):
             tmp.write(chunk)
         src = Path(tmp.name)
@@ -201,7 +205,7 @@ def write_ogr(
             gdf = gdf.drop(columns="id")
         gdf = gdf.reset_index(drop=True)
         # A GeoJSON file has no CRS member (RFC 7946): declare the one it was written in.
-        gdf = gdf.set_crs(srid, allow_override=True)
+        gdf = gdf.set_crs(out.srid, allow_override=True)
         pyogrio.write_dataframe(
             gdf,
             path,
@@ -230,24 +234,26 @@ def export_to_file(
     licence: str,
     attribution: str,
     limit: int | None = None,
-    srid: int = 4326,
+    out: Output | None = None,
 ) -> Path:
     """Write an export file in any format (used by `carteco export`)."""
-    if fmt == "geojson" and srid != 4326:
+    out = out or Output()
+    if fmt == "geojson" and out.srid != 4326:
         raise ValueError(GEOJSON_CRS84)
     if fmt in ("gpkg", "fgb"):
-        return write_ogr(engine, collection, where, binds, fmt, path, limit, srid)
+        return write_ogr(engine, collection, where, binds, fmt, path, limit, out)
     if fmt == "geojson":
         chunks = geojson_stream(
             engine,
             collection,
             where,
             binds,
+            out=out,
             limit=limit,
             meta={"licence": licence, "attribution": attribution},
         )
     elif fmt == "csv":
-        chunks = csv_stream(engine, collection, where, binds, limit, srid)
+        chunks = csv_stream(engine, collection, where, binds, limit, out)
     else:
         raise ValueError(f"format inconnu : {fmt}")
     with path.open("wb") as f:

@@ -32,11 +32,16 @@ def export_cmd(
         str | None,
         typer.Option(help="CRS84 (défaut) ou EPSG:2154 (Lambert-93 ; pas en GeoJSON)."),
     ] = None,
+    properties: Annotated[
+        str | None,
+        typer.Option(help="Propriétés à garder (liste), l'identifiant et la géométrie en plus."),
+    ] = None,
 ) -> None:
     """Export a collection with the API's filters (streamed GeoJSON/CSV, GPKG, FlatGeobuf)."""
     from carteco import cli
     from carteco.collections import get_collection
     from carteco.export import FORMATS, export_to_file
+    from carteco.features import Output, parse_properties
     from carteco.filters import FilterError, compile_filter, parse_crs
 
     fmt = format or out.suffix.lstrip(".").lower()
@@ -68,6 +73,7 @@ def export_cmd(
     try:
         where, binds = compile_filter(coll, params)
         _, srid, _ = parse_crs(crs, "crs")
+        shape = Output(srid=srid, properties=parse_properties(coll, properties))
     except FilterError as exc:
         cli.console.print(f"[red]Paramètre invalide :[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -84,7 +90,7 @@ def export_cmd(
             settings.data_licence,
             settings.data_attribution,
             limit,
-            srid,
+            shape,
         )
     except ValueError as exc:  # a format that cannot carry this CRS (GeoJSON is CRS84)
         cli.console.print(f"[red]{exc}.[/red]")

@@ -155,6 +155,25 @@ def test_lambert93_downloads(api, demo, tmp_path: Path) -> None:  # type: ignore
     assert_problem(api.get(f"{base}&f=gpkg&crs=EPSG:3857"), 400)
 
 
+def test_downloads_keep_only_the_asked_properties(api, demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pyogrio
+
+    base = "/collections/structures/items?departement=93&properties=name,commune_code"
+    feats = api.get(base + "&f=geojson").json()["features"]
+    assert feats and all(set(f["properties"]) == {"name", "commune_code"} for f in feats)
+    rows = list(csv.DictReader(io.StringIO(api.get(base + "&f=csv").text)))
+    assert list(rows[0]) == ["id", "name", "commune_code", "longitude", "latitude"]
+    assert len(rows) == len(feats)
+    r = api.get(base + "&f=gpkg&crs=EPSG:2154")
+    assert r.status_code == 200, r.text
+    path = tmp_path / "p.gpkg"
+    path.write_bytes(r.content)
+    df = pyogrio.read_dataframe(path)
+    assert list(df.columns) == ["id", "name", "commune_code", "geometry"]
+    assert df.crs.to_epsg() == 2154 and len(df) == len(feats)
+    assert_problem(api.get(base.replace("commune_code", "mot_de_passe") + "&f=csv"), 400)
+
+
 def test_cli_export_same_filters(demo, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     env = {**os.environ, "CARTECO_DATABASE_URL": settings.database_url}
     out = tmp_path / "coop.geojson"
@@ -197,10 +216,11 @@ def test_cli_export_same_filters(demo, settings, tmp_path: Path) -> None:  # typ
     import pyogrio
 
     l93 = tmp_path / "l93.gpkg"
-    res = export("--crs", "EPSG:2154", "--departement", "75", str(l93))
+    res = export("--crs", "EPSG:2154", "--departement", "75", "--properties", "name", str(l93))
     assert res.returncode == 0, res.stderr
     df = pyogrio.read_dataframe(l93)
     assert df.crs.to_epsg() == 2154 and len(df) > 0
+    assert list(df.columns) == ["id", "name", "geometry"]
     # Paris in Lambert-93: x about 640–665 km, y about 6,855–6,870 km.
     xs, ys = df.geometry.dropna().x, df.geometry.dropna().y
     assert xs.between(640_000, 665_000).all() and ys.between(6_855_000, 6_870_000).all()

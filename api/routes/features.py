@@ -355,8 +355,8 @@ def download_response(
     where: str,
     binds: dict[str, Any],
     limit: int | None,
+    out: Output,
     crs_uri: str = CRS84,
-    srid: int = 4326,
 ) -> Response:
     """A whole (filtered) collection as a file: streamed GeoJSON/CSV, or GPKG/FlatGeobuf."""
     fresh = exp.freshness(conn, c)
@@ -379,20 +379,22 @@ def download_response(
             "licence": settings.data_licence,
             "attribution": settings.data_attribution,
         }
-        body: Iterator[bytes] = exp.geojson_stream(engine, c, where, binds, limit=limit, meta=meta)
+        body: Iterator[bytes] = exp.geojson_stream(
+            engine, c, where, binds, out=out, limit=limit, meta=meta
+        )
         return CursorStreamingResponse(
             body, gzip=_wants_gzip(request), media_type=media, headers=headers
         )
     if fmt == "csv":
         return CursorStreamingResponse(
-            exp.csv_stream(engine, c, where, binds, limit, srid),
+            exp.csv_stream(engine, c, where, binds, limit, out),
             gzip=_wants_gzip(request),
             media_type=media,
             headers=headers,
         )
     tmpdir = Path(tempfile.mkdtemp(prefix="carteco-export-"))
     path = tmpdir / f"carteco-{c.id}.{exp.FORMATS[fmt][1]}"
-    run_db(exp.write_ogr, engine, c, where, binds, fmt, path, limit, srid)
+    run_db(exp.write_ogr, engine, c, where, binds, fmt, path, limit, out)
 
     def cleanup() -> None:
         for p in tmpdir.iterdir():
@@ -702,12 +704,12 @@ def features_router(settings: Settings | None = None) -> APIRouter:
             raise filter_problem(exc) from exc
         if fmt in exp.FORMATS:
             limit = parse_limit(params, st, None) if "limit" in params else None
-            if props is not None:
-                raise Problem(400, "les téléchargements portent toutes les propriétés")
             if fmt == "geojson" and crs_uri != CRS84:
                 raise Problem(400, exp.GEOJSON_CRS84)
+            # Downloads are x/y in both CRS (CRS84 and Lambert-93 are east, north).
+            out = Output(srid=srid, properties=props)
             return download_response(
-                request, engine, conn, st, c, fmt, where, binds, limit, crs_uri, srid
+                request, engine, conn, st, c, fmt, where, binds, limit, out, crs_uri
             )
         limit = parse_limit(params, st, st.default_limit) or st.default_limit
         offset = parse_offset(params)
