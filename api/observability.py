@@ -132,7 +132,13 @@ class _PoolCollector:
         yield size
 
 
-def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+# Pages whose scripts are inline by construction: Swagger UI's bootstrap and the diagnostic
+# report, a self-contained file (Leaflet inlined) also served over HTTP. Every other page
+# runs only scripts served by Carteco itself, so an injected <script> cannot run there.
+INLINE_SCRIPT_PATHS = ("/docs", "/diagnostics/")
+
+
+def security_headers(settings: Settings, inline_scripts: bool = False) -> list[tuple[bytes, bytes]]:
     """Headers added to HTML pages: a CSP that lets the map run and partners embed it."""
     ancestors = " ".join(settings.frame_ancestors) or "'none'"
     style = settings.basemap_style_url if hasattr(settings, "basemap_style_url") else None
@@ -140,9 +146,10 @@ def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
     if style:
         m = re.match(r"^(https?://[^/]+)", style)
         extra_src = f" {m.group(1)}" if m else ""
+    inline = " 'unsafe-inline'" if inline_scripts else ""
     csp = (
         "default-src 'self'; "
-        "script-src 'self' 'unsafe-inline'; "
+        f"script-src 'self'{inline}; "
         "style-src 'self' 'unsafe-inline'; "
         f"img-src 'self' data: blob:{extra_src}; "
         f"connect-src 'self'{extra_src}; "
@@ -187,6 +194,7 @@ class ServiceMiddleware:
             redis, "writes", settings.rate_limit_writes_per_minute, prefix, fallback
         )
         self.html_headers = security_headers(settings)
+        self.html_headers_inline = security_headers(settings, inline_scripts=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
@@ -242,7 +250,8 @@ class ServiceMiddleware:
                 hdrs.append((b"x-request-id", rid.encode()))
                 ctype = next((v for k, v in hdrs if k.lower() == b"content-type"), b"")
                 if ctype.startswith(b"text/html"):
-                    hdrs.extend(self.html_headers)
+                    inline = path.startswith(INLINE_SCRIPT_PATHS)
+                    hdrs.extend(self.html_headers_inline if inline else self.html_headers)
                 message["headers"] = hdrs
                 response_started.set()
             await send(message)

@@ -97,3 +97,30 @@ def test_session_settings(engine) -> None:  # type: ignore[no-untyped-def]
         "statement_timeout": "30s",
         "application_name": "carteco",
     }
+
+
+def test_pages_run_no_inline_script(client, demo_data) -> None:  # type: ignore[no-untyped-def]
+    """Public pages allow only Carteco's own script files: an injected <script> cannot run."""
+    import re
+
+    pages = [
+        "/carte",
+        "/embed?territoire=departement:93",
+        "/carte/integrer",
+        "/territoires/commune/93048",
+        "/?f=html",
+        "/collections?f=html",
+        "/collections/structures/items?f=html&limit=5",
+    ]
+    for page in pages:
+        r = client.get(page)
+        assert r.status_code == 200, page
+        csp = r.headers["content-security-policy"]
+        script_src = next(d for d in csp.split(";") if d.strip().startswith("script-src"))
+        assert script_src.split() == ["script-src", "'self'"], (page, script_src)
+        for tag in re.findall(r"<script\b[^>]*>", r.text):
+            assert "src=" in tag or 'type="application/json"' in tag, (page, tag)
+        assert not re.search(r"<[^>]+\son[a-z]+\s*=", r.text), page  # no inline handlers
+    # Swagger UI's bootstrap is inline by construction: only /docs gets 'unsafe-inline'.
+    docs_csp = client.get("/docs").headers["content-security-policy"]
+    assert "script-src 'self' 'unsafe-inline'" in docs_csp

@@ -99,7 +99,10 @@ def test_embed_and_snippet(client, demo_data) -> None:
     assert_problem(client.get("/embed?secteur=nope"), 400)
     assert_problem(client.get("/embed?lang=de"), 400)
     r = client.get("/carte/integrer")
-    assert r.status_code == 200 and "<iframe" in r.text and "i-code" in r.text
+    assert r.status_code == 200 and "i-code" in r.text
+    # The snippet is built by the page's own script file (no inline script under the CSP).
+    assert '<script src="/static/carteco/integrer.js">' in r.text
+    assert "<iframe" in client.get("/static/carteco/integrer.js").text
 
 
 def test_collectivite_view(client, demo_data) -> None:

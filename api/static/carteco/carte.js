@@ -294,6 +294,8 @@
 
   // ---- search ----------------------------------------------------------------------------------
   const input = $("cc-q"), results = $("cc-resultats");
+  // Enter picks a result (keydown handler below); the form itself never submits.
+  input.form.addEventListener("submit", (e) => e.preventDefault());
   let searchSeq = 0, active = -1, items = [];
   function choose(item) {
     results.hidden = true; input.setAttribute("aria-expanded", "false");
