@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.staticfiles import StaticFiles
 
+from api.assets import ASSETS
 from api.errors import install_error_handlers
 from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
@@ -27,8 +26,6 @@ from api.routes.tiles import tiles_router
 from api.routes.writes import writes_router
 from carteco import __version__, db
 from carteco.settings import Settings
-
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Added last, so it wraps everything (CORS included): every response gets its request id.
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=app.state.metrics, redis=redis)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", ASSETS, name="static")
     app.include_router(health_router())
     app.include_router(ops_router())
     app.include_router(docs_router())

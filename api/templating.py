@@ -6,4 +6,8 @@ from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
 
+from api.assets import ASSETS
+
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# `{{ static('carteco/carte.js') }}` → a content-hashed URL, cached for a year by browsers.
+TEMPLATES.env.globals["static"] = ASSETS.url

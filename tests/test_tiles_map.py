@@ -101,7 +101,7 @@ def test_embed_and_snippet(client, demo_data) -> None:
     r = client.get("/carte/integrer")
     assert r.status_code == 200 and "i-code" in r.text
     # The snippet is built by the page's own script file (no inline script under the CSP).
-    assert '<script src="/static/carteco/integrer.js">' in r.text
+    assert '<script src="/static/carteco/integrer.js?v=' in r.text
     assert "<iframe" in client.get("/static/carteco/integrer.js").text
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.assets import ASSETS
 from api.errors import Problem
 from carteco import db
 
@@ -54,9 +55,9 @@ def docs_router() -> APIRouter:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="Carteco — API",
-            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+            swagger_js_url=ASSETS.url("vendor/swagger-ui/swagger-ui-bundle.js"),
+            swagger_css_url=ASSETS.url("vendor/swagger-ui/swagger-ui.css"),
+            swagger_favicon_url=ASSETS.url("vendor/swagger-ui/favicon-32x32.png"),
         )
 
     return router
