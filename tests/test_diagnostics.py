@@ -405,3 +405,24 @@ def test_report_opens_in_headless_chromium(
                 page.close()
         finally:
             browser.close()
+
+
+def test_report_escapes_names_shown_in_map_tooltips(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Folium's tooltips insert values as HTML: a hostile name must arrive as text."""
+    hostile = '<img src=x onerror="alert(1)">'
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO structures (name, sectors, ess_family, geom, source, source_id, "
+                "content_hash) VALUES (:n, ARRAY['numerique'], 'association', "
+                "ST_SetSRID(ST_MakePoint(2.44, 48.86), 4326), 'essai-xss', '1', 'x')"
+            ),
+            {"n": hostile},
+        )
+        _doc, _layers, html = build_report(conn, "93")
+        conn.rollback()  # nothing stays behind
+    assert hostile not in html
+    # In the map's GeoJSON (JSON-escaped by folium) the name is HTML-escaped: shown as text.
+    assert "\\u0026lt;img src=x onerror=\\u0026quot;alert(1)\\u0026quot;" in html
