@@ -132,3 +132,10 @@ def test_download_links_work(client, demo_data) -> None:
         "SELECT count(*) FROM structures WHERE status = 'active' AND commune_code = '93048'",
     )
     assert len(r.json()["features"]) == n
+    # Every download link of the collectivité view answers, Lambert-93 GeoPackage included.
+    page = client.get("/territoires/commune/93048").text
+    links = re.findall(r'href="(/collections/structures/items\?[^"]+)"', page)
+    assert len(links) == 4 and any("crs=EPSG%3A2154" in u or "crs=EPSG:2154" in u for u in links)
+    for url in links:
+        got = client.get(url.replace("&amp;", "&"))
+        assert got.status_code == 200, url

@@ -116,6 +116,12 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
         {"label": "GeoJSON", "href": base + "&f=geojson", "type": "application/geo+json"},
         {"label": "CSV", "href": base + "&f=csv", "type": "text/csv"},
         {"label": "GeoPackage", "href": base + "&f=gpkg", "type": "application/geopackage+sqlite3"},
+        # What a collectivité's GIS works in: metres, ready for distances and areas in QGIS.
+        {
+            "label": "GeoPackage Lambert-93",
+            "href": base + "&f=gpkg&crs=EPSG:2154",
+            "type": "application/geopackage+sqlite3",
+        },
     ]
 
 
