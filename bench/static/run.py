@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from api.assets import ASSETS  # noqa: E402
+from bench.features.run import free_port  # noqa: E402
 from carteco import db  # noqa: E402
 from carteco.settings import Settings  # noqa: E402
 
@@ -34,13 +34,6 @@ FILES = (
     "vendor/maplibre-gl/maplibre-gl.css",
     "carteco/carte.js",
 )
-
-
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve(app: str, env: dict[str, str], factory: bool) -> tuple[subprocess.Popen[bytes], str]:
