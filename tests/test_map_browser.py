@@ -309,7 +309,9 @@ def test_phone_and_collectivite_view(browser: Browser) -> None:
     page.goto(browser.base + "/territoires/commune/93048")
     wait_idle(page)
     assert page.locator("svg rect").count() >= 2
-    assert page.locator("a:has-text('GeoPackage')").count() == 1
+    # GeoPackage in CRS84 and in Lambert-93 (what the collectivité's GIS works in).
+    assert page.locator("a:has-text('GeoPackage')").count() == 2
+    assert page.locator("a:has-text('GeoPackage Lambert-93')").count() == 1
     shot(page, "collectivite")
 
 
