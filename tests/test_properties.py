@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from carteco.identifiers import is_valid_siret, luhn_ok, siret_error
@@ -80,6 +80,7 @@ address_text = st.text(
 
 
 @given(address_text)
+@example("A/R")  # found by hypothesis: the street type was expanded only in first position
 @settings(max_examples=400)
 def test_street_key_is_idempotent_and_folded(text: str) -> None:
     key = street_key(text)

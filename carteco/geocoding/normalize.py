@@ -156,8 +156,10 @@ def street_key(name: str) -> str:
     if words and words[0] in ("lieu", "lieudit", "ld"):
         words = words[2:] if words[0] == "lieu" and words[1:2] == ["dit"] else words[1:]
     out: list[str] = []
-    for i, w in enumerate(words):
-        if i == 0 and w in STREET_TYPES:
+    for w in words:
+        # The street type is the first word kept (after a leading article, "L'AV" → avenue):
+        # keyed on the raw position, "A/R" gave "r" and then "rue" — not idempotent.
+        if not out and w in STREET_TYPES:
             out.extend(STREET_TYPES[w].split())
         elif w in WORDS:
             out.extend(WORDS[w].split())
