@@ -24,8 +24,10 @@ import sys
 import threading
 import time
 import venv
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -153,19 +155,22 @@ def start(cmd: list[str], env: dict[str, str], probe: str, log: Path) -> subproc
     raise RuntimeError(f"server did not answer {probe}: see {log}")
 
 
-def load(urls: list[str], concurrency: int) -> dict[str, float]:
-    """Fire the URLs with `concurrency` keep-alive clients; req/s, p50, p99 (ms)."""
+def measure(
+    jobs: list[Any],
+    concurrency: int,
+    open_client: Callable[[], Any],
+    call: Callable[[Any, Any], None],
+) -> dict[str, float]:
+    """Run the jobs on `concurrency` threads, each with its own client; req/s, p50, p99 (ms)."""
     lat: list[float] = []
     lock = threading.Lock()
-    chunks = [urls[i::concurrency] for i in range(concurrency)]
+    chunks = [jobs[i::concurrency] for i in range(concurrency)]
 
-    def worker(part: list[str]) -> None:
-        with httpx.Client(timeout=120, headers={"Accept-Encoding": "identity"}) as c:
-            for u in part:
+    def worker(part: list[Any]) -> None:
+        with open_client() as client:
+            for job in part:
                 t = time.perf_counter()
-                r = c.get(u)
-                r.raise_for_status()
-                _ = r.content
+                call(client, job)
                 with lock:
                     lat.append(time.perf_counter() - t)
 
@@ -179,6 +184,22 @@ def load(urls: list[str], concurrency: int) -> dict[str, float]:
         "p50": statistics.median(lat) * 1000,
         "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
     }
+
+
+def load(urls: list[str], concurrency: int) -> dict[str, float]:
+    """Fire the URLs with `concurrency` keep-alive clients; req/s, p50, p99 (ms)."""
+
+    def get(client: httpx.Client, url: str) -> None:
+        r = client.get(url)
+        r.raise_for_status()
+        _ = r.content
+
+    return measure(
+        urls,
+        concurrency,
+        lambda: httpx.Client(timeout=120, headers={"Accept-Encoding": "identity"}),
+        get,
+    )
 
 
 def rss_kb(pid: int) -> int:

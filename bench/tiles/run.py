@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import statistics
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,28 +71,12 @@ def tile_list(n: int, seed: int = 7) -> list[tuple[int, int, int]]:
 
 def psycopg_load(url: str, jobs: list[tuple[str, dict[str, Any]]], concurrency: int) -> dict:
     """Run the tile queries through psycopg with `concurrency` connections."""
-    lat: list[float] = []
-    lock = threading.Lock()
-    chunks = [jobs[i::concurrency] for i in range(concurrency)]
-
-    def worker(part: list[tuple[str, dict[str, Any]]]) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            for sql, params in part:
-                t = time.perf_counter()
-                conn.execute(sql, params).fetchone()
-                with lock:
-                    lat.append(time.perf_counter() - t)
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as ex:
-        list(ex.map(worker, chunks))
-    wall = time.perf_counter() - t0
-    lat.sort()
-    return {
-        "rps": len(lat) / wall,
-        "p50": statistics.median(lat) * 1000,
-        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
-    }
+    return features.measure(
+        jobs,
+        concurrency,
+        lambda: psycopg.connect(url, autocommit=True),
+        lambda conn, job: conn.execute(*job).fetchone(),
+    )
 
 
 def carteco_jobs(tiles: list[tuple[int, int, int]]) -> list[tuple[str, dict[str, Any]]]:
