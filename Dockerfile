@@ -10,7 +10,11 @@ COPY geodata ./geodata
 COPY api ./api
 COPY tiles ./tiles
 RUN pip install .
-RUN useradd --system --home /app carteco
+# The data folder (tile cache, PMTiles, diagnostics) is a volume in docker-compose.yml; created
+# here so that a fresh named volume inherits the carteco user's ownership.
+RUN useradd --system --home /app carteco \
+    && mkdir -p /var/lib/carteco && chown carteco /var/lib/carteco
+ENV CARTECO_DATA_DIR=/var/lib/carteco
 USER carteco
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --retries=5 CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
