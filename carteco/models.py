@@ -6,7 +6,9 @@ The migrations in carteco/migrations/versions create the schema (plain SQL, run 
 writes SQL text (carteco/sql, the importers); it may use these tables for Core queries.
 Functions, triggers and the ``tile_cache_state`` seed row live only in the migrations: Alembic
 does not compare them. CHECK constraints are written out (with PostgreSQL's own names) so the
-metadata reads like the database; the test compares their definitions too.
+metadata reads like the database; the test compares their definitions too. GeoAlchemy2's
+``Geometry`` types the geometry columns (type and SRID), and importing it is also what lets
+Alembic reflect ``geometry(Point,4326)`` columns to compare them.
 """
 
 from __future__ import annotations
