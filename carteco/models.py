@@ -1,27 +1,21 @@
-"""The registry's tables, as SQLAlchemy 2 / GeoAlchemy2 models (migrations live in Alembic)."""
+"""Carteco's schema as SQLAlchemy Core tables: the one description of every migrated table.
+
+The migrations in carteco/migrations/versions create the schema (plain SQL, run by Alembic);
+``metadata`` below describes the result and is Alembic's ``target_metadata``, so
+``alembic check`` (and tests/test_schema.py) fail as soon as the two disagree. Application code
+writes SQL text (carteco/sql, the importers); it may use these tables for Core queries.
+Functions, triggers and the ``tile_cache_state`` seed row live only in the migrations: Alembic
+does not compare them. CHECK constraints are written out (with PostgreSQL's own names) so the
+metadata reads like the database; the test compares their definitions too. GeoAlchemy2's
+``Geometry`` types the geometry columns (type and SRID), and importing it is also what lets
+Alembic reflect ``geometry(Point,4326)`` columns to compare them.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
-
+import sqlalchemy as sa
 from geoalchemy2 import Geometry
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    CheckConstraint,
-    Date,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-)
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, TSVECTOR
 
 ESS_FAMILIES = (
     "association",
@@ -36,149 +30,662 @@ GEOCODE_STATUSES = ("to_geocode", "geocoded", "to_review", "failed")
 STATUSES = ("active", "closed")
 TERRITORY_LEVELS = ("region", "departement", "epci", "ept", "commune", "arrondissement", "qpv")
 
+metadata = sa.MetaData()
 
-class Base(DeclarativeBase):
-    """Declarative base of Carteco's tables."""
-
-
-class Sector(Base):
-    """A node of the sector taxonomy (filière → activity, or a general ESS family)."""
-
-    __tablename__ = "sectors"
-    code: Mapped[str] = mapped_column(String, primary_key=True)
-    parent_code: Mapped[str | None] = mapped_column(ForeignKey("sectors.code"))
-    kind: Mapped[str] = mapped_column(String)
-    label: Mapped[str] = mapped_column(Text)
-    color: Mapped[str] = mapped_column(String(7))
-    icon: Mapped[str] = mapped_column(String)
-    sort_order: Mapped[int] = mapped_column(Integer)
-    taxonomy_version: Mapped[str] = mapped_column(String)
+# Shorthands for the column types the migrations use everywhere.
+TEXT_ARRAY = ARRAY(sa.Text)
+EMPTY_ARRAY = sa.text("'{}'")
+EMPTY_OBJECT = sa.text("'{}'")
+NOW = sa.text("now()")
 
 
-class Territory(Base):
-    """An administrative or priority area (INSEE / SIREN code) with its parents."""
-
-    __tablename__ = "territories"
-    __table_args__ = (
-        UniqueConstraint("level", "code"),
-        CheckConstraint(f"level IN {TERRITORY_LEVELS}", name="territories_level_check"),
-    )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    level: Mapped[str] = mapped_column(String)
-    code: Mapped[str] = mapped_column(String)
-    name: Mapped[str] = mapped_column(Text)
-    region_code: Mapped[str | None] = mapped_column(String)
-    departement_code: Mapped[str | None] = mapped_column(String)
-    epci_code: Mapped[str | None] = mapped_column(String)
-    ept_code: Mapped[str | None] = mapped_column(String)
-    commune_code: Mapped[str | None] = mapped_column(String)
-    population: Mapped[int | None] = mapped_column(Integer)
-    old_codes: Mapped[list[str]] = mapped_column(ARRAY(String), server_default="{}")
-    postcodes: Mapped[list[str]] = mapped_column(ARRAY(String), server_default="{}")
-    area_m2: Mapped[float | None] = mapped_column(Float)
-    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", 4326, spatial_index=True))
-    vintage: Mapped[str] = mapped_column(String)
-    layer: Mapped[str] = mapped_column(String)
+def _point() -> Geometry:
+    """A WGS 84 point column type; spatial indexes are declared by name, as the migrations do."""
+    return Geometry("POINT", srid=4326, spatial_index=False)
 
 
-class Structure(Base):
-    """An ESS establishment or place shown on the map."""
-
-    __tablename__ = "structures"
-    __table_args__ = (UniqueConstraint("source", "source_id"),)
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    siret: Mapped[str | None] = mapped_column(String(14))
-    siren: Mapped[str | None] = mapped_column(String(9))
-    rna: Mapped[str | None] = mapped_column(String(10))
-    name: Mapped[str] = mapped_column(Text)
-    legal_category: Mapped[str | None] = mapped_column(String(4))
-    legal_form: Mapped[str | None] = mapped_column(Text)
-    ess_family: Mapped[str] = mapped_column(String, server_default="inconnue")
-    esus: Mapped[bool] = mapped_column(Boolean, server_default="false")
-    sectors: Mapped[list[str]] = mapped_column(ARRAY(String), server_default="{}")
-    description: Mapped[str | None] = mapped_column(Text)
-    address_line: Mapped[str | None] = mapped_column(Text)
-    postcode: Mapped[str | None] = mapped_column(String(5))
-    commune_name: Mapped[str | None] = mapped_column(Text)
-    insee_code: Mapped[str | None] = mapped_column(String(5))
-    geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=True))
-    location_precision: Mapped[str | None] = mapped_column(String)
-    location_score: Mapped[float | None] = mapped_column(Float)
-    location_source: Mapped[str | None] = mapped_column(String)
-    geocode_status: Mapped[str | None] = mapped_column(String)
-    located_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    commune_code: Mapped[str | None] = mapped_column(String)
-    arrondissement_code: Mapped[str | None] = mapped_column(String)
-    epci_code: Mapped[str | None] = mapped_column(String)
-    ept_code: Mapped[str | None] = mapped_column(String)
-    departement_code: Mapped[str | None] = mapped_column(String)
-    region_code: Mapped[str | None] = mapped_column(String)
-    qpv_code: Mapped[str | None] = mapped_column(String)
-    website: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String, server_default="active")
-    opened_on: Mapped[date | None] = mapped_column(Date)
-    closed_on: Mapped[date | None] = mapped_column(Date)
-    source: Mapped[str] = mapped_column(String)
-    source_id: Mapped[str] = mapped_column(String)
-    content_hash: Mapped[str] = mapped_column(String)
-    extra: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-    version: Mapped[int] = mapped_column(Integer, server_default="1")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL text `column IN ('a', 'b')` for a CHECK constraint over a fixed list of words."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class StructureSource(Base):
-    """A (source, source id) feeding a structure: its owner or a row merged by SIRET/RNA."""
-
-    __tablename__ = "structure_sources"
-    source: Mapped[str] = mapped_column(String, primary_key=True)
-    source_id: Mapped[str] = mapped_column(String, primary_key=True)
-    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id", ondelete="CASCADE"))
-    content_hash: Mapped[str] = mapped_column(String)
+def _identity() -> sa.Column[int]:
+    """`id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY`."""
+    return sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True)
 
 
-class ImportRun(Base):
-    """One `carteco import` (or POST /imports): file, checksum, counts and row-level errors."""
+# --- 0001_initial -------------------------------------------------------------------------
 
-    __tablename__ = "import_runs"
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    source: Mapped[str] = mapped_column(String)
-    file_name: Mapped[str] = mapped_column(Text)
-    checksum: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String)
-    dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    rows_read: Mapped[int] = mapped_column(Integer, server_default="0")
-    created: Mapped[int] = mapped_column(Integer, server_default="0")
-    updated: Mapped[int] = mapped_column(Integer, server_default="0")
-    unchanged: Mapped[int] = mapped_column(Integer, server_default="0")
-    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
-    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
-    pid: Mapped[int | None] = mapped_column(Integer)
-    message: Mapped[str | None] = mapped_column(Text)
+sectors = sa.Table(
+    "sectors",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("parent_code", sa.Text, sa.ForeignKey("sectors.code", ondelete="CASCADE")),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("color", sa.String(7), nullable=False),
+    sa.Column("icon", sa.Text, nullable=False),
+    sa.Column("sort_order", sa.Integer, nullable=False),
+    sa.Column("taxonomy_version", sa.Text, nullable=False),
+    sa.CheckConstraint(_in("kind", ("filiere", "activite", "famille")), name="sectors_kind_check"),
+    sa.CheckConstraint("color ~ '^#[0-9a-fA-F]{6}$'", name="sectors_color_check"),
+)
 
+territories = sa.Table(
+    "territories",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # serial
+    sa.Column("level", sa.Text, nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("region_code", sa.Text),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("epci_code", sa.Text),
+    sa.Column("ept_code", sa.Text),
+    sa.Column("commune_code", sa.Text),
+    sa.Column("population", sa.Integer),
+    sa.Column("old_codes", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("postcodes", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("area_m2", sa.Double),
+    sa.Column(
+        "geom",
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False),
+        nullable=False,
+    ),
+    sa.Column("vintage", sa.Text, nullable=False),
+    sa.Column("layer", sa.Text, nullable=False),
+    sa.UniqueConstraint("level", "code", name="territories_level_code_key"),
+    sa.CheckConstraint(_in("level", TERRITORY_LEVELS), name="territories_level_check"),
+    sa.Index("territories_geom_idx", "geom", postgresql_using="gist"),
+    sa.Index("territories_layer_idx", "layer"),
+)
 
-class Station(Base):
-    """A public-transport stop (one row per station and line)."""
+structures = sa.Table(
+    "structures",
+    metadata,
+    _identity(),
+    sa.Column("siret", sa.String(14)),
+    sa.Column("siren", sa.String(9)),
+    sa.Column("rna", sa.String(10)),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("legal_category", sa.String(4)),
+    sa.Column("legal_form", sa.Text),
+    sa.Column("ess_family", sa.Text, nullable=False, server_default=sa.text("'inconnue'")),
+    sa.Column("esus", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("sectors", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("description", sa.Text),
+    sa.Column("address_line", sa.Text),
+    sa.Column("postcode", sa.String(5)),
+    sa.Column("commune_name", sa.Text),
+    sa.Column("insee_code", sa.String(5)),
+    sa.Column("geom", _point()),
+    sa.Column("location_precision", sa.Text),
+    sa.Column("location_score", sa.Double),
+    sa.Column("location_source", sa.Text),
+    sa.Column("geocode_status", sa.Text),
+    sa.Column("located_at", sa.DateTime(timezone=True)),
+    # Territory codes: set by the carteco_tag_structure trigger from the geometry.
+    sa.Column("commune_code", sa.Text),
+    sa.Column("arrondissement_code", sa.Text),
+    sa.Column("epci_code", sa.Text),
+    sa.Column("ept_code", sa.Text),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("region_code", sa.Text),
+    sa.Column("qpv_code", sa.Text),
+    sa.Column("website", sa.Text),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'active'")),
+    sa.Column("opened_on", sa.Date),
+    sa.Column("closed_on", sa.Date),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    # version and updated_at: bumped by the carteco_touch_structure trigger.
+    sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column(
+        "search",
+        TSVECTOR,
+        sa.Computed(
+            "to_tsvector('french', coalesce(name, '') || ' ' || coalesce(description, ''))",
+            persisted=True,
+        ),
+    ),
+    # 0002_geocoding: declared postcode / INSEE code versus the commune containing the point.
+    sa.Column("location_check", sa.Text),
+    sa.UniqueConstraint("source", "source_id", name="structures_source_source_id_key"),
+    sa.CheckConstraint("siret ~ '^[0-9]{14}$'", name="structures_siret_check"),
+    sa.CheckConstraint("siren ~ '^[0-9]{9}$'", name="structures_siren_check"),
+    sa.CheckConstraint("length(name) > 0", name="structures_name_check"),
+    sa.CheckConstraint(_in("ess_family", ESS_FAMILIES), name="structures_ess_family_check"),
+    sa.CheckConstraint(
+        _in("location_precision", PRECISIONS), name="structures_location_precision_check"
+    ),
+    sa.CheckConstraint("location_score BETWEEN 0 AND 1", name="structures_location_score_check"),
+    sa.CheckConstraint(
+        _in("geocode_status", GEOCODE_STATUSES), name="structures_geocode_status_check"
+    ),
+    sa.CheckConstraint(_in("status", STATUSES), name="structures_status_check"),
+    sa.CheckConstraint(
+        _in("location_check", ("ok", "postcode_mismatch", "insee_mismatch")),
+        name="structures_location_check_check",
+    ),
+    sa.Index("structures_geom_idx", "geom", postgresql_using="gist"),
+    # Not unique: a map shows places, and several places may share an establishment SIRET.
+    sa.Index("structures_siret_idx", "siret", postgresql_where=sa.text("siret IS NOT NULL")),
+    sa.Index("structures_rna_idx", "rna", postgresql_where=sa.text("rna IS NOT NULL")),
+    sa.Index("structures_sectors_idx", "sectors", postgresql_using="gin"),
+    sa.Index("structures_search_idx", "search", postgresql_using="gin"),
+    sa.Index(
+        "structures_name_trgm_idx",
+        "name",
+        postgresql_using="gin",
+        postgresql_ops={"name": "gin_trgm_ops"},
+    ),
+    sa.Index("structures_commune_idx", "commune_code"),
+    sa.Index("structures_departement_idx", "departement_code"),
+    sa.Index("structures_epci_idx", "epci_code"),
+    sa.Index("structures_ept_idx", "ept_code"),
+    sa.Index(
+        "structures_geocode_status_idx",
+        "geocode_status",
+        postgresql_where=sa.text("geocode_status IS NOT NULL"),
+    ),
+    sa.Index(
+        "structures_location_check_idx",
+        "location_check",
+        postgresql_where=sa.text("location_check IS DISTINCT FROM 'ok'"),
+    ),
+)
 
-    __tablename__ = "stations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source_id: Mapped[str] = mapped_column(String, unique=True)
-    name: Mapped[str] = mapped_column(Text)
-    mode: Mapped[str | None] = mapped_column(String)
-    line: Mapped[str | None] = mapped_column(String)
-    operator: Mapped[str | None] = mapped_column(String)
-    geom: Mapped[Any] = mapped_column(Geometry("POINT", 4326, spatial_index=True))
-    layer: Mapped[str] = mapped_column(String)
+# Every (source, source id) that feeds a structure: its owner row and the rows of other
+# sources merged into it by SIRET or RNA.
+structure_sources = sa.Table(
+    "structure_sources",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("source_id", sa.Text, primary_key=True),
+    sa.Column(
+        "structure_id",
+        sa.BigInteger,
+        sa.ForeignKey("structures.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Index("structure_sources_structure_idx", "structure_id"),
+)
 
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    _identity(),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("rows_read", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("created", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("updated", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("unchanged", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("errors", JSONB, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("pid", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.CheckConstraint(
+        _in("status", ("running", "succeeded", "rejected", "failed", "dry_run")),
+        name="import_runs_status_check",
+    ),
+)
 
-class ReferenceLayer(Base):
-    """A loaded geodata layer and the checksum it was loaded from (idempotent reloads)."""
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # serial
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("mode", sa.Text),
+    sa.Column("line", sa.Text),
+    sa.Column("operator", sa.Text),
+    sa.Column("geom", _point(), nullable=False),
+    sa.Column("layer", sa.Text, nullable=False),
+    sa.UniqueConstraint("source_id", name="stations_source_id_key"),
+    sa.Index("stations_geom_idx", "geom", postgresql_using="gist"),
+)
 
-    __tablename__ = "reference_layers"
-    name: Mapped[str] = mapped_column(String, primary_key=True)
-    checksum: Mapped[str] = mapped_column(String(64))
-    vintage: Mapped[str] = mapped_column(String)
-    features: Mapped[int] = mapped_column(Integer)
-    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+# National COG tables (no geometry): names, parents, populations, old codes, postcodes.
+communes_ref = sa.Table(
+    "communes_ref",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("region_code", sa.Text),
+    sa.Column("epci_code", sa.Text),
+    sa.Column("epci_name", sa.Text),
+    sa.Column("ept_code", sa.Text),
+    sa.Column("parent_code", sa.Text),
+    sa.Column("population", sa.Integer),
+    sa.Column("postcodes", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("old_codes", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("vintage", sa.Text, nullable=False),
+    sa.Index("communes_ref_old_codes_idx", "old_codes", postgresql_using="gin"),
+    sa.Index("communes_ref_postcodes_idx", "postcodes", postgresql_using="gin"),
+)
+
+# No primary key: a postcode maps to several communes and a commune to several postcodes.
+postcodes = sa.Table(
+    "postcodes",
+    metadata,
+    sa.Column("postcode", sa.String(5), nullable=False),
+    sa.Column("insee_code", sa.String(5), nullable=False),
+    sa.Column("commune_name", sa.Text, nullable=False),
+    sa.Column("delivery_label", sa.Text),
+    sa.Index("postcodes_postcode_idx", "postcode"),
+    sa.Index("postcodes_insee_idx", "insee_code"),
+)
+
+reference_layers = sa.Table(
+    "reference_layers",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("vintage", sa.Text, nullable=False),
+    sa.Column("features", sa.Integer, nullable=False),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# --- 0002_geocoding -----------------------------------------------------------------------
+
+# One row per address point of the reference (BAN département files, BAL files).
+geo_addresses = sa.Table(
+    "geo_addresses",
+    metadata,
+    _identity(),
+    sa.Column("ban_id", sa.Text),
+    sa.Column("number", sa.Integer),
+    sa.Column("suffix", sa.Text),
+    sa.Column("street", sa.Text, nullable=False),
+    sa.Column("street_key", sa.Text, nullable=False),
+    sa.Column("lieu_dit", sa.Text),
+    sa.Column("postcode", sa.String(5)),
+    sa.Column("insee_code", sa.String(5), nullable=False),
+    sa.Column("commune", sa.Text, nullable=False),
+    sa.Column("old_insee_code", sa.String(5)),
+    sa.Column("old_commune", sa.Text),
+    sa.Column("position_type", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("street_id", sa.BigInteger),
+    sa.Column("geom", _point(), nullable=False),
+    sa.Column("search", TSVECTOR, sa.Computed("to_tsvector('simple', street_key)", persisted=True)),
+    sa.Index("geo_addresses_geom_idx", "geom", postgresql_using="gist"),
+    sa.Index("geo_addresses_street_idx", "street_id", "number"),
+    sa.Index("geo_addresses_insee_idx", "insee_code"),
+    sa.Index("geo_addresses_dataset_idx", "dataset"),
+    sa.Index(
+        "geo_addresses_key_trgm_idx",
+        "street_key",
+        postgresql_using="gin",
+        postgresql_ops={"street_key": "gin_trgm_ops"},
+    ),
+    sa.Index("geo_addresses_search_idx", "search", postgresql_using="gin"),
+)
+
+# Streets (and lieux-dits) derived from the addresses.
+geo_streets = sa.Table(
+    "geo_streets",
+    metadata,
+    _identity(),
+    sa.Column("street", sa.Text, nullable=False),
+    sa.Column("street_key", sa.Text, nullable=False),
+    sa.Column("insee_code", sa.String(5), nullable=False),
+    sa.Column("commune", sa.Text, nullable=False),
+    sa.Column("postcode", sa.String(5)),
+    sa.Column("old_insee_code", sa.String(5)),
+    sa.Column("old_commune", sa.Text),
+    sa.Column("is_locality", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("addresses", sa.Integer, nullable=False),
+    sa.Column("geom", _point(), nullable=False),
+    sa.Index("geo_streets_insee_idx", "insee_code"),
+    sa.Index(
+        "geo_streets_key_trgm_idx",
+        "street_key",
+        postgresql_using="gin",
+        postgresql_ops={"street_key": "gin_trgm_ops"},
+    ),
+    sa.Index("geo_streets_geom_idx", "geom", postgresql_using="gist"),
+)
+
+# Communes, arrondissements and former communes with a point.
+geo_communes = sa.Table(
+    "geo_communes",
+    metadata,
+    sa.Column("code", sa.String(5), primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("name_key", sa.Text, primary_key=True),
+    sa.Column("current_code", sa.String(5), nullable=False),
+    sa.Column("parent_code", sa.String(5)),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("postcodes", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("population", sa.Integer),
+    sa.Column("geom", _point()),
+    sa.CheckConstraint(
+        _in("kind", ("commune", "arrondissement", "ancienne", "alias")),
+        name="geo_communes_kind_check",
+    ),
+    sa.Index(
+        "geo_communes_key_trgm_idx",
+        "name_key",
+        postgresql_using="gin",
+        postgresql_ops={"name_key": "gin_trgm_ops"},
+    ),
+    sa.Index("geo_communes_key_idx", "name_key"),
+    sa.Index("geo_communes_postcodes_idx", "postcodes", postgresql_using="gin"),
+    sa.Index("geo_communes_current_idx", "current_code"),
+    sa.Index(
+        "geo_communes_parent_idx",
+        "parent_code",
+        postgresql_where=sa.text("parent_code IS NOT NULL"),
+    ),
+)
+
+geo_meta = sa.Table(
+    "geo_meta",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Cache of lookups keyed on the normalised address (and backend).
+geocode_cache = sa.Table(
+    "geocode_cache",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("result", JSONB),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# Every location a structure had before a geocoding run or a manual correction replaced it.
+structure_location_history = sa.Table(
+    "structure_location_history",
+    metadata,
+    _identity(),
+    sa.Column(
+        "structure_id",
+        sa.BigInteger,
+        sa.ForeignKey("structures.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("geom", _point()),
+    sa.Column("location_precision", sa.Text),
+    sa.Column("location_score", sa.Double),
+    sa.Column("location_source", sa.Text),
+    sa.Column("located_at", sa.DateTime(timezone=True)),
+    sa.Column("replaced_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("replaced_by", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Index("structure_location_history_structure_idx", "structure_id", "replaced_at"),
+)
+
+# --- 0003_features ------------------------------------------------------------------------
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _identity(),
+    sa.Column("name", sa.Text, nullable=False),
+    # sha256 of the secret, hex: the secret itself is shown once and never stored.
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", TEXT_ARRAY, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("token_hash", name="api_tokens_token_hash_key"),
+    sa.CheckConstraint("length(name) > 0", name="api_tokens_name_check"),
+    sa.CheckConstraint("token_hash ~ '^[0-9a-f]{64}$'", name="api_tokens_token_hash_check"),
+    sa.CheckConstraint(
+        "scopes <@ ARRAY['import','edit','admin']::text[]", name="api_tokens_scopes_check"
+    ),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    _identity(),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("token_id", sa.BigInteger, sa.ForeignKey("api_tokens.id", ondelete="SET NULL")),
+    sa.Column("token_name", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Index("audit_log_at_idx", "at"),
+)
+
+import_jobs = sa.Table(
+    "import_jobs",
+    metadata,
+    _identity(),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'queued'")),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("token_id", sa.BigInteger, sa.ForeignKey("api_tokens.id", ondelete="SET NULL")),
+    # No foreign key: a job's run may be purged with the import history.
+    sa.Column("run_id", sa.BigInteger),
+    sa.Column("report", JSONB),
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(
+        _in("status", ("queued", "running", "succeeded", "rejected", "failed", "dry_run")),
+        name="import_jobs_status_check",
+    ),
+)
+
+# --- 0004_land ----------------------------------------------------------------------------
+
+LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv")
+
+# One row per imported land layer (source): what it is, its vintage and how it was loaded.
+land_layers = sa.Table(
+    "land_layers",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("vintage", sa.Text),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("import_run_id", sa.BigInteger, sa.ForeignKey("import_runs.id", ondelete="SET NULL")),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(_in("kind", LAND_LAYER_KINDS), name="land_layers_kind_check"),
+)
+
+# One row per DVF mutation (its dispositions folded together).
+land_transactions = sa.Table(
+    "land_transactions",
+    metadata,
+    _identity(),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("id_mutation", sa.Text, nullable=False),
+    sa.Column("date_mutation", sa.Date, nullable=False),
+    sa.Column("year", sa.Integer, nullable=False),
+    sa.Column("nature_mutation", sa.Text, nullable=False),
+    sa.Column("valeur_fonciere", sa.Double),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("types_local", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("dispositions", sa.Integer, nullable=False),
+    sa.Column("surface_bati_m2", sa.Double),
+    sa.Column("surface_terrain_m2", sa.Double),
+    sa.Column("price_m2", sa.Double),
+    sa.Column("price_basis", sa.Text),
+    sa.Column("commune_code", sa.Text, nullable=False),
+    sa.Column("departement_code", sa.Text, nullable=False),
+    sa.Column("qpv_code", sa.Text),
+    sa.Column("geom", _point()),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.UniqueConstraint("source", "id_mutation", name="land_transactions_source_id_mutation_key"),
+    sa.CheckConstraint(
+        _in("kind", ("local", "terrain", "logement", "mixte", "autre")),
+        name="land_transactions_kind_check",
+    ),
+    sa.CheckConstraint(
+        _in("price_basis", ("bati", "terrain")), name="land_transactions_price_basis_check"
+    ),
+    sa.Index("land_transactions_dep_idx", "departement_code", "kind"),
+    sa.Index("land_transactions_commune_idx", "commune_code"),
+    sa.Index("land_transactions_geom_idx", "geom", postgresql_using="gist"),
+)
+
+# Available or potential sites: friches (CNIG), vacant premises and public land.
+land_sites = sa.Table(
+    "land_sites",
+    metadata,
+    _identity(),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("site_type", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("usages", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("surface_m2", sa.Double),
+    sa.Column("built_surface_m2", sa.Double),
+    sa.Column("owner_type", sa.Text),
+    sa.Column("owner_name", sa.Text),
+    sa.Column("pollution", sa.Text),
+    sa.Column("rent_eur_month", sa.Double),
+    sa.Column("price_eur", sa.Double),
+    sa.Column("address", sa.Text),
+    sa.Column("commune_code", sa.Text),
+    sa.Column("epci_code", sa.Text),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("geom", _point()),
+    sa.Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.UniqueConstraint("source", "source_id", name="land_sites_source_source_id_key"),
+    sa.CheckConstraint(
+        _in("kind", ("friche", "local_vacant", "terrain_public")), name="land_sites_kind_check"
+    ),
+    sa.CheckConstraint(
+        _in(
+            "status",
+            ("sans_projet", "avec_projet", "reconvertie", "potentielle", "disponible", "occupe"),
+        ),
+        name="land_sites_status_check",
+    ),
+    sa.CheckConstraint("surface_m2 >= 0", name="land_sites_surface_m2_check"),
+    sa.CheckConstraint("built_surface_m2 >= 0", name="land_sites_built_surface_m2_check"),
+    sa.CheckConstraint("rent_eur_month >= 0", name="land_sites_rent_eur_month_check"),
+    sa.CheckConstraint("price_eur >= 0", name="land_sites_price_eur_check"),
+    sa.Index("land_sites_dep_idx", "departement_code"),
+    sa.Index("land_sites_geom_idx", "geom", postgresql_using="gist"),
+)
+
+# Needs declared by ESS structures (the French CSV template docs/modele_besoins_foncier.csv).
+land_needs = sa.Table(
+    "land_needs",
+    metadata,
+    _identity(),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("structure_id", sa.BigInteger, sa.ForeignKey("structures.id", ondelete="SET NULL")),
+    sa.Column("siret", sa.String(14)),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("surface_min_m2", sa.Double),
+    sa.Column("surface_max_m2", sa.Double),
+    sa.Column("budget_rent_eur_month", sa.Double),
+    sa.Column("budget_purchase_eur", sa.Double),
+    sa.Column("territories", TEXT_ARRAY, nullable=False, server_default=EMPTY_ARRAY),
+    sa.Column("max_distance_km", sa.Double),
+    sa.Column("declared_on", sa.Date),
+    sa.Column("commune_code", sa.Text),
+    sa.Column("departement_code", sa.Text),
+    sa.Column("geom", _point()),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.UniqueConstraint("source", "source_id", name="land_needs_source_source_id_key"),
+    sa.CheckConstraint("siret ~ '^[0-9]{14}$'", name="land_needs_siret_check"),
+    sa.CheckConstraint(
+        _in(
+            "kind",
+            ("bureau", "atelier", "entrepot", "commerce", "terrain_agricole", "tiers_lieu"),
+        ),
+        name="land_needs_kind_check",
+    ),
+    sa.CheckConstraint("surface_min_m2 >= 0", name="land_needs_surface_min_m2_check"),
+    sa.CheckConstraint("surface_max_m2 >= 0", name="land_needs_surface_max_m2_check"),
+    sa.CheckConstraint("budget_rent_eur_month >= 0", name="land_needs_budget_rent_eur_month_check"),
+    sa.CheckConstraint("budget_purchase_eur >= 0", name="land_needs_budget_purchase_eur_check"),
+    sa.CheckConstraint("max_distance_km > 0", name="land_needs_max_distance_km_check"),
+    sa.CheckConstraint(
+        "surface_max_m2 IS NULL OR surface_min_m2 IS NULL OR surface_max_m2 >= surface_min_m2",
+        name="land_needs_check",
+    ),
+    sa.Index("land_needs_dep_idx", "departement_code"),
+)
+
+# --- 0005_tiles, 0006_tile_cache_lru -------------------------------------------------------
+
+# Rendered tiles; statement triggers on structures/territories delete the stale ones.
+tile_cache = sa.Table(
+    "tile_cache",
+    metadata,
+    sa.Column("layer", sa.Text, primary_key=True),
+    sa.Column("filter_key", sa.Text, primary_key=True, server_default=sa.text("''")),
+    sa.Column("z", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("x", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("y", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("data", BYTEA, nullable=False),
+    sa.Column("etag", sa.Text, nullable=False),
+    sa.Column(
+        "created_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.text("clock_timestamp()"),
+    ),
+    # 0006: least-recently-used eviction (refreshed at most once per touch interval).
+    sa.Column(
+        "used_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.text("clock_timestamp()"),
+    ),
+    sa.PrimaryKeyConstraint("layer", "z", "x", "y", "filter_key", name="tile_cache_pkey"),
+    sa.Index("tile_cache_used_idx", "used_at"),
+)
+
+# One row (seeded by the migration): the generation bumped by every tile invalidation.
+tile_cache_state = sa.Table(
+    "tile_cache_state",
+    metadata,
+    sa.Column("id", sa.Boolean, primary_key=True, autoincrement=False, server_default=sa.true()),
+    sa.Column("generation", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint("id", name="tile_cache_state_id_check"),
+)
+
+# Cluster grid: active located structures summed per z14 / z16 tile and first sector.
+tile_grid = sa.Table(
+    "tile_grid",
+    metadata,
+    sa.Column("z", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("cx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("cy", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sector", sa.Text, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("sx", sa.Double, nullable=False),
+    sa.Column("sy", sa.Double, nullable=False),
+    sa.Column("sid", sa.Numeric, nullable=False),
+    sa.Index("tile_grid_empty_idx", "n", postgresql_where=sa.text("n <= 0")),
+)
