@@ -516,3 +516,32 @@ def test_json_for_script_is_inert_and_exact(value: Any) -> None:
     for bad in ("<", ">", "&", "\u2028", "\u2029"):
         assert bad not in text
     assert json.loads(text) == value
+
+
+# Values a template may print unescaped: constant code and markup built by Carteco itself
+# (vendored Leaflet, the maps' script, SVG charts whose labels are escaped by charts.py).
+SAFE_ALLOWED = {
+    "leaflet_css",
+    "leaflet_js",
+    "maps_js",
+    "charts.sectors",
+    "charts.families",
+    "charts.trend",
+    "charts.supply",
+}
+
+
+def test_templates_escape_everything_and_trust_only_constants() -> None:
+    from api.templating import TEMPLATES
+    from carteco.diagnostics.report import _env
+
+    for env in (TEMPLATES.env, _env()):
+        mode = env.autoescape
+        assert mode is True or all(mode(n) for n in ("a.html", "a.txt", "a.j2", None))
+    files = [*ROOT.glob("api/templates/*"), *ROOT.glob("carteco/diagnostics/templates/*.j2")]
+    assert len(files) > 5
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert "autoescape false" not in text, path.name
+        for expr in re.findall(r"\{\{\s*([^}|]+?)\s*\|\s*safe\s*\}\}", text):
+            assert expr in SAFE_ALLOWED, f"{path.name}: {expr} | safe"
