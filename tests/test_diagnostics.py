@@ -410,7 +410,7 @@ def test_report_opens_in_headless_chromium(
 def test_report_escapes_names_shown_in_map_tooltips(
     loaded: dict[str, Any], engine: sa.Engine
 ) -> None:
-    """Folium's tooltips insert values as HTML: a hostile name must arrive as text."""
+    """Map tooltips show names as text: a hostile name is JSON data, never page HTML."""
     hostile = '<img src=x onerror="alert(1)">'
     with engine.connect() as conn:
         conn.execute(
@@ -424,5 +424,15 @@ def test_report_escapes_names_shown_in_map_tooltips(
         _doc, _layers, html = build_report(conn, "93")
         conn.rollback()  # nothing stays behind
     assert hostile not in html
-    # In the map's GeoJSON (JSON-escaped by folium) the name is HTML-escaped: shown as text.
-    assert "\\u0026lt;img src=x onerror=\\u0026quot;alert(1)\\u0026quot;" in html
+    # In the map's JSON data, "<" and ">" are escaped; parsed back, the name is intact (the
+    # map's script shows tooltip values with textContent).
+    assert '\\u003cimg src=x onerror=\\"alert(1)\\"\\u003e' in html
+    blocks = re.findall(r'<script type="application/json" data-carte="[\w-]+">(.*?)</script>', html)
+    tips = [
+        v
+        for b in blocks
+        for layer in json.loads(b)["layers"]
+        for f in layer.get("features", [])
+        for v in f["properties"].get("t", [])
+    ]
+    assert hostile in tips

@@ -7,13 +7,12 @@ import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from html import escape
 from pathlib import Path
 from typing import Any
 
-import folium
 import sqlalchemy as sa
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
 from carteco.diagnostics.charts import bar_chart, trend_chart
@@ -27,6 +26,7 @@ from carteco.diagnostics.engine import (
 )
 from carteco.diagnostics.rules import KIND_LABELS
 from carteco.sectors import load_taxonomy
+from carteco.text import json_for_script
 
 TEMPLATES = Path(__file__).parent / "templates"
 SCHEMA_FILE = Path(__file__).parent / "indicateurs.schema.json"
@@ -222,6 +222,14 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
 
 
 # ---------------------------------------------------------------- maps
+#
+# The report's maps are drawn by one constant script (templates/cartes.js) from data passed as
+# JSON in <script type="application/json"> blocks. Names, addresses and every other imported
+# text reach the page only as JSON data, shown by the browser with textContent: they are never
+# template source (folium/branca re-render each layer's script output as a Jinja template, so
+# a name like "{{ 6*7 }}" used to be evaluated in the server process) and never HTML.
+
+MAPS_JS = TEMPLATES / "cartes.js"
 
 
 @lru_cache(maxsize=1)
@@ -241,30 +249,68 @@ def leaflet_assets() -> tuple[str, str]:
     return js.replace("</script", "<\\/script"), css
 
 
-def _new_map(bounds: list[list[float]] | None) -> folium.Map:
-    m = folium.Map(
-        tiles=None,
-        width="100%",
-        height=480,
-        control_scale=True,
-        zoom_start=9,
-        location=[46.5, 2.5],
-        zoom_snap=0.25,  # fractional zoom: the département fills the frame
-        zoom_delta=0.5,
-    )
-    # No CDN: Leaflet is inlined once in the report; folium's default links are dropped.
-    m.default_js = []
-    m.default_css = []
-    if bounds:
-        m.fit_bounds(bounds)
-    return m
+@lru_cache(maxsize=1)
+def maps_script() -> str:
+    """The constant script drawing the report's maps from their JSON data."""
+    return MAPS_JS.read_text(encoding="utf-8").replace("</script", "<\\/script")
 
 
-def _safe(text: Any) -> str:
-    return escape(str(text if text is not None else "—"))
+def _text(value: Any) -> str:
+    """A tooltip value as plain text (shown with textContent, never parsed as HTML)."""
+    return "—" if value is None else str(value)
 
 
-def _outline_layer(m: folium.Map, layers: dict[str, Any], shade: bool = False) -> None:
+class _Map:
+    """One report map as data: framing and layers, drawn in the browser by cartes.js."""
+
+    def __init__(self, key: str, bounds: list[list[float]] | None) -> None:
+        self.key = key
+        self.bounds = bounds
+        self.layers: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        name: str | None,
+        features: list[dict[str, Any]],
+        style: dict[str, Any],
+        tooltip: list[tuple[str, str]] | None = None,
+        feature_style: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        circle: dict[str, Any] | None = None,
+    ) -> None:
+        """A GeoJSON layer: `tooltip` is (property, label) pairs, `feature_style` per feature."""
+        feats = []
+        for f in features:
+            if not f["geometry"]:
+                continue
+            props: dict[str, Any] = {}
+            if tooltip:
+                props["t"] = [_text(f["properties"].get(k)) for k, _ in tooltip]
+            if feature_style:
+                props["s"] = feature_style(f["properties"])
+            feats.append({"type": "Feature", "geometry": f["geometry"], "properties": props})
+        if not feats:
+            return
+        layer: dict[str, Any] = {"name": name, "style": style, "features": feats}
+        if tooltip:
+            layer["tooltip"] = [label for _, label in tooltip]
+        if circle:
+            layer["circle"] = circle
+        self.layers.append(layer)
+
+    def lines(self, lines: list[list[list[float]]], style: dict[str, Any]) -> None:
+        """Plain polylines ([[lat, lon], ...] each), outside the layer control."""
+        if lines:
+            self.layers.append({"name": None, "style": style, "lines": lines})
+
+    def spec(self) -> dict[str, Any]:
+        """What the page embeds: the div's id and the JSON data of the map."""
+        return {
+            "id": f"carte-{self.key}",
+            "data": {"bounds": self.bounds, "layers": self.layers},
+        }
+
+
+def _outline_layer(m: _Map, layers: dict[str, Any], shade: bool = False) -> None:
     """Commune outlines (shaded by structures per 10,000 inhabitants when asked) and the
     département outline."""
     communes = [f for f in layers["communes"]["features"] if f["geometry"]]
@@ -281,111 +327,51 @@ def _outline_layer(m: folium.Map, layers: dict[str, Any], shade: bool = False) -
             return "#ffffff"
         return ramp[sum(1 for b in breaks if v > b)] if breaks else ramp[2]
 
-    if communes:
-        fc = _fc(
-            [
-                {
-                    "type": "Feature",
-                    "geometry": f["geometry"],
-                    "properties": {
-                        "nom": _safe(f["properties"]["nom"]),
-                        "structures": _safe(f["properties"]["structures"]),
-                        "taux": _safe(f["properties"]["structures_pour_10000_hab"]),
-                        "_fill": fill(f["properties"]["structures_pour_10000_hab"]),
-                    },
-                }
-                for f in communes
-            ]
-        )
-        folium.GeoJson(
-            fc,
-            name="Communes",
-            style_function=(
-                (
-                    lambda f: {
-                        "color": "#555",
-                        "weight": 1,
-                        "fillColor": f["properties"]["_fill"],
-                        "fillOpacity": 0.6,
-                    }
-                )
-                if shade
-                else (lambda _f: {"color": "#555", "weight": 1, "fillOpacity": 0.03})
-            ),
-            tooltip=folium.GeoJsonTooltip(
-                ["nom", "structures", "taux"],
-                aliases=["Commune", "Structures", "Pour 10 000 hab."],
-            ),
-        ).add_to(m)
-    dep = layers["departement"]["features"][0]
-    if dep["geometry"]:
-        folium.GeoJson(
-            _fc([dep]),
-            name="Département",
-            style_function=lambda _f: {"color": "#222", "weight": 2.5, "fill": False},
-        ).add_to(m)
-
-
-def _qpv_layer(m: folium.Map, layers: dict[str, Any]) -> None:
-    if not layers["qpv"]["features"]:
-        return
-    fc = _fc(
-        [
-            {
-                "type": "Feature",
-                "geometry": f["geometry"],
-                "properties": {
-                    "code": _safe(f["properties"]["code"]),
-                    "nom": _safe(f["properties"]["nom"]),
-                },
-            }
-            for f in layers["qpv"]["features"]
-        ]
+    m.add(
+        "Communes",
+        communes,
+        {"color": "#555", "weight": 1, "fillOpacity": 0.6 if shade else 0.03},
+        tooltip=[
+            ("nom", "Commune"),
+            ("structures", "Structures"),
+            ("structures_pour_10000_hab", "Pour 10 000 hab."),
+        ],
+        feature_style=(
+            (lambda p: {"fillColor": fill(p["structures_pour_10000_hab"])}) if shade else None
+        ),
     )
-    folium.GeoJson(
-        fc,
-        name="QPV",
-        style_function=lambda _f: {
-            "color": "#e65100",
-            "weight": 1.5,
-            "fillColor": "#ff9800",
-            "fillOpacity": 0.35,
-        },
-        tooltip=folium.GeoJsonTooltip(["code", "nom"], aliases=["QPV", "Nom"]),
-    ).add_to(m)
+    m.add(
+        "Département",
+        layers["departement"]["features"][:1],
+        {"color": "#222", "weight": 2.5, "fill": False},
+    )
+
+
+def _qpv_layer(m: _Map, layers: dict[str, Any]) -> None:
+    m.add(
+        "QPV",
+        layers["qpv"]["features"],
+        {"color": "#e65100", "weight": 1.5, "fillColor": "#ff9800", "fillOpacity": 0.35},
+        tooltip=[("code", "QPV"), ("nom", "Nom")],
+    )
 
 
 def _points_layer(
-    m: folium.Map,
+    m: _Map,
     name: str,
     features: list[dict[str, Any]],
     colour: Callable[[dict[str, Any]], str],
     tooltip: list[tuple[str, str]],
     radius: int = 5,
 ) -> None:
-    pts = [f for f in features if f["geometry"]]
-    if not pts:
-        return
-    fc = _fc(
-        [
-            {
-                "type": "Feature",
-                "geometry": f["geometry"],
-                "properties": {
-                    "_colour": colour(f["properties"]),
-                    **{k: _safe(f["properties"].get(k)) for k, _ in tooltip},
-                },
-            }
-            for f in pts
-        ]
+    m.add(
+        name,
+        features,
+        {"color": "#222"},
+        tooltip=tooltip,
+        feature_style=lambda p: {"fillColor": colour(p)},
+        circle={"radius": radius, "weight": 1, "fill": True, "fillOpacity": 0.85},
     )
-    folium.GeoJson(
-        fc,
-        name=name,
-        marker=folium.CircleMarker(radius=radius, weight=1, fill=True, fill_opacity=0.85),
-        style_function=lambda f: {"color": "#222", "fillColor": f["properties"]["_colour"]},
-        tooltip=folium.GeoJsonTooltip([k for k, _ in tooltip], aliases=[a for _, a in tooltip]),
-    ).add_to(m)
 
 
 def _bounds(layers: dict[str, Any]) -> list[list[float]] | None:
@@ -411,29 +397,13 @@ def _bounds(layers: dict[str, Any]) -> list[list[float]] | None:
     return [[min(ys), min(xs)], [max(ys), max(xs)]]
 
 
-def _map_parts(m: folium.Map) -> dict[str, str]:
-    """The map's own style, div and script, cut out of folium's full page."""
-    html = m.get_root().render()
-    style = "".join(re.findall(r"<style>\s*#map_[0-9a-f]+ \{.*?</style>", html, flags=re.S))
-    div = re.search(r'<div class="folium-map" id="map_[0-9a-f]+" ></div>', html)
-    tail = html.split("</body>", 1)[1]
-    script = re.search(r"<script>(.*)</script>", tail, flags=re.S)
-    if div is None or script is None:
-        raise RuntimeError("folium output not recognised")
-    return {
-        "style": style,
-        "div": div.group(0),
-        "script": "<script>" + script.group(1) + "</script>",
-    }
-
-
-def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[str, str]]:
+def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The report's maps: structures & QPV, supply & needs, prices (when DVF is present)."""
     bounds = _bounds(layers)
     tax = {n.code: n.color for n in load_taxonomy().nodes}
-    maps: dict[str, dict[str, str]] = {}
+    maps: dict[str, dict[str, Any]] = {}
 
-    m = _new_map(bounds)
+    m = _Map("structures", bounds)
     _outline_layer(m, layers, shade=True)
     _qpv_layer(m, layers)
     labels = sector_labels()
@@ -448,35 +418,17 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         lambda p: tax.get(p["sector"], "#607d8b"),
         [("name", "Structure"), ("secteur", "Secteur"), ("qpv_code", "QPV")],
     )
-    folium.LayerControl(collapsed=False).add_to(m)
-    maps["structures"] = _map_parts(m)
+    maps["structures"] = m.spec()
 
-    m = _new_map(bounds)
+    m = _Map("offre", bounds)
     _outline_layer(m, layers)
-    if layers["sites_emprises"]["features"]:
-        fc = _fc(
-            [
-                {
-                    "type": "Feature",
-                    "geometry": f["geometry"],
-                    "properties": {
-                        "nom": _safe(f["properties"]["nom"]),
-                        "_colour": STATUS_COLOURS.get(f["properties"]["statut"], "#555"),
-                    },
-                }
-                for f in layers["sites_emprises"]["features"]
-            ]
-        )
-        folium.GeoJson(
-            fc,
-            name="Emprises des sites",
-            style_function=lambda f: {
-                "color": f["properties"]["_colour"],
-                "weight": 1,
-                "fillOpacity": 0.4,
-            },
-            tooltip=folium.GeoJsonTooltip(["nom"], aliases=["Site"]),
-        ).add_to(m)
+    m.add(
+        "Emprises des sites",
+        layers["sites_emprises"]["features"],
+        {"weight": 1, "fillOpacity": 0.4},
+        tooltip=[("nom", "Site")],
+        feature_style=lambda p: {"color": STATUS_COLOURS.get(p["statut"], "#555")},
+    )
     _points_layer(
         m,
         "Sites",
@@ -494,6 +446,7 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         radius=7,
     )
     sites_by_id = {f["properties"]["id"]: f for f in layers["sites"]["features"]}
+    links = []
     for f in layers["besoins"]["features"]:
         matches = json.loads(f["properties"]["matches"])
         if f["geometry"] and matches:
@@ -501,11 +454,9 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
             if target and target["geometry"]:
                 a = f["geometry"]["coordinates"]
                 b = target["geometry"]["coordinates"]
-                folium.PolyLine(
-                    [[a[1], a[0]], [b[1], b[0]]], color="#8e24aa", weight=2, dash_array="4 4"
-                ).add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
-    maps["offre"] = _map_parts(m)
+                links.append([[a[1], a[0]], [b[1], b[0]]])
+    m.lines(links, {"color": "#8e24aa", "weight": 2, "dashArray": "4 4"})
+    maps["offre"] = m.spec()
 
     if layers["ventes_prix"]["features"]:
         # DVF samples may cover a few neighbourhoods only: frame the sales, not the département.
@@ -514,7 +465,7 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         ys = sorted(f["geometry"]["coordinates"][1] for f in layers["ventes_prix"]["features"])
         lo, hi = int(len(xs) * 0.05), max(int(len(xs) * 0.95) - 1, 0)
         pad = 0.01
-        m = _new_map([[ys[lo] - pad, xs[lo] - pad], [ys[hi] + pad, xs[hi] + pad]])
+        m = _Map("prix", [[ys[lo] - pad, xs[lo] - pad], [ys[hi] + pad, xs[hi] + pad]])
         _outline_layer(m, layers)
         _qpv_layer(m, layers)
         prices = sorted(f["properties"]["prix_eur_m2"] for f in layers["ventes_prix"]["features"])
@@ -538,8 +489,7 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
             ],
             radius=4,
         )
-        folium.LayerControl(collapsed=False).add_to(m)
-        maps["prix"] = _map_parts(m)
+        maps["prix"] = m.spec()
         maps["prix"]["quartiles"] = " / ".join(f"{round(x)}" for x in q)
     return maps
 
@@ -548,9 +498,8 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
 
 
 def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"])
-    )
+    # Every value is escaped, whatever the template's name; imported text is only ever data.
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True)
 
     def num(v: Any, digits: int = 0) -> str:
         if v is None:
@@ -562,8 +511,13 @@ def _env() -> Environment:
     def pct(v: Any) -> str:
         return "—" if v is None else f"{round(v * 100)} %"
 
+    def script_json(v: Any) -> Markup:
+        # JSON made inert for a <script> element (< > & U+2028 U+2029 escaped), then trusted.
+        return Markup(json_for_script(v))
+
     env.filters["num"] = num
     env.filters["pct"] = pct
+    env.filters["script_json"] = script_json
     return env
 
 
@@ -627,6 +581,7 @@ def render_html(doc: dict[str, Any], layers: dict[str, Any]) -> str:
             charts=charts,
             leaflet_js=js,
             leaflet_css=css,
+            maps_js=maps_script(),
             communes=active,
             sector_labels=labels,
             sector_colours=tax,
