@@ -18,7 +18,7 @@ from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settin
 from api.errors import Problem
 from carteco.auth import Token
 from carteco.geocoding.backends import LocalBackend
-from carteco.geocoding.csvfile import CsvInputError, geocode_csv
+from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
 from carteco.importer.validate import in_france
 
@@ -163,24 +163,30 @@ def ban_router() -> APIRouter:
         client = client_of(request)
         # A place is taken before the upload is read: a full queue costs the client nothing.
         gate.enter(client)
+        # Until the job's thread owns the place (and the upload), this coroutine gives them
+        # back; after, the thread does, when it really ends: a request cut by the timeout
+        # must not free a place while its geocoding still runs.
+        handed_over = False
+        form = None
         try:
             form = await request.form(max_files=1, max_fields=20)
-            try:
-                data = form.get("data")
-                if not isinstance(data, UploadFile):
-                    raise Problem(400, "data : un fichier CSV est attendu (multipart/form-data)")
-                columns = [c for c in form.getlist("columns") if isinstance(c, str) and c]
-                postcode, citycode = form.get("postcode"), form.get("citycode")
-                if not isinstance(postcode, str | None) or not isinstance(citycode, str | None):
-                    raise Problem(400, "postcode, citycode : des noms de colonnes sont attendus")
-                # Its own small pool: batch work never takes a connection reads need.
-                backend = LocalBackend(request.app.state.batch_engine)
-                # Spooled to disk beyond 8 MB: memory stays flat on big files.
-                out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+            data = form.get("data")
+            if not isinstance(data, UploadFile):
+                raise Problem(400, "data : un fichier CSV est attendu (multipart/form-data)")
+            columns = [c for c in form.getlist("columns") if isinstance(c, str) and c]
+            postcode, citycode = form.get("postcode"), form.get("citycode")
+            if not isinstance(postcode, str | None) or not isinstance(citycode, str | None):
+                raise Problem(400, "postcode, citycode : des noms de colonnes sont attendus")
+            # Its own small pool: batch work never takes a connection reads need.
+            backend = LocalBackend(request.app.state.batch_engine)
+            # Spooled to disk beyond 8 MB: memory stays flat on big files.
+            out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+            src = data.file
+
+            def job() -> CsvStats:
                 try:
-                    stats = await run_in_threadpool(
-                        geocode_csv,
-                        data.file,
+                    return geocode_csv(
+                        src,
                         out,
                         backend,
                         columns or None,
@@ -188,14 +194,24 @@ def ban_router() -> APIRouter:
                         citycode or None,
                         max_rows=st.ban_csv_max_rows,
                     )
-                except CsvInputError as exc:
+                except BaseException:
                     out.close()
-                    raise Problem(400, str(exc)) from exc
-                name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
-            finally:
-                await form.close()
+                    raise
+                finally:
+                    src.close()
+                    gate.leave(client)
+
+            handed_over = True
+            try:
+                stats = await run_in_threadpool(job)
+            except CsvInputError as exc:
+                raise Problem(400, str(exc)) from exc
+            name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
         finally:
-            gate.leave(client)
+            if not handed_over:
+                if form is not None:
+                    await form.close()
+                gate.leave(client)
         out.seek(0)
         charset = "windows-1252" if stats.encoding == "cp1252" else "utf-8"
 
