@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=50 * 1024 * 1024, description="Body cap of POST /ban/search/csv/."
     )
     max_within_bytes: int = Field(
-        default=2 * 1024 * 1024, description="Body cap of POST /structures/within (a polygon)."
+        default=1_000_000, description="Body cap of POST /structures/within (a polygon)."
     )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"],
