@@ -12,10 +12,11 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api.assets import ASSETS
 from api.errors import install_error_handlers
+from api.guards import BodyLimitMiddleware, HostMiddleware
 from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
-from api.ratelimit import redis_client
-from api.routes.ban import ban_router, location_router
+from api.ratelimit import make_limiter, redis_client
+from api.routes.ban import BatchGate, ban_router, location_router
 from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
 from api.routes.health import health_router
@@ -37,12 +38,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db.make_engine(settings, db.normalise_url(u)) for u in settings.database_replica_urls
     ]
 
+    # CSV geocoding gets a pool of its own, as small as the jobs allowed at once: a burst of
+    # batch jobs waits for these connections and never for the ones reads use.
+    batch_engine = db.make_engine(
+        settings.model_copy(
+            update={"pool_size": max(1, settings.ban_csv_max_concurrent), "pool_max_overflow": 0}
+        ),
+        engine.url.render_as_string(hide_password=False),
+    )
+
     redis = redis_client(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for e in (engine, *replicas):
+        for e in (engine, batch_engine, *replicas):
             e.dispose()
         if redis is not None:
             await redis.aclose()
@@ -57,12 +67,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.batch_engine = batch_engine
+    app.state.batch_gate = BatchGate(settings.ban_csv_max_concurrent, settings.ban_csv_per_client)
     app.state.read_cycle = itertools.cycle(replicas) if replicas else None
     app.state.head_revisions = db.head_revisions(str(engine.url))
     app.state.metrics = Metrics(
         {"primary": engine, **{f"replica{i}": e for i, e in enumerate(replicas)}}
     )
+    # Failed authentications per client address: N at once, then N a minute.
+    app.state.auth_failures = make_limiter(
+        redis,
+        "authfail",
+        settings.auth_failures_per_minute,
+        settings.redis_key_prefix,
+        app.state.metrics.rate_limit_fallbacks.inc,
+        burst=float(max(1, settings.auth_failures_per_minute)),
+    )
     install_error_handlers(app)
+    # Innermost: body caps and the Host check see the request before any route, inside CORS
+    # (browsers can read the refusal) and the service middleware (logged, request id).
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(HostMiddleware, settings=settings)
     # Downloads and pages are gzipped when the client asks (Accept-Encoding).
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(

@@ -6,7 +6,6 @@ One pure-ASGI middleware does all of it, so that a request pays one wrapper, not
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -20,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.ratelimit import make_limiter
+from api.ratelimit import TrustedProxies, client_address, make_limiter
 from carteco.settings import Settings
 
 log = logging.getLogger("carteco.access")
@@ -193,6 +192,7 @@ class ServiceMiddleware:
         self.writes = make_limiter(
             redis, "writes", settings.rate_limit_writes_per_minute, prefix, fallback
         )
+        self.proxies = TrustedProxies(settings.trusted_proxies, settings.client_ip_header)
         self.html_headers = security_headers(settings)
         self.html_headers_inline = security_headers(settings, inline_scripts=True)
 
@@ -209,7 +209,8 @@ class ServiceMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         method = scope["method"]
         path = scope["path"]
-        client = (scope.get("client") or ("-", 0))[0]
+        client = client_address(scope, self.proxies)
+        scope["state"]["client_address"] = client
         status = 500
         response_started = asyncio.Event()
 
@@ -223,9 +224,9 @@ class ServiceMiddleware:
             return
         if not path.startswith(EXEMPT):
             if method in WRITE_METHODS:
-                auth = headers.get(b"authorization", b"")
-                key = "t:" + hashlib.sha256(auth).hexdigest() if auth else "ip:" + client
-                wait = await self.writes.wait(key)
+                # Keyed by client, never by the Authorization header: a new made-up token
+                # must not buy a fresh bucket.
+                wait = await self.writes.wait("ip:" + client)
             else:
                 wait = await self.reads.wait("ip:" + client)
             if wait > 0:

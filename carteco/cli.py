@@ -247,7 +247,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        proxy_headers=True,
+        # Forwarding headers are believed from the configured proxies only (the same list the
+        # rate limits use, api.ratelimit.client_address), never from any local process.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         log_level="info",
     )
 

@@ -49,7 +49,25 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     max_features: int = 10000
     default_limit: int = 100
-    max_body_bytes: int = 50 * 1024 * 1024
+    # Request bodies (docs/security.md): a 413 as soon as a cap is crossed, before any parsing.
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        description="Body cap of every route without a cap of its own (PATCH, JSON bodies).",
+    )
+    max_import_bytes: int = Field(
+        default=50 * 1024 * 1024, description="Body cap of POST /imports (file + mapping)."
+    )
+    max_ban_csv_bytes: int = Field(
+        default=50 * 1024 * 1024, description="Body cap of POST /ban/search/csv/."
+    )
+    max_within_bytes: int = Field(
+        default=1_000_000, description="Body cap of POST /structures/within (a polygon)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"],
+        description="Host headers accepted when public_url is unset (else 400); '*' = any. "
+        "Ignored when public_url is set: links are then built from it alone.",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"
@@ -77,7 +95,34 @@ class Settings(BaseSettings):
         default=6000, description="Per client IP on public reads; 0 disables."
     )
     rate_limit_writes_per_minute: int = Field(
-        default=120, description="Per token on writes; 0 disables."
+        default=120, description="Per client address on writes; 0 disables."
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        description="Failed authentications (401) per client address: this many at once, then "
+        "this many a minute; beyond, 429 before the token is even looked up. 0 disables.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies whose forwarding header "
+        "is believed; from anyone else the socket's address is the client.",
+    )
+    client_ip_header: str = Field(
+        default="x-forwarded-for",
+        pattern=r"^(?i:x-forwarded-for|forwarded)$",
+        description="Header the trusted proxies write the client address in: "
+        "x-forwarded-for or forwarded (RFC 7239).",
+    )
+    ban_csv_max_rows: int = Field(
+        default=100_000, description="Data rows of one POST /ban/search/csv/ file (400 beyond)."
+    )
+    ban_csv_max_concurrent: int = Field(
+        default=2,
+        description="CSV geocoding jobs at once per worker process, on a pool of their own of "
+        "this many connections (503 with Retry-After when full).",
+    )
+    ban_csv_per_client: int = Field(
+        default=1, description="CSV geocoding jobs at once per client address (429 beyond)."
     )
     redis_url: str | None = Field(
         default=None,

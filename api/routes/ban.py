@@ -3,23 +3,98 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from api.deps import get_conn, get_engine
+from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settings, require
 from api.errors import Problem
+from carteco.auth import Token
 from carteco.geocoding.backends import LocalBackend
-from carteco.geocoding.csvfile import CsvInputError, geocode_csv
+from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
 from carteco.importer.validate import in_france
 
 ATTRIBUTION = "BAN"
 LICENCE = "ETALAB-2.0"
+
+
+# Read by the route itself once a place is free (see BatchGate): documented here.
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Fichier CSV",
+                        },
+                        "columns": {"type": "array", "items": {"type": "string"}},
+                        "postcode": {"type": "string"},
+                        "citycode": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+# Seconds a refused client is told to wait: about one job of a few thousand rows.
+BATCH_RETRY_AFTER_S = 5
+
+
+class BatchGate:
+    """How many CSV jobs run at once: `total` in the process, `per_client` per address.
+
+    Per worker process (a job is CPU and one pooled connection of this process). Past either
+    bound, the batch route alone answers 503 or 429 with Retry-After; reads never queue here.
+    """
+
+    def __init__(self, total: int, per_client: int) -> None:
+        self.total = max(1, total)
+        self.per_client = max(1, per_client)
+        self.running = 0
+        self.by_client: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def enter(self, client: str) -> None:
+        """Take a place for `client`, or raise the 429 / 503 problem."""
+        retry = {"Retry-After": str(BATCH_RETRY_AFTER_S)}
+        with self.lock:
+            if self.by_client.get(client, 0) >= self.per_client:
+                raise Problem(
+                    429,
+                    f"{self.per_client} géocodage(s) CSV à la fois par client ; "
+                    "attendez la fin du précédent",
+                    headers=retry,
+                )
+            if self.running >= self.total:
+                raise Problem(
+                    503, "géocodage CSV saturé ; réessayez dans un instant", headers=retry
+                )
+            self.running += 1
+            self.by_client[client] = self.by_client.get(client, 0) + 1
+
+    def leave(self, client: str) -> None:
+        """Give `client`'s place back."""
+        with self.lock:
+            self.running -= 1
+            left = self.by_client.get(client, 1) - 1
+            if left > 0:
+                self.by_client[client] = left
+            else:
+                self.by_client.pop(client, None)
 
 
 def _collection(query: dict[str, Any], features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,25 +155,64 @@ def ban_router() -> APIRouter:
             res = [r for r in res if r.type == type]
         return JSONResponse(_collection({"limit": limit}, [r.feature() for r in res]))
 
-    @router.post("/search/csv/")
-    def search_csv(
-        request: Request,
-        data: Annotated[UploadFile, File(description="Fichier CSV")],
-        columns: Annotated[list[str] | None, Form()] = None,
-        postcode: Annotated[str | None, Form()] = None,
-        citycode: Annotated[str | None, Form()] = None,
-    ) -> StreamingResponse:
+    @router.post("/search/csv/", openapi_extra=CSV_BODY)
+    async def search_csv(request: Request) -> StreamingResponse:
         """Geocode a CSV (api-adresse /search/csv/): result columns appended, order kept."""
-        backend = LocalBackend(get_engine(request))
-        # Spooled to disk beyond 8 MB: memory stays flat on big files.
-        out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+        st = get_settings(request)
+        gate: BatchGate = request.app.state.batch_gate
+        client = client_of(request)
+        # A place is taken before the upload is read: a full queue costs the client nothing.
+        gate.enter(client)
+        # Until the job's thread owns the place (and the upload), this coroutine gives them
+        # back; after, the thread does, when it really ends: a request cut by the timeout
+        # must not free a place while its geocoding still runs.
+        handed_over = False
+        form = None
         try:
-            stats = geocode_csv(data.file, out, backend, columns or None, postcode, citycode)
-        except CsvInputError as exc:
-            out.close()
-            raise Problem(400, str(exc)) from exc
+            form = await request.form(max_files=1, max_fields=20)
+            data = form.get("data")
+            if not isinstance(data, UploadFile):
+                raise Problem(400, "data : un fichier CSV est attendu (multipart/form-data)")
+            columns = [c for c in form.getlist("columns") if isinstance(c, str) and c]
+            postcode, citycode = form.get("postcode"), form.get("citycode")
+            if not isinstance(postcode, str | None) or not isinstance(citycode, str | None):
+                raise Problem(400, "postcode, citycode : des noms de colonnes sont attendus")
+            # Its own small pool: batch work never takes a connection reads need.
+            backend = LocalBackend(request.app.state.batch_engine)
+            # Spooled to disk beyond 8 MB: memory stays flat on big files.
+            out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+            src = data.file
+
+            def job() -> CsvStats:
+                try:
+                    return geocode_csv(
+                        src,
+                        out,
+                        backend,
+                        columns or None,
+                        postcode or None,
+                        citycode or None,
+                        max_rows=st.ban_csv_max_rows,
+                    )
+                except BaseException:
+                    out.close()
+                    raise
+                finally:
+                    src.close()
+                    gate.leave(client)
+
+            handed_over = True
+            try:
+                stats = await run_in_threadpool(job)
+            except CsvInputError as exc:
+                raise Problem(400, str(exc)) from exc
+            name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
+        finally:
+            if not handed_over:
+                if form is not None:
+                    await form.close()
+                gate.leave(client)
         out.seek(0)
-        name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
         charset = "windows-1252" if stats.encoding == "cp1252" else "utf-8"
 
         def chunks() -> Any:
@@ -127,24 +241,22 @@ class LocationBody(BaseModel):
 
 
 def location_router() -> APIRouter:
-    """PATCH /structures/{id}/location (token required)."""
-    router = APIRouter(tags=["géocodage"])
+    """PATCH /structures/{id}/location (token required, checked before the body is read)."""
+    router = APIRouter(tags=["géocodage"], route_class=AuthFirstRoute)
 
     @router.patch("/structures/{structure_id}/location")
     def patch_location(
         request: Request,
         structure_id: int,
         body: LocationBody,
-        authorization: Annotated[str | None, Header()] = None,
+        tok: Annotated[Token, Depends(require("edit"))],
         if_match: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """Move a structure by hand (precision manual); the previous point goes to history."""
         from carteco.geocoding.registry import set_manual_location
 
         engine = get_engine(request)
-        token = _bearer(authorization)
         with engine.begin() as conn:
-            tok = _check_token(conn, token)
             who = f"token:{tok.name}"
             if if_match is not None:
                 # Optional optimistic locking, same ETag (the version) as the features API.
@@ -182,20 +294,3 @@ def location_router() -> APIRouter:
         return JSONResponse(row, headers={"ETag": f'"{row["version"]}"'})
 
     return router
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
-
-
-def _check_token(conn: Connection, token: str | None) -> Any:
-    """The token's identity through carteco.auth (the one token system), scope `edit`."""
-    from carteco.auth import AuthError, verify_token
-
-    try:
-        return verify_token(conn, token, "edit")
-    except AuthError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        raise Problem(exc.status, exc.message, headers=headers) from exc

@@ -26,6 +26,7 @@ from api.deps import get_conn, get_engine, get_settings
 from api.errors import Problem
 from api.streaming import CursorStreamingResponse
 from api.templating import TEMPLATES
+from api.urls import public_base
 from carteco import export as exp
 from carteco.collections import COLLECTIONS, Collection, get_collection
 from carteco.features import Output, feature, items_page, parse_properties
@@ -134,8 +135,8 @@ def negotiate(request: Request, params: dict[str, str], formats: tuple[str, ...]
 
 
 def base_url(request: Request, settings: Settings) -> str:
-    """The public root URL (setting `public_url` behind a proxy)."""
-    return (settings.public_url or str(request.base_url)).rstrip("/")
+    """The public root URL (setting `public_url`, else an allowed Host): see api.urls."""
+    return public_base(request)
 
 
 def parse_limit(params: dict[str, str], settings: Settings, default: int | None) -> int | None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from api.deps import get_conn
 from api.errors import Problem
 from api.templating import TEMPLATES
+from api.urls import public_base
 from carteco import carte
 from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
@@ -218,7 +219,8 @@ def map_router() -> APIRouter:
         return TEMPLATES.TemplateResponse(
             request,
             "carte_integrer.html",
-            {"config": map_config(request, conn)},
+            # The snippet's iframe points at the public URL, never at a Host header.
+            {"config": map_config(request, conn), "base": public_base(request)},
         )
 
     @router.get("/carte/structures/{structure_id}.json", summary="Fiche d'une structure")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.errors import Problem
+from api.urls import public_base
 from carteco.filters import FilterError
 from carteco.settings import Settings
 from tiles.cache import TileCache
@@ -23,9 +24,8 @@ DEFAULT_CENTER = [2.35, 48.86, 9]
 
 
 def base_url(request: Request) -> str:
-    """The service's base URL as clients see it (public_url when set)."""
-    settings: Settings = request.app.state.settings
-    return (settings.public_url or str(request.base_url)).rstrip("/")
+    """The service's base URL as clients see it (public_url when set): see api.urls."""
+    return public_base(request)
 
 
 def _layer(collection_id: str) -> TileLayer:

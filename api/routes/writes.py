@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 
-from api.deps import get_engine, get_settings
+from api.deps import AuthFirstRoute, bearer, get_engine, get_settings, require
 from api.errors import Problem
 from api.routes.features import GEOJSON, base_url, json_bytes, no_nul
-from carteco.auth import AuthError, Token, audit, verify_token
+from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
@@ -65,25 +67,51 @@ def _is_date(v: Any) -> bool:
     return True
 
 
-def bearer(request: Request) -> str | None:
-    """The token of an `Authorization: Bearer` header."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+# POST /imports reads its multipart body itself, once the token is checked (AuthFirstRoute):
+# documented here since no parameter declares it.
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV, XLSX, GeoJSON... comme `carteco import`.",
+                        },
+                        "source": {
+                            "type": "string",
+                            "description": "Nom de la source (défaut : nom du fichier).",
+                        },
+                        "mapping": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Fichier de correspondance TOML.",
+                        },
+                        "skip_invalid": {"type": "boolean", "default": False},
+                        "dry_run": {"type": "boolean", "default": False},
+                    },
+                }
+            }
+        },
+    }
+}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+__all__ = ["bearer", "require", "writes_router"]
 
 
-def require(scope: str) -> Callable[..., Token]:
-    """A dependency: the request's token, which must hold `scope` (401 / 403 otherwise)."""
-
-    def dep(request: Request, engine: Engine = Depends(get_engine)) -> Token:
-        try:
-            with engine.begin() as conn:
-                return verify_token(conn, bearer(request), scope)
-        except AuthError as exc:
-            headers = {"WWW-Authenticate": 'Bearer realm="carteco"'} if exc.status == 401 else {}
-            raise Problem(exc.status, exc.message, headers=headers) from exc
-
-    return dep
+def _form_bool(form: FormData, name: str) -> bool:
+    value = form.get(name)
+    if value is None:
+        return False
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise Problem(400, f"{name} : true ou false attendu")
 
 
 def _etag_version(header: str | None) -> int | None:
@@ -143,40 +171,65 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
 
 def writes_router() -> APIRouter:
     """`POST /imports`, `GET /imports/{id}`, `PATCH`/`DELETE /structures/{id}`."""
-    router = APIRouter(tags=["écriture"])
+    # AuthFirstRoute: the token is checked on the headers before any body is read.
+    router = APIRouter(tags=["écriture"], route_class=AuthFirstRoute)
 
     @router.post(
         "/imports",
         status_code=202,
         summary="Importer un fichier (asynchrone ; portée « import »)",
+        openapi_extra=IMPORT_BODY,
     )
-    def post_import(
+    async def post_import(
         request: Request,
-        file: UploadFile = File(..., description="CSV, XLSX, GeoJSON... comme `carteco import`."),
-        source: str | None = Form(None, description="Nom de la source (défaut : nom du fichier)."),
-        mapping: UploadFile | None = File(None, description="Fichier de correspondance TOML."),
-        skip_invalid: bool = Form(False),
-        dry_run: bool = Form(False),
         token: Token = Depends(require("import")),
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        if int(request.headers.get("content-length") or 0) > st.max_body_bytes:
-            raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
+        # The body is read only now, the token checked; BodyLimitMiddleware caps it
+        # (max_import_bytes) as it streams in.
+        form = await request.form(max_files=2, max_fields=8)
+        try:
+            file, mapping, source = form.get("file"), form.get("mapping"), form.get("source")
+            if not isinstance(file, UploadFile):
+                raise Problem(400, "file : un fichier est attendu (multipart/form-data)")
+            if isinstance(mapping, str) and not mapping:
+                mapping = None
+            if mapping is not None and not isinstance(mapping, UploadFile):
+                raise Problem(400, "mapping : un fichier est attendu")
+            if source is not None and not isinstance(source, str):
+                raise Problem(400, "source : un texte est attendu")
+            opts: dict[str, Any] = {
+                "skip_invalid": _form_bool(form, "skip_invalid"),
+                "dry_run": _form_bool(form, "dry_run"),
+            }
+            job_id = await run_in_threadpool(_enqueue, engine, token, file, mapping, source, opts)
+        finally:
+            await form.close()
+        href = f"{base_url(request, st)}/imports/{job_id}"
+        return Response(
+            json_bytes({"id": job_id, "status": "queued", "href": href}),
+            status_code=202,
+            media_type="application/json",
+            headers={"Location": href},
+        )
+
+    def _enqueue(
+        engine: Engine,
+        token: Token,
+        file: UploadFile,
+        mapping: UploadFile | None,
+        source: str | None,
+        opts: dict[str, Any],
+    ) -> int:
+        """Store the upload, record the job and start it; the job's id."""
         name = Path(file.filename or "import.csv").name
         no_nul("file", name, source or "")
         tmpdir = Path(tempfile.mkdtemp(prefix="carteco-import-"))
         path = tmpdir / name
         with path.open("wb") as f:
             shutil.copyfileobj(file.file, f)
-        if path.stat().st_size > st.max_body_bytes:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-            raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
-        opts: dict[str, Any] = {
-            "source": (source or Path(name).stem).strip(),
-            "dry_run": dry_run,
-            "skip_invalid": skip_invalid,
-        }
+        opts = {"source": (source or Path(name).stem).strip(), **opts}
         if mapping is not None:
             mpath = tmpdir / "mapping.toml"
             with mpath.open("wb") as f:
@@ -194,13 +247,7 @@ def writes_router() -> APIRouter:
         threading.Thread(
             target=_run_job, args=(engine, int(job_id), path, opts), daemon=True
         ).start()
-        href = f"{base_url(request, st)}/imports/{job_id}"
-        return Response(
-            json_bytes({"id": job_id, "status": "queued", "href": href}),
-            status_code=202,
-            media_type="application/json",
-            headers={"Location": href},
-        )
+        return int(job_id)
 
     @router.get("/imports/{job_id}", summary="État et rapport d'un import (portée « import »)")
     def get_import(

@@ -56,8 +56,13 @@ def geocode_csv(
     citycode_column: str | None = None,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    max_rows: int | None = None,
 ) -> CsvStats:
-    """Append the api-adresse result columns to every row (same encoding and delimiter)."""
+    """Append the api-adresse result columns to every row (same encoding and delimiter).
+
+    With `max_rows`, a file of more data rows is refused (CsvInputError) as soon as the row
+    past the cap is read, not after geocoding the whole file.
+    """
     head = src.read(SNIFF_BYTES)
     encoding, delimiter = detect(head)
     stats = CsvStats(encoding=encoding, delimiter=delimiter)
@@ -104,6 +109,8 @@ def geocode_csv(
 
     for row in reader:
         batch.append(row)
+        if max_rows is not None and stats.rows + len(batch) > max_rows:
+            raise CsvInputError(f"plus de {max_rows} lignes : découpez le fichier")
         if len(batch) >= batch_size:
             flush()
     if batch:

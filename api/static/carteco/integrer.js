@@ -5,7 +5,7 @@
   function update() {
     const p = new URLSearchParams();
     for (const k of ["territoire", "secteur", "famille"]) { const v = $("i-" + k).value; if (v) p.set(k, v); }
-    const src = location.origin + "/embed" + (p.toString() ? "?" + p : "");
+    const src = ($("integrer").dataset.base || location.origin) + "/embed" + (p.toString() ? "?" + p : "");
     let w = $("i-largeur").value.trim() || "100%";
     if (!/^\d+(%|px)?$/.test(w)) w = "100%";
     const h = Math.max(200, Math.min(2000, parseInt($("i-hauteur").value, 10) || 500));
