@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     max_features: int = 10000
     default_limit: int = 100
     max_body_bytes: int = 50 * 1024 * 1024
+    filter_max_chars: int = Field(
+        default=20_000,
+        description="Longest CQL2 `filter` text accepted (characters), checked before parsing.",
+    )
+    filter_max_depth: int = Field(
+        default=64,
+        description="Deepest nesting of a CQL2 filter (brackets, NOT/sign/operator chains), "
+        "checked by a pre-scan before the native parser, which would overflow its stack.",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"

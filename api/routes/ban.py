@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from api.deps import get_conn, get_engine
 from api.errors import Problem
+from api.streaming import content_disposition
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
@@ -43,7 +44,7 @@ def ban_router() -> APIRouter:
         conn: Annotated[Connection, Depends(get_conn)],
         q: Annotated[str, Query(min_length=1, max_length=500)],
         limit: Annotated[int, Query(ge=1, le=50)] = 5,
-        postcode: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+        postcode: Annotated[str | None, Query(pattern=r"^[0-9]{5}$")] = None,
         citycode: Annotated[str | None, Query(pattern=r"^[0-9][0-9AB][0-9]{3}$")] = None,
         type: Annotated[str | None, Query()] = None,
         lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
@@ -98,6 +99,7 @@ def ban_router() -> APIRouter:
             out.close()
             raise Problem(400, str(exc)) from exc
         out.seek(0)
+        # The uploaded name is echoed back: content_disposition makes any name a safe header.
         name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
         charset = "windows-1252" if stats.encoding == "cp1252" else "utf-8"
 
@@ -111,7 +113,7 @@ def ban_router() -> APIRouter:
         return StreamingResponse(
             chunks(),
             media_type=f"text/csv; charset={charset}",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            headers={"Content-Disposition": content_disposition(name)},
         )
 
     return router
