@@ -17,6 +17,7 @@ from api.errors import Problem
 from api.ratelimit import RateLimiter, TrustedProxies, client_address
 from carteco.auth import AuthError, Token, verify_token
 from carteco.settings import Settings
+from carteco.text import ascii_int
 
 
 def get_engine(request: Request) -> Engine:
@@ -138,3 +139,14 @@ class AuthFirstRoute(APIRoute):
             return await handler(request)
 
         return auth_first
+def int_param(raw: str, name: str, lo: int, hi: int, expected: str | None = None) -> int:
+    """An ASCII decimal integer from a request (query, path, header) in [lo, hi], else a 400.
+
+    `str.isdigit()` accepts '²' or '①', which `int()` then refuses (a 500): every integer
+    read from a request goes through here (carteco.text.ascii_int) instead.
+    """
+    value = ascii_int(raw, lo, hi)
+    if value is None:
+        reason = expected or f"entier de {lo} à {hi} attendu"
+        raise Problem(400, f"{name} : {reason}", errors=[{"parameter": name, "reason": reason}])
+    return value

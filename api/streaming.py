@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -81,3 +83,25 @@ class CursorStreamingResponse(StreamingResponse):
             await run_then_cancel(partial(self.listen_for_disconnect, receive))
         if self.background is not None:
             await self.background()
+
+
+def content_disposition(filename: str, disposition: str = "attachment") -> str:
+    """A Content-Disposition value safe for any file name (RFC 6266, RFC 8187 `filename*`).
+
+    HTTP headers are Latin-1 and `"`, `\\` or a control character would break the quoted
+    string: the plain `filename` is an ASCII fallback without them, and the exact name
+    travels percent-encoded in UTF-8 as `filename*`, which every current browser prefers.
+    """
+    # Never a path (a client's `../x` or `C:\x` name), never a control character.
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    if name.strip(".") == "":
+        name = "telechargement"
+    folded = unicodedata.normalize("NFKD", name)
+    fallback = "".join(
+        ch if 0x20 <= ord(ch) < 0x7F and ch not in '"\\%;' else "_"
+        for ch in folded
+        if not unicodedata.combining(ch)
+    )
+    encoded = quote(name, safe="")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"

@@ -2,7 +2,7 @@
 
 Every row is built by PostgreSQL (a Feature's JSON text, or a whole CSV line), so memory stays
 constant whatever the size of the export. CSV cells that a spreadsheet would run as a formula
-(starting with = + - @, tab or CR) are prefixed with a quote.
+get a leading quote (the one rule of :func:`carteco.text.neutralise_formula`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from carteco.collections import ARRAY, DATE, DATETIME, STRING, Collection
 from carteco.features import Output, feature_sql, iter_features, iter_rows
+from carteco.text import neutralise_formula_sql
 
 FORMATS = {
     "geojson": ("application/geo+json", "geojson"),
@@ -109,14 +110,10 @@ def geojson_stream(
     yield b"]}\n"
 
 
-# Neutralise spreadsheet formulas (OWASP CSV injection): prefix a quote to = + - @ tab CR.
-_FORMULA = r"regexp_replace({e}, '^([=+\-@' || chr(9) || chr(13) || '])', '''\1')"
-
-
 def _csv_cell(expr: str, text: bool) -> str:
     if not text:
         return f"coalesce(({expr})::text, '')"
-    safe = _FORMULA.format(e=expr)
+    safe = neutralise_formula_sql(expr)
     return "coalesce('\"' || replace(" + safe + ", '\"', '\"\"') || '\"', '')"
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from carteco.collections import DATE, DATETIME, Collection
 from carteco.db import quote_ident
 from carteco.filters import FilterError
+from carteco.text import ascii_int
 
 # Below this many rows a COUNT is cheap enough to give an exact numberMatched on every page;
 # a filtered count stops earlier, since each matching row costs the filter's evaluation.
@@ -190,9 +191,9 @@ def feature(
     out = out or Output()
     key: Any = feature_id
     if collection.id_type == "integer":
-        if not feature_id.isdigit() or len(feature_id) > 18:
+        key = ascii_int(feature_id)
+        if key is None:
             return None
-        key = int(feature_id)
     extra = ", t.version, t.updated_at" if collection.table == "structures" else ""
     sql = (
         f"SELECT {feature_sql(collection, out)} AS f{extra} {collection.from_sql()} "  # noqa: S608

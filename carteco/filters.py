@@ -25,6 +25,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -38,6 +39,8 @@ from carteco.collections import (
     STRING,
     Collection,
 )
+from carteco.settings import Settings
+from carteco.text import ascii_float, ascii_int
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
@@ -66,16 +69,32 @@ _SIMPLE_COLUMNS = {
     "family": "ess_family",
 }
 _MAX_LIST = 200
-_MAX_FILTER_CHARS = 20_000
+# Integers bound to SQL stay within PostgreSQL's bigint (larger ones are a client error).
+_MAX_INT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class FilterLimits:
+    """Size and nesting bounds of a CQL2 filter, checked before the native parser runs."""
+
+    # Defaults are the settings' own (CARTECO_FILTER_MAX_CHARS / CARTECO_FILTER_MAX_DEPTH).
+    max_chars: int = Settings.model_fields["filter_max_chars"].default
+    max_depth: int = Settings.model_fields["filter_max_depth"].default
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FilterLimits:
+        """The limits a deployment configured."""
+        return cls(settings.filter_max_chars, settings.filter_max_depth)
 
 
 class FilterError(ValueError):
     """A filter parameter is invalid; `param` names it (the message is French, for users)."""
 
-    def __init__(self, param: str, message: str) -> None:
+    def __init__(self, param: str, message: str, limit: str | None = None) -> None:
         super().__init__(f"{param} : {message}")
         self.param = param
         self.message = message
+        self.limit = limit  # the setting that bounded the input, when a limit was hit
 
 
 def parse_crs(value: str | None, param: str) -> tuple[str, int, bool]:
@@ -101,7 +120,9 @@ class _Binds:
         return ":" + name
 
 
-def compile_filter(collection: Collection, params: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+def compile_filter(
+    collection: Collection, params: Mapping[str, str], limits: FilterLimits | None = None
+) -> tuple[str, dict[str, Any]]:
     """Compile the filter parameters of a request to `(sql_fragment, bind_params)`."""
     binds = _Binds()
     parts: list[str] = []
@@ -124,6 +145,7 @@ def compile_filter(collection: Collection, params: Mapping[str, str]) -> tuple[s
                 params.get("filter-lang") or "cql2-text",
                 params.get("filter-crs"),
                 binds,
+                limits or FilterLimits(),
             )
         )
     elif params.get("filter-lang") and params["filter-lang"] not in ("cql2-text", "cql2-json"):
@@ -138,40 +160,55 @@ def compile_filter(collection: Collection, params: Mapping[str, str]) -> tuple[s
 
 def parse_bbox(value: str) -> list[float]:
     """`bbox` text → 4 numbers (a 6-number bbox keeps its horizontal extent)."""
-    try:
-        nums = [float(v) for v in value.split(",")]
-    except ValueError:
-        raise FilterError("bbox", "4 ou 6 nombres séparés par des virgules attendus") from None
-    if len(nums) not in (4, 6) or not all(math.isfinite(n) for n in nums):
+    nums = [ascii_float(v) for v in value.split(",")]
+    if len(nums) not in (4, 6) or any(n is None for n in nums):
         raise FilterError("bbox", "4 ou 6 nombres séparés par des virgules attendus")
-    if len(nums) == 6:
-        nums = [nums[0], nums[1], nums[3], nums[4]]
-    return nums
+    out = [float(n) for n in nums if n is not None]
+    if len(out) == 6:
+        out = [out[0], out[1], out[3], out[4]]
+    return out
 
 
-def _envelope_sql(nums: list[float], srid: int, swap: bool, binds: _Binds, param: str) -> str:
+def _envelopes(nums: list[float], srid: int, swap: bool, binds: _Binds, param: str) -> list[str]:
+    """The box as one envelope in EPSG:4326, or two when it crosses the antimeridian."""
+    if not all(isinstance(n, (int, float)) and math.isfinite(n) for n in nums):
+        raise FilterError(param, "coordonnées finies attendues")
     x1, y1, x2, y2 = nums
     if swap:
         x1, y1, x2, y2 = y1, x1, y2, x2
-    if x1 > x2 or y1 > y2:
-        raise FilterError(param, "le coin bas-gauche doit précéder le coin haut-droit")
-    if srid == 4326 and (y1 < -90 or y2 > 90 or x1 < -180 or x2 > 180):
+    if srid == 4326 and (min(y1, y2) < -90 or max(y1, y2) > 90 or abs(x1) > 180 or abs(x2) > 180):
         raise FilterError(param, "coordonnées hors des limites longitude/latitude")
+    if y1 > y2 or (x1 > x2 and srid != 4326):
+        raise FilterError(param, "le coin bas-gauche doit précéder le coin haut-droit")
+    if x1 > x2:
+        # OGC API Features §7.15.3: a west edge east of the east edge crosses the antimeridian;
+        # the box is then the union of [x1, 180] and [-180, x2].
+        return _envelopes([x1, y1, 180.0, y2], srid, False, binds, param) + _envelopes(
+            [-180.0, y1, x2, y2], srid, False, binds, param
+        )
     env = f"ST_MakeEnvelope({binds.add(x1)}, {binds.add(y1)}, {binds.add(x2)}, {binds.add(y2)}"
     if srid == 4326:
-        return env + ", 4326)"
+        return [env + ", 4326)"]
     # Reproject the query box (densified so its edges stay true), never the indexed column.
-    return f"ST_Transform(ST_Segmentize({env}, {srid}), 1000), 4326)"
+    return [f"ST_Transform(ST_Segmentize({env}, {srid}), 1000), 4326)"]
+
+
+def _envelope_sql(nums: list[float], srid: int, swap: bool, binds: _Binds, param: str) -> str:
+    envs = _envelopes(nums, srid, swap, binds, param)
+    return envs[0] if len(envs) == 1 else f"ST_Collect({envs[0]}, {envs[1]})"
 
 
 def _bbox(collection: Collection, value: str, crs: str | None, binds: _Binds) -> str:
     _, srid, swap = parse_crs(crs, "bbox-crs")
-    env = _envelope_sql(parse_bbox(value), srid, swap, binds, "bbox")
     g = collection.q("geom")
-    if srid == 4326 and collection.geometry_type == "Point":
-        # A point is in a lon/lat box exactly when their boxes overlap: the index test suffices.
-        return f"({g} && {env})"
-    return f"({g} && {env} AND ST_Intersects({g}, {env}))"
+    tests = []
+    for env in _envelopes(parse_bbox(value), srid, swap, binds, "bbox"):
+        if srid == 4326 and collection.geometry_type == "Point":
+            # A point is in a lon/lat box exactly when their boxes overlap: the index suffices.
+            tests.append(f"({g} && {env})")
+        else:
+            tests.append(f"({g} && {env} AND ST_Intersects({g}, {env}))")
+    return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
 
 
 def _parse_instant(text: str, end: bool) -> datetime:
@@ -299,13 +336,14 @@ def _property_equality(
         assert col is not None
         raw = params[name]
         value: Any = raw
-        try:
-            if col.type == INTEGER:
-                value = int(raw)
-            elif col.type == NUMBER:
-                value = float(raw)
-        except ValueError:
-            raise FilterError(name, "nombre attendu") from None
+        if col.type in (INTEGER, NUMBER):
+            value = (
+                ascii_int(raw.lstrip("-"), 0, _MAX_INT) if col.type == INTEGER else ascii_float(raw)
+            )
+            if value is None:
+                raise FilterError(name, "nombre attendu")
+            if col.type == INTEGER and raw.startswith("-"):
+                value = -value
         if col.type == BOOLEAN:
             if raw.lower() not in ("true", "false"):
                 raise FilterError(name, "true ou false attendu")
@@ -358,7 +396,7 @@ class _Cql:
             box = node["bbox"]
             if not isinstance(box, list) or len(box) not in (4, 6):
                 raise self.fail("BBOX attend 4 ou 6 nombres")
-            nums = [float(v) for v in (box if len(box) == 4 else box[:2] + box[3:5])]
+            nums = [_number(v) for v in (box if len(box) == 4 else box[:2] + box[3:5])]
             return _envelope_sql(nums, self.srid, self.swap, self.binds, "filter")
         if isinstance(node, dict) and "type" in node and "coordinates" in node:
             reason = _geometry_error(node)
@@ -390,6 +428,8 @@ class _Cql:
             isinstance(value, bool) or not isinstance(value, (int, float))
         ):
             raise self.fail("un nombre est attendu")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = _number(value)
         if typ == BOOLEAN and not isinstance(value, bool):
             raise self.fail("true ou false attendu")
         if typ in (DATE, DATETIME):
@@ -479,7 +519,7 @@ class _Cql:
             if len(args) != 3 or not isinstance(args[2], (int, float)) or args[2] < 0:
                 raise self.fail("S_DWITHIN attend deux géométries et une distance en mètres")
             a, b = self.geometry(args[0]), self.geometry(args[1])
-            d = self.binds.add(float(args[2]))
+            d = self.binds.add(float(_number(args[2])))
             # The bounding-box test lets the GiST index work; the geography test is exact.
             return (
                 f"({a} && ST_Expand({b}, {d} / 111000.0 / "
@@ -497,6 +537,17 @@ class _Cql:
         raise self.fail(f"opérateur non pris en charge : {op}")
 
 
+def _number(value: Any) -> float | int:
+    """A CQL2 number usable in SQL: finite, integers within bigint (1e999 parses as inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FilterError("filter", "un nombre est attendu")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError("filter", "nombre hors limites (infini ou NaN)")
+    if isinstance(value, int) and abs(value) > _MAX_INT:
+        raise FilterError("filter", "entier hors limites")
+    return value
+
+
 def _guess(value: Any) -> str:
     if isinstance(value, bool):
         return BOOLEAN
@@ -509,12 +560,75 @@ def _guess(value: Any) -> str:
     return STRING
 
 
-def parse_cql2(text: str, lang: str) -> Any:
-    """Parse and validate a CQL2 filter with the `cql2` library → its CQL2-JSON tree."""
+# Tokens of the CQL2-text pre-scan: strings and quoted names, words, numbers, brackets,
+# separators, operators (anything else is left to the parser, which refuses it).
+_TOKEN = re.compile(
+    r"""\s+|'(?:[^']|'')*'?|"[^"]*"?|([A-Za-z_][A-Za-z0-9_.:]*)|([0-9.]+(?:[eE][+-]?[0-9]+)?)"""
+    r"|([(\[])|([)\]])|(,)|(.)",
+    re.DOTALL,
+)
+_SEPARATORS = {"AND", "OR"}
+_OPERATORS = {"NOT", "LIKE", "BETWEEN", "IN", "IS", "DIV"}
+
+
+def filter_depth(text: str, lang: str) -> int:
+    """Upper bound of a CQL2 filter's nesting, found without parsing it (linear, no recursion).
+
+    cql2-text: each bracket, and each operator (NOT, signs, comparisons, arithmetic) between
+    two AND/OR/commas of the same bracket, may open one level of the parse tree. cql2-json:
+    the nesting of objects and arrays, two per tree level (an operation and its `args`).
+    """
+    if lang == "cql2-json":
+        depth = deepest = 0
+        for m in re.finditer(r'"(?:[^"\\]|\\.)*"?|([\[{])|([\]}])', text):
+            if m.group(1):
+                depth += 1
+                deepest = max(deepest, depth)
+            elif m.group(2):
+                depth = max(0, depth - 1)
+        return (deepest + 1) // 2
+    stack: list[tuple[int, int]] = []
+    base = cur = deepest = 0
+    for m in _TOKEN.finditer(text):
+        word, _num, opening, closing, comma, other = m.groups()
+        if opening:
+            stack.append((base, cur))
+            cur += 1
+            base = cur
+        elif closing:
+            base, cur = stack.pop() if stack else (0, 0)
+        elif comma or (word and word.upper() in _SEPARATORS):
+            cur = base
+        elif (word and word.upper() in _OPERATORS) or (other and not other.isspace()):
+            cur += 1
+        deepest = max(deepest, cur)
+    return deepest
+
+
+def parse_cql2(text: str, lang: str, limits: FilterLimits | None = None) -> Any:
+    """Parse and validate a CQL2 filter with the `cql2` library → its CQL2-JSON tree.
+
+    The text's size and nesting are bounded first: the native parser recurses without limit
+    and a deep enough filter overflows its stack, killing the whole worker process.
+    """
     import cql2
 
-    if len(text) > _MAX_FILTER_CHARS:
-        raise FilterError("filter", f"{_MAX_FILTER_CHARS} caractères au plus")
+    limits = limits or FilterLimits()
+    if lang not in ("cql2-text", "cql2-json"):
+        raise FilterError("filter-lang", "valeurs possibles : cql2-text, cql2-json")
+    if len(text) > limits.max_chars:
+        raise FilterError(
+            "filter",
+            f"{limits.max_chars} caractères au plus (réglage CARTECO_FILTER_MAX_CHARS)",
+            limit="CARTECO_FILTER_MAX_CHARS",
+        )
+    if filter_depth(text, lang) > limits.max_depth:
+        raise FilterError(
+            "filter",
+            f"expression trop imbriquée : {limits.max_depth} niveaux au plus "
+            "(réglage CARTECO_FILTER_MAX_DEPTH)",
+            limit="CARTECO_FILTER_MAX_DEPTH",
+        )
     try:
         if lang == "cql2-text":
             expr = cql2.parse_text(text)
@@ -523,17 +637,41 @@ def parse_cql2(text: str, lang: str) -> Any:
         else:
             raise FilterError("filter-lang", "valeurs possibles : cql2-text, cql2-json")
         tree = expr.to_json()
-    except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
-        if isinstance(exc, FilterError):
-            raise
+    except FilterError:
+        raise
+    except (
+        cql2.ParseError,
+        cql2.ValidationError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise FilterError("filter", f"expression {lang} invalide") from exc
     return tree
 
 
-def _cql2(collection: Collection, text: str, lang: str, crs: str | None, binds: _Binds) -> str:
-    tree = parse_cql2(text, lang)
+def _cql2(
+    collection: Collection,
+    text: str,
+    lang: str,
+    crs: str | None,
+    binds: _Binds,
+    limits: FilterLimits,
+) -> str:
+    tree = parse_cql2(text, lang, limits)
     _, srid, swap = parse_crs(crs, "filter-crs")
     try:
         return _Cql(collection, srid, swap, binds).walk(tree)
-    except (TypeError, KeyError, IndexError, AttributeError) as exc:
+    except FilterError:
+        raise
+    except (
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        # Whatever else the tree holds (bad floats, huge numbers...) is the client's error.
         raise FilterError("filter", "expression mal formée") from exc

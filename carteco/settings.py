@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         description="Host headers accepted when public_url is unset (else 400); '*' = any. "
         "Ignored when public_url is set: links are then built from it alone.",
     )
+    filter_max_chars: int = Field(
+        default=20_000,
+        description="Longest CQL2 `filter` text accepted (characters), checked before parsing.",
+    )
+    filter_max_depth: int = Field(
+        default=64,
+        description="Deepest nesting of a CQL2 filter (brackets, NOT/sign/operator chains), "
+        "checked by a pre-scan before the native parser, which would overflow its stack.",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"

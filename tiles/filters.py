@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from carteco.collections import get_collection
-from carteco.filters import SIMPLE_FILTERS, compile_filter
+from carteco.filters import SIMPLE_FILTERS, FilterLimits, compile_filter
 from tiles.mvt import NO_FILTER, TileFilter
 
 # Parameters that change tile content (and so the cache key).
@@ -57,14 +57,17 @@ def normalise_params(params: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def tile_filter(params: Mapping[str, str]) -> TileFilter:
-    """Compile the request's filters on structures (raises carteco FilterError on bad input)."""
+def tile_filter(params: Mapping[str, str], limits: FilterLimits | None = None) -> TileFilter:
+    """Compile the request's filters on structures (raises carteco FilterError on bad input).
+
+    The CQL2 text goes through the same bounded parse as the items (size and depth `limits`).
+    """
     norm = normalise_params(params)
     if not norm:
         return NO_FILTER
     collection = get_collection("structures")
     assert collection is not None
-    sql, binds = compile_filter(collection, norm)
+    sql, binds = compile_filter(collection, norm, limits)
     if sql == "TRUE":
         return NO_FILTER
     canonical = "&".join(f"{k}={norm[k]}" for k in sorted(norm))

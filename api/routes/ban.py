@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settings, require
 from api.errors import Problem
+from api.streaming import content_disposition
 from carteco.auth import Token
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
@@ -118,7 +119,7 @@ def ban_router() -> APIRouter:
         conn: Annotated[Connection, Depends(get_conn)],
         q: Annotated[str, Query(min_length=1, max_length=500)],
         limit: Annotated[int, Query(ge=1, le=50)] = 5,
-        postcode: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+        postcode: Annotated[str | None, Query(pattern=r"^[0-9]{5}$")] = None,
         citycode: Annotated[str | None, Query(pattern=r"^[0-9][0-9AB][0-9]{3}$")] = None,
         type: Annotated[str | None, Query()] = None,
         lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
@@ -225,7 +226,7 @@ def ban_router() -> APIRouter:
         return StreamingResponse(
             chunks(),
             media_type=f"text/csv; charset={charset}",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            headers={"Content-Disposition": content_disposition(name)},
         )
 
     return router

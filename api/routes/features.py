@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy.engine import Connection, Engine
 from starlette.background import BackgroundTask
 
-from api.deps import get_conn, get_engine, get_settings
+from api.deps import get_conn, get_engine, get_settings, int_param
 from api.errors import Problem
-from api.streaming import CursorStreamingResponse
+from api.streaming import CursorStreamingResponse, content_disposition
 from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import export as exp
@@ -37,6 +37,7 @@ from carteco.filters import (
     FILTER_PARAMS,
     SIMPLE_FILTERS,
     FilterError,
+    FilterLimits,
     compile_filter,
     equality_params,
     parse_crs,
@@ -113,8 +114,11 @@ def no_nul(name: str, *values: str) -> None:
 
 
 def filter_problem(exc: FilterError) -> Problem:
-    """A FilterError as a 400 problem."""
-    return Problem(400, str(exc), errors=[{"parameter": exc.param, "reason": exc.message}])
+    """A FilterError as a 400 problem (naming the setting when a size/depth limit was hit)."""
+    error = {"parameter": exc.param, "reason": exc.message}
+    if exc.limit:
+        error["limit"] = exc.limit
+    return Problem(400, str(exc), errors=[error])
 
 
 def negotiate(request: Request, params: dict[str, str], formats: tuple[str, ...]) -> str:
@@ -144,21 +148,14 @@ def parse_limit(params: dict[str, str], settings: Settings, default: int | None)
     raw = params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise Problem(
-            400,
-            f"limit : entier de 1 à {settings.max_features} attendu",
-            errors=[{"parameter": "limit", "reason": "entier positif attendu"}],
-        )
-    return min(int(raw), settings.max_features)
+    expected = f"entier de 1 à {settings.max_features} attendu"
+    return min(int_param(raw, "limit", 1, 2**63 - 1, expected), settings.max_features)
 
 
 def parse_offset(params: dict[str, str]) -> int:
     """`offset` ≥ 0."""
     raw = params.get("offset", "0")
-    if not raw.isdigit() or len(raw) > 9:
-        raise Problem(400, "offset : entier positif ou nul attendu")
-    return int(raw)
+    return int_param(raw, "offset", 0, 999_999_999, "entier positif ou nul attendu")
 
 
 def collection_or_404(cid: str) -> Collection:
@@ -364,7 +361,7 @@ def download_response(
     etag = fresh.etag(c.id, fmt, str(request.url.query))
     headers = {
         "ETag": etag,
-        "Content-Disposition": f'attachment; filename="carteco-{c.id}.{exp.FORMATS[fmt][1]}"',
+        "Content-Disposition": content_disposition(f"carteco-{c.id}.{exp.FORMATS[fmt][1]}"),
         "Link": exp.licence_link(settings.data_licence, settings.data_attribution),
         "Cache-Control": "public, max-age=60",
         "Content-Crs": f"<{crs_uri}>",
@@ -402,11 +399,9 @@ def download_response(
             p.unlink(missing_ok=True)
         tmpdir.rmdir()
 
-    del headers["Content-Disposition"]
     return FileResponse(
         path,
         media_type=media,
-        filename=path.name,
         headers=headers,
         background=BackgroundTask(cleanup),
     )
@@ -517,7 +512,33 @@ def ogc_parameters(settings: Settings, with_simple: bool = True) -> list[dict[st
             _p("ept", {"type": "string"}, "Codes d'EPT (liste)."),
             _p("q", {"type": "string"}, "Recherche plein texte (nom et description)."),
         ]
-    return params
+    return params + queryable_parameters({p["name"] for p in params})
+
+
+def queryable_parameters(taken: set[str]) -> list[dict[str, Any]]:
+    """`<queryable>=<value>` equality parameters (Part 3 queryables-query-parameters class).
+
+    One `items` operation serves every collection: each queryable is declared once, and
+    a collection without it answers 400 (unknown parameter).
+    """
+    found: dict[str, tuple[str, set[str], list[str]]] = {}
+    for c in COLLECTIONS.values():
+        for name in equality_params(c):
+            col = c.column(name)
+            assert col is not None
+            typ, ids, enum = found.setdefault(name, (col.type, set(), list(col.enum or ())))
+            ids.add(c.id)
+            if typ != col.type or list(col.enum or ()) != enum:
+                found[name] = ("string", ids, [])  # differs between collections: plain text
+    out = []
+    for name in sorted(set(found) - taken):
+        typ, ids, enum = found[name]
+        schema: dict[str, Any] = {"type": typ}
+        if enum:
+            schema["enum"] = enum
+        where = "toutes les collections" if len(ids) == len(COLLECTIONS) else ", ".join(sorted(ids))
+        out.append(_p(name, schema, f"Égalité sur la propriété interrogeable `{name}` ({where})."))
+    return out
 
 
 # -- the router --------------------------------------------------------------------------------
@@ -698,7 +719,7 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         params = query_params(request, allowed)
         fmt = negotiate(request, params, ("json", "geojson", "html", "csv", "gpkg", "fgb"))
         try:
-            where, binds = compile_filter(c, params)
+            where, binds = compile_filter(c, params, FilterLimits.from_settings(st))
             props = parse_properties(c, params.get("properties"))
             crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
         except FilterError as exc:
@@ -717,9 +738,7 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         out = Output(srid=srid, swap=swap, properties=props)
         after: Any = params.get("after")
         if after is not None and c.id_type == "integer":
-            if not after.isdigit() or len(after) > 18:
-                raise Problem(400, "after : identifiant entier attendu")
-            after = int(after)
+            after = int_param(after, "after", 0, 2**63 - 1, "identifiant entier attendu")
         page = run_db(
             items_page,
             conn,

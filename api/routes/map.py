@@ -17,7 +17,7 @@ from api.urls import public_base
 from carteco import carte
 from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
-from carteco.filters import FilterError, compile_filter
+from carteco.filters import FilterError, FilterLimits, compile_filter
 from carteco.registry import registry_summary
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
@@ -100,7 +100,8 @@ def _filters(request: Request) -> tuple[str, dict[str, Any]]:
             norm["bbox"] = params["bbox"]
         collection = get_collection("structures")
         assert collection is not None
-        return compile_filter(collection, norm)
+        limits = FilterLimits.from_settings(request.app.state.settings)
+        return compile_filter(collection, norm, limits)
     except (FilterError, TerritoryParamError) as exc:
         raise Problem(400, str(exc)) from exc
 

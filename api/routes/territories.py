@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
-from api.deps import get_conn, get_settings
+from api.deps import get_conn, get_settings, int_param
 from api.errors import Problem
 from api.routes.features import (
     GEOJSON,
@@ -29,9 +29,16 @@ from api.routes.features import (
 )
 from carteco.collections import COLLECTIONS, LEVEL_STRUCTURE_COLUMN
 from carteco.features import Output, feature_sql, items_page, parse_properties
-from carteco.filters import SIMPLE_FILTERS, FilterError, compile_filter, equality_params
+from carteco.filters import (
+    SIMPLE_FILTERS,
+    FilterError,
+    FilterLimits,
+    compile_filter,
+    equality_params,
+)
 from carteco.settings import Settings
 from carteco.stats import LEVEL_ALIASES, LEVELS, territory, territory_stats
+from carteco.text import ascii_float
 
 STRUCTURES = COLLECTIONS["structures"]
 MAX_RADIUS_M = 50_000
@@ -60,9 +67,11 @@ def _level(level: str, code: str = "") -> str:
     return lv
 
 
-def _filters(params: dict[str, str]) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
+def _filters(
+    params: dict[str, str], st: Settings
+) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
     try:
-        where, binds = compile_filter(STRUCTURES, params)
+        where, binds = compile_filter(STRUCTURES, params, FilterLimits.from_settings(st))
         props = parse_properties(STRUCTURES, params.get("properties"))
     except FilterError as exc:
         raise filter_problem(exc) from exc
@@ -78,10 +87,7 @@ def _collection(features: str, meta: dict[str, Any]) -> Response:
 
 def _float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
     raw = params.get(name)
-    try:
-        value = float(raw) if raw is not None else None
-    except ValueError:
-        value = None
+    value = ascii_float(raw) if raw is not None else None
     if value is None or not lo <= value <= hi:
         raise Problem(
             400,
@@ -158,7 +164,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         params = query_params(request, FILTERS)
         if territory(conn, lv, code, geometry=False) is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
-        where, binds, props = _filters(params)
+        where, binds, props = _filters(params, st)
         col = STRUCTURES.q(LEVEL_STRUCTURE_COLUMN[lv])
         where = f"({where} AND {col} = :_tcode)"
         binds = {**binds, "_tcode": code}
@@ -238,7 +244,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         lat = _float(params, "lat", -90, 90)
         if ("radius" in params) == ("nearest" in params):
             raise Problem(400, "donnez soit radius (mètres), soit nearest (nombre)")
-        where, binds, props = _filters(params)
+        where, binds, props = _filters(params, st)
         feat = feature_sql(STRUCTURES, Output(properties=props))
         pt = "ST_SetSRID(ST_MakePoint(:_lon, :_lat), 4326)"
         dist = f"ST_Distance(t.geom::geography, {pt}::geography)"
@@ -258,9 +264,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
             values.update({"_r": radius, "_lim": limit})
         else:
             raw = params["nearest"]
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_NEAREST:
-                raise Problem(400, f"nearest : entier de 1 à {MAX_NEAREST} attendu")
-            n = int(raw)
+            n = int_param(raw, "nearest", 1, MAX_NEAREST)
             # KNN on the index (planar order), then the exact geodesic order.
             sql = (
                 f"SELECT f, d FROM (SELECT {feat} AS f, {dist} AS d, t.id "  # noqa: S608
@@ -313,7 +317,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
             raise Problem(400, "géométrie GeoJSON illisible") from exc
         if not valid:
             raise Problem(400, f"polygone invalide : {reason}")
-        where, binds, props = _filters(params)
+        where, binds, props = _filters(params, st)
         poly = "ST_SetSRID(ST_GeomFromGeoJSON(:_poly), 4326)"
         where = f"({where} AND t.geom && {poly} AND ST_Intersects(t.geom, {poly}))"
         limit = parse_limit(params, st, st.default_limit) or st.default_limit

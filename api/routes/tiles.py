@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.errors import Problem
 from api.urls import public_base
-from carteco.filters import FilterError
+from carteco.filters import FilterError, FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
 from tiles.filters import TerritoryParamError, tile_filter
@@ -45,7 +45,8 @@ def request_filter(request: Request, layer: TileLayer) -> TileFilter:
     if layer.kind != "structures":
         return TileFilter()
     try:
-        return tile_filter(dict(request.query_params))
+        settings: Settings = request.app.state.settings
+        return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))
     except (FilterError, TerritoryParamError) as exc:
         raise Problem(400, str(exc)) from exc
 

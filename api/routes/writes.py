@@ -33,6 +33,7 @@ from carteco.geocoding.registry import set_manual_location
 from carteco.importer.validate import in_france
 from carteco.models import ESS_FAMILIES, STATUSES
 from carteco.settings import Settings
+from carteco.text import ascii_int
 
 STRUCTURES = COLLECTIONS["structures"]
 # Fields a PATCH may change, with their JSON type check.
@@ -41,7 +42,9 @@ EDITABLE: dict[str, Callable[[Any], bool]] = {
     "description": lambda v: v is None or (isinstance(v, str) and len(v) <= 10_000),
     "website": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
     "address_line": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
-    "postcode": lambda v: v is None or (isinstance(v, str) and v.isdigit() and len(v) == 5),
+    "postcode": lambda v: (
+        v is None or (isinstance(v, str) and ascii_int(v) is not None and len(v) == 5)
+    ),
     "commune_name": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
     "legal_form": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
     "ess_family": lambda v: v in ESS_FAMILIES,
@@ -121,7 +124,8 @@ def _etag_version(header: str | None) -> int | None:
     if v.startswith("W/"):
         v = v[2:]
     v = v.strip('"')
-    return int(v) if v.isdigit() else -1
+    version = ascii_int(v)  # not isdigit(): '²' passes it and int() then fails (a 500)
+    return -1 if version is None else version
 
 
 def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:

@@ -7,10 +7,11 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from carteco.geocoding.backends import RESULT_COLUMNS, Backend, Query, result_columns
 from carteco.geocoding.engine import GeocodeResult
+from carteco.text import neutralise_formula
 
 SNIFF_BYTES = 64 * 1024
 
@@ -85,7 +86,9 @@ def geocode_csv(
     cols = [index[c] for c in wanted]
     pc_i = index[postcode_column] if postcode_column else None
     cc_i = index[citycode_column] if citycode_column else None
-    writer.writerow([*header, *RESULT_COLUMNS])
+    # Every cell written goes through the one CSV formula rule (OWASP CSV injection).
+    writerow = _safe_writer(writer)
+    writerow([*header, *RESULT_COLUMNS])
     batch: list[list[str]] = []
 
     def flush() -> None:
@@ -97,7 +100,7 @@ def geocode_csv(
             results[i] = r
         for row, r in zip(batch, results, strict=True):
             padded = row + [""] * (len(header) - len(row))
-            writer.writerow([*padded, *result_columns(r)])
+            writerow([*padded, *result_columns(r)])
             if r is not None:
                 stats.geocoded += 1
                 stats.by_type[r.type] = stats.by_type.get(r.type, 0) + 1
@@ -119,6 +122,15 @@ def geocode_csv(
     text_out.detach()
     text_in.detach()
     return stats
+
+
+def _safe_writer(writer: Any) -> Callable[[list[str]], None]:
+    """`writer.writerow` with every cell neutralised against spreadsheet formulas."""
+
+    def writerow(cells: list[str]) -> None:
+        writer.writerow([neutralise_formula(str(c)) for c in cells])
+
+    return writerow
 
 
 def _query(row: list[str], cols: list[int], pc_i: int | None, cc_i: int | None) -> Query | None:
