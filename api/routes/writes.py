@@ -28,41 +28,18 @@ from carteco.auth import AuthError, Token, audit, verify_token
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
-from carteco.importer.validate import in_france
-from carteco.models import ESS_FAMILIES, STATUSES
 from carteco.settings import Settings
+from carteco.structure_fields import EDITABLE_FIELDS, FieldError, validate_structure_fields
 
 STRUCTURES = COLLECTIONS["structures"]
-# Fields a PATCH may change, with their JSON type check.
-EDITABLE: dict[str, Callable[[Any], bool]] = {
-    "name": lambda v: isinstance(v, str) and 0 < len(v.strip()) <= 500,
-    "description": lambda v: v is None or (isinstance(v, str) and len(v) <= 10_000),
-    "website": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
-    "address_line": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
-    "postcode": lambda v: v is None or (isinstance(v, str) and v.isdigit() and len(v) == 5),
-    "commune_name": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
-    "legal_form": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
-    "ess_family": lambda v: v in ESS_FAMILIES,
-    "esus": lambda v: isinstance(v, bool),
-    "status": lambda v: v in STATUSES,
-    "sectors": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
-    "opened_on": lambda v: v is None or _is_date(v),
-    "closed_on": lambda v: v is None or _is_date(v),
-}
+# Column casts of the editable fields whose SQL type is not text.
+_CASTS = {"sectors": "text[]", "opened_on": "date", "closed_on": "date"}
 
 
 # Writes answer with the structure as it now is: a GeoJSON Feature.
 FEATURE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
 }
-
-
-def _is_date(v: Any) -> bool:
-    try:
-        date.fromisoformat(v)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def bearer(request: Request) -> str | None:
@@ -93,7 +70,71 @@ def _etag_version(header: str | None) -> int | None:
     if v.startswith("W/"):
         v = v[2:]
     v = v.strip('"')
-    return int(v) if v.isdigit() else -1
+    # ASCII digits only: int() would also read "١٢" (Arabic-Indic) as 12.
+    return int(v) if v.isascii() and v.isdigit() and len(v) <= 18 else -1
+
+
+def expected_version(request: Request) -> int:
+    """The version a write's `If-Match` names: 428 without one (or with `*`), -1 if unreadable."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        raise Problem(
+            428,
+            "en-tête If-Match obligatoire : l'ETag de la structure lue (évite d'écraser "
+            "la modification d'un autre)",
+        )
+    return _etag_version(header) or 0
+
+
+def stale(current: int) -> Problem:
+    """The 412 of a write whose If-Match names an older version; it carries the current ETag."""
+    return Problem(
+        412,
+        "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
+        headers={"ETag": f'"{current}"'},
+    )
+
+
+def field_problem(errors: list[FieldError]) -> Problem:
+    """A 400 problem listing every refused field (field, value, reason)."""
+    detail = "; ".join(f"{e.field} : {e.reason}" for e in errors)
+    return Problem(400, detail, errors=[e.as_dict() for e in errors])
+
+
+def structure_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """The clean values of a PATCH body (shared field rules), or a 400 listing every error."""
+    fields: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, value in changes.items():
+        if key == "geometry":
+            coords = value.get("coordinates") if isinstance(value, dict) else None
+            if not (
+                isinstance(value, dict)
+                and value.get("type") == "Point"
+                and isinstance(coords, list)
+                and len(coords) == 2
+            ):
+                errors.append(
+                    FieldError(
+                        "geometry",
+                        json.dumps(value)[:80],
+                        "un Point GeoJSON (longitude, latitude) attendu",
+                    )
+                )
+                continue
+            fields["location"] = tuple(coords)
+        elif key in EDITABLE_FIELDS:
+            fields[key] = value
+        else:
+            errors.append(FieldError(key, None, f"champ non modifiable : {key}"))
+    clean, field_errors = validate_structure_fields(fields)
+    errors += [
+        FieldError("geometry", e.value, e.reason) if e.field == "location" else e
+        for e in field_errors
+    ]
+    if errors:
+        raise field_problem(errors)
+    return clean
 
 
 def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
@@ -247,51 +288,20 @@ def writes_router() -> APIRouter:
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        expected = _etag_version(request.headers.get("if-match"))
-        if expected is None:
-            raise Problem(428, "en-tête If-Match obligatoire (ETag de la structure)")
+        expected = expected_version(request)
         if "\\u0000" in json.dumps(changes):
             raise Problem(400, "caractère NUL interdit")
+        if not changes:
+            raise Problem(400, "aucune modification demandée")
+        clean = structure_changes(changes)
+        new_point = clean.pop("location", None)
         sets: list[str] = []
         values: dict[str, Any] = {"id": structure_id, "v": expected}
-        new_point: tuple[float, float] | None = None
-        for key, value in changes.items():
-            if key == "geometry":
-                if not (
-                    isinstance(value, dict)
-                    and value.get("type") == "Point"
-                    and isinstance(value.get("coordinates"), list)
-                    and len(value["coordinates"]) == 2
-                    and all(isinstance(c, (int, float)) for c in value["coordinates"])
-                    and -180 <= value["coordinates"][0] <= 180
-                    and -90 <= value["coordinates"][1] <= 90
-                ):
-                    raise Problem(400, "geometry : un Point GeoJSON (longitude, latitude) attendu")
-                if not in_france(*value["coordinates"]):
-                    raise Problem(400, "geometry : point hors de France")
-                # One way to move a point by hand: set_manual_location keeps the history.
-                new_point = (float(value["coordinates"][0]), float(value["coordinates"][1]))
-                continue
-            check = EDITABLE.get(key)
-            if check is None:
-                raise Problem(400, f"champ non modifiable : {key}")
-            if not check(value):
-                raise Problem(400, f"valeur invalide pour {key}")
-            if key == "sectors":
-                from carteco.sectors import load_taxonomy
-
-                known = load_taxonomy().by_code()
-                bad = [s for s in value if s not in known]
-                if bad:
-                    raise Problem(400, f"secteur inconnu : {bad[0]}")
-                sets.append(f"sectors = CAST(:p_{key} AS text[])")
-            elif key in ("opened_on", "closed_on"):
-                sets.append(f"{key} = CAST(:p_{key} AS date)")
-            else:
-                sets.append(f"{key} = :p_{key}")
-            values[f"p_{key}"] = value
-        if not sets and new_point is None:
-            raise Problem(400, "aucune modification demandée")
+        for key, value in clean.items():
+            # Keys come from EDITABLE_FIELDS (an allow-list), values are bound parameters.
+            cast = _CASTS.get(key)
+            sets.append(f"{key} = CAST(:p_{key} AS {cast})" if cast else f"{key} = :p_{key}")
+            values[f"p_{key}"] = value.isoformat() if isinstance(value, date) else value
         with engine.begin() as conn:
             row = conn.execute(
                 sa.text(
@@ -306,11 +316,7 @@ def writes_router() -> APIRouter:
                 ).scalar()
                 if exists is None:
                     raise Problem(404, f"structure inconnue : {structure_id}")
-                raise Problem(
-                    412,
-                    "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
-                    headers={"ETag": f'"{exists}"'},
-                )
+                raise stale(int(exists))
             if new_point is not None:
                 set_manual_location(
                     conn, structure_id, *new_point, by=f"api:{token.name}",
@@ -331,7 +337,7 @@ def writes_router() -> APIRouter:
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        expected = _etag_version(request.headers.get("if-match"))
+        expected = expected_version(request)
         with engine.begin() as conn:
             current = conn.execute(
                 sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"),
@@ -339,8 +345,8 @@ def writes_router() -> APIRouter:
             ).scalar()
             if current is None:
                 raise Problem(404, f"structure inconnue : {structure_id}")
-            if expected is not None and expected != current:
-                raise Problem(412, "la structure a changé depuis votre lecture")
+            if expected != current:
+                raise stale(int(current))
             conn.execute(
                 sa.text(
                     "UPDATE structures SET status = 'closed', "
