@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     max_features: int = 10000
     default_limit: int = 100
     max_body_bytes: int = 50 * 1024 * 1024
+    import_max_rows: int = Field(
+        default=1_000_000, description="Most data rows an import file may hold."
+    )
+    import_max_columns: int = Field(
+        default=1_000,
+        description="Most columns an import file may hold (an XLSX cell beyond is refused).",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"

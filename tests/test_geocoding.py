@@ -284,9 +284,7 @@ def test_patch_location_needs_token_and_keeps_history(
     # If-Match is required, as for every write: no lost update.
     assert_problem(client.patch(url, json={"lon": 2.3522, "lat": 48.8566}, headers=auth), 428)
     etag = client.get(f"/collections/structures/items/{sid}").headers["etag"]
-    r = client.patch(
-        url, json={"lon": 2.3522, "lat": 48.8566}, headers={**auth, "If-Match": etag}
-    )
+    r = client.patch(url, json={"lon": 2.3522, "lat": 48.8566}, headers={**auth, "If-Match": etag})
     assert r.status_code == 200, r.text
     assert r.json()["location_precision"] == "manual" and r.json()["history"] >= 1
     # The ETag returned is the row's final version: it is the one a read gives, and it works.

@@ -319,3 +319,56 @@ def test_cors_allows_writes_from_embeds(api) -> None:  # type: ignore[no-untyped
         headers={"Origin": "https://partenaire.example", "Access-Control-Request-Method": "PATCH"},
     )
     assert r.status_code == 200 and "PATCH" in r.headers["access-control-allow-methods"]
+
+
+def _wait_job(api, url: str, h: dict[str, str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while True:
+        job = api.get(url, headers=h).json()
+        if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def own_tmp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The app's temporary folders go under tmp_path, to see what is left behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("filename", [".", "..", "", "dossier/..", "a/", "/", "..\\\\", "a\x01b"])
+def test_import_file_names_are_safe(api, tokens, own_tmp, filename: str) -> None:  # type: ignore[no-untyped-def]
+    h = _auth(tokens["import"])
+    r = api.post("/imports", files={"file": (filename, b"nom\nA\n", "text/csv")}, headers=h)
+    body = assert_problem(r, 400)
+    assert "nom de fichier" in body["detail"] or "file" in body["detail"], body
+    assert list(own_tmp.iterdir()) == []  # no temporary folder left behind
+
+
+def test_import_folder_is_removed_after_the_job(api, tokens, own_tmp) -> None:  # type: ignore[no-untyped-def]
+    h = _auth(tokens["import"])
+    deep = b'{"type": "FeatureCollection", "features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for name, content, status, reason in [
+        ("../../x/deep.geojson", deep, "rejected", "trop imbriqué"),
+        ("five.geojson", b'{"type": "FeatureCollection", "features": 5}', "rejected", "features"),
+        ("mapping.toml", b"nom\nA\n", "dry_run", None),  # the data file's name is the mapping's
+    ]:
+        r = api.post(
+            "/imports",
+            files={"file": (name, content), "mapping": ("m.toml", b"[columns]\nname = 'nom'\n")},
+            data={"dry_run": "true", "source": "noms"},
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+        job = _wait_job(api, r.headers["location"].replace("http://testserver", ""), h)
+        assert job["status"] == status, job
+        assert job["file_name"] == name.rsplit("/", 1)[-1]
+        if reason:
+            assert reason in str(job["message"]) and "Traceback" not in str(job["message"])
+    deadline = time.monotonic() + 10
+    while list(own_tmp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the job's thread removes its folder right after writing its status
+    assert list(own_tmp.iterdir()) == []

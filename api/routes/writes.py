@@ -8,6 +8,7 @@ Every write is recorded in `audit_log`. Edits need `If-Match` with the structure
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -28,9 +29,16 @@ from carteco.auth import AuthError, Token, audit, verify_token
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
+from carteco.importer import ImportFileError, ReadLimits, safe_file_name
 from carteco.settings import Settings
-from carteco.structure_fields import EDITABLE_FIELDS, FieldError, validate_structure_fields
+from carteco.structure_fields import (
+    EDITABLE_FIELDS,
+    FieldError,
+    cell_error,
+    validate_structure_fields,
+)
 
+log = logging.getLogger("carteco.api")
 STRUCTURES = COLLECTIONS["structures"]
 # Column casts of the editable fields whose SQL type is not text.
 _CASTS = {"sectors": "text[]", "opened_on": "date", "closed_on": "date"}
@@ -138,16 +146,23 @@ def structure_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
-    """Run an import job in the background and store its report."""
+    """Run an import job in the background and store its report; its folder always goes."""
+    try:
+        _run_job_in(engine, job_id, path, opts)
+    finally:
+        shutil.rmtree(opts["tmpdir"], ignore_errors=True)
+
+
+def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
     from carteco.importer import ImportFileError, run_import
     from carteco.importer.mapping import Mapping
 
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
-        )
     status, report, message = "failed", None, None
     try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
+            )
         mapping = Mapping.from_file(opts["mapping"]) if opts.get("mapping") else None
         rep = run_import(
             engine,
@@ -156,14 +171,16 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
             mapping=mapping,
             dry_run=opts["dry_run"],
             skip_invalid=opts["skip_invalid"],
+            limits=opts.get("limits"),
         )
         status, report = rep.status, rep.as_dict()
     except ImportFileError as exc:
         status, message = "rejected", str(exc)
     except Exception as exc:  # noqa: BLE001 - the job records any failure for its caller
-        status, message = "failed", f"{type(exc).__name__}: {exc}"
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        # The client reads this message: no exception text (it may quote SQL), the log has it.
+        log.exception("import job %s failed", job_id)
+        status = "failed"
+        message = f"échec de l'import ({type(exc).__name__}) : voir le journal du serveur"
     if status not in ("succeeded", "rejected", "failed", "dry_run"):
         status = "failed"
     with engine.begin() as conn:
@@ -180,6 +197,21 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
                 "i": job_id,
             },
         )
+
+
+def _queue_job(engine: Engine, token: Token, name: str, opts: dict[str, Any]) -> int:
+    """Record a queued import job (and its audit line); its id."""
+    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid")}
+    with engine.begin() as conn:
+        job_id = conn.execute(
+            sa.text(
+                "INSERT INTO import_jobs (file_name, source, token_id) "
+                "VALUES (:f, :s, :t) RETURNING id"
+            ),
+            {"f": name, "s": opts["source"], "t": token.id},
+        ).scalar_one()
+        audit(conn, token, "import", f"imports/{job_id}", {"file": name, **shown})
+    return int(job_id)
 
 
 def writes_router() -> APIRouter:
@@ -204,37 +236,44 @@ def writes_router() -> APIRouter:
     ) -> Response:
         if int(request.headers.get("content-length") or 0) > st.max_body_bytes:
             raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
-        name = Path(file.filename or "import.csv").name
-        no_nul("file", name, source or "")
+        try:
+            name = safe_file_name(file.filename)
+        except ImportFileError as exc:
+            raise Problem(400, f"file : {exc.reason}") from exc
+        no_nul("source", source or "")
+        source_name = (source or Path(name).stem).strip()
+        if not source_name or cell_error(source_name) or len(source_name) > 200:
+            raise Problem(400, "source : nom de source invalide (texte court sans formule)")
         tmpdir = Path(tempfile.mkdtemp(prefix="carteco-import-"))
-        path = tmpdir / name
-        with path.open("wb") as f:
-            shutil.copyfileobj(file.file, f)
-        if path.stat().st_size > st.max_body_bytes:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-            raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
-        opts: dict[str, Any] = {
-            "source": (source or Path(name).stem).strip(),
-            "dry_run": dry_run,
-            "skip_invalid": skip_invalid,
-        }
-        if mapping is not None:
-            mpath = tmpdir / "mapping.toml"
-            with mpath.open("wb") as f:
-                shutil.copyfileobj(mapping.file, f)
-            opts["mapping"] = mpath
-        with engine.begin() as conn:
-            job_id = conn.execute(
-                sa.text(
-                    "INSERT INTO import_jobs (file_name, source, token_id) "
-                    "VALUES (:f, :s, :t) RETURNING id"
-                ),
-                {"f": name, "s": opts["source"], "t": token.id},
-            ).scalar_one()
-            audit(conn, token, "import", f"imports/{job_id}", {"file": name, **opts})
-        threading.Thread(
-            target=_run_job, args=(engine, int(job_id), path, opts), daemon=True
-        ).start()
+        started = False
+        try:
+            # The file alone in its folder: its name can never meet the mapping's.
+            (tmpdir / "file").mkdir()
+            path = tmpdir / "file" / name
+            with path.open("wb") as f:
+                shutil.copyfileobj(file.file, f)
+            if path.stat().st_size > st.max_body_bytes:
+                raise Problem(413, f"fichier trop volumineux ({st.max_body_bytes} octets au plus)")
+            opts: dict[str, Any] = {
+                "source": source_name,
+                "dry_run": dry_run,
+                "skip_invalid": skip_invalid,
+                "limits": ReadLimits.from_settings(st),
+                "tmpdir": tmpdir,
+            }
+            if mapping is not None:
+                mpath = tmpdir / "mapping.toml"
+                with mpath.open("wb") as f:
+                    shutil.copyfileobj(mapping.file, f)
+                opts["mapping"] = mpath
+            job_id = _queue_job(engine, token, name, opts)
+            threading.Thread(
+                target=_run_job, args=(engine, int(job_id), path, opts), daemon=True
+            ).start()
+            started = True
+        finally:
+            if not started:  # refused or failed before the job owned the folder
+                shutil.rmtree(tmpdir, ignore_errors=True)
         href = f"{base_url(request, st)}/imports/{job_id}"
         return Response(
             json_bytes({"id": job_id, "status": "queued", "href": href}),

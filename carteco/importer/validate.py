@@ -217,7 +217,7 @@ class RowValidator:
             try:
                 lon, lat = (float(c) for c in g["coordinates"][:2])
             except (TypeError, ValueError, KeyError):
-                err("geometry", str(g.get("coordinates"))[:80], "coordonnées illisibles")
+                err("geometry", _short_repr(g.get("coordinates")), "coordonnées illisibles")
                 return None, None
             return self._check_lonlat(lon, lat, "geometry", err)
         lat_col, lat_raw = self._raw(row, "latitude")
