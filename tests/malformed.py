@@ -262,6 +262,7 @@ def corpus() -> list[Case]:
             ("code_postal", {"cp": "75011"}),
             ("adresse", [1, 2]),
             ("nom", True),
+            ("id", {"x": 1}),
         ]
     ):
         doc = json.loads(raw)
@@ -273,7 +274,10 @@ def corpus() -> list[Case]:
         body = fc % f'[{{"properties": {{"nom": "A"}}, "geometry": {geometry}}}]'.encode()
         cases.append(Case(f"geojson-geometry-type-{i}", f"gt{i}.geojson", body, "géométrie", 1))
     doc = json.loads(raw)
-    doc["features"][0]["properties"]["note"] = {"a": {"b": {"c": {"d": {"e": 1}}}}}
+    note: object = 1
+    for _ in range(20):
+        note = {"a": note}
+    doc["features"][0]["properties"]["note"] = note
     cases.append(Case("geojson-extra-deep", "xd.geojson", json.dumps(doc).encode(), "imbriquée", 1))
     nan = json.dumps(json.loads(raw)).replace('"properties": {', '"properties": {"score": NaN, ', 1)
     cases.append(Case("geojson-extra-nan", "nan.geojson", nan.encode(), "non fini", 1))

@@ -402,3 +402,30 @@ def test_cli_import_of_bad_paths_and_shapes(
     out = res.stdout + res.stderr
     assert "Traceback" not in out and "Error" not in out, out
     assert reason in out and name in out, out
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("structures.csv", "structures.csv"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\cress\\liste.xlsx", "liste.xlsx"),
+        (".", None),
+        ("..", None),
+        ("", None),
+        (None, None),
+        ("a/", None),
+        (" .. ", None),
+        ("a\x00b.csv", None),
+        ("a\x1bb.csv", None),
+        ("x" * 300, None),
+    ],
+)
+def test_safe_file_name(raw: str | None, expected: str | None) -> None:
+    from carteco.importer import safe_file_name
+
+    if expected is None:
+        with pytest.raises(ImportFileError, match="nom de fichier"):
+            safe_file_name(raw)
+    else:
+        assert safe_file_name(raw) == expected

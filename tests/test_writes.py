@@ -339,7 +339,7 @@ def own_tmp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     return tmp_path
 
 
-@pytest.mark.parametrize("filename", [".", "..", "", "dossier/..", "a/", "/", "..\\\\", "a\x01b"])
+@pytest.mark.parametrize("filename", [".", "..", "", "dossier/..", "a/", "/", "..\\\\"])
 def test_import_file_names_are_safe(api, tokens, own_tmp, filename: str) -> None:  # type: ignore[no-untyped-def]
     h = _auth(tokens["import"])
     r = api.post("/imports", files={"file": (filename, b"nom\nA\n", "text/csv")}, headers=h)

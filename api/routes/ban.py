@@ -44,7 +44,7 @@ def ban_router() -> APIRouter:
         conn: Annotated[Connection, Depends(get_conn)],
         q: Annotated[str, Query(min_length=1, max_length=500)],
         limit: Annotated[int, Query(ge=1, le=50)] = 5,
-        postcode: Annotated[str | None, Query(pattern=r"^\d{5}$")] = None,
+        postcode: Annotated[str | None, Query(pattern=r"^[0-9]{5}$")] = None,
         citycode: Annotated[str | None, Query(pattern=r"^[0-9][0-9AB][0-9]{3}$")] = None,
         type: Annotated[str | None, Query()] = None,
         lat: Annotated[float | None, Query(ge=-90, le=90)] = None,

@@ -1,8 +1,10 @@
 """The write API, guarded by tokens (`Authorization: Bearer`): imports, edits, closures.
 
-Every write is recorded in `audit_log`. Edits need `If-Match` with the structure's ETag
-(its version) so two editors never overwrite each other; DELETE closes a structure
-(status `closed`), it never removes the row.
+Every write is recorded in `audit_log`. Every write to a structure (PATCH, PATCH …/location,
+DELETE) needs `If-Match` with the structure's ETag (its version) so two editors never
+overwrite each other: 428 without it, 412 with an older one. Field values follow the one
+validator of `carteco.structure_fields`. DELETE closes a structure (status `closed`), it never
+removes the row.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def _read_csv(path: Path, data: bytes, limits: ReadLimits) -> SourceTable:
                 values[h] = c
             rows.append(SourceRow(number, values))
     except csv.Error as exc:
-        raise _csv_error(path, exc, reader.line_num + 1) from exc
+        raise _csv_error(path, exc, reader.line_num) from exc
     return SourceTable("csv", headers, rows, encoding=encoding, delimiter=delimiter)
 
 
@@ -441,9 +441,9 @@ def _read_gogocarto(path: Path, doc: Any) -> SourceTable:
                 values["adresse"] = v.get("streetAddress") or ""
                 values["code_postal"] = v.get("postalCode") or ""
                 values["commune"] = v.get("addressLocality") or ""
-            elif isinstance(v, dict):
-                continue
             else:
+                # Any other value is kept as it is: validation says "texte attendu" for a
+                # dict where a text is expected, extra keeps it as (bounded) JSON.
                 values[k] = v
         for k in values:
             if k not in seen:

@@ -117,6 +117,17 @@ class RowValidator:
                 if reason:
                     err(header, value, reason)
 
+        # Source-only fields (address parts, source id) are texts too: a dict is not one.
+        for fld in (
+            "address_line",
+            "street_number",
+            "street_name",
+            "address_complement",
+            "source_id",
+        ):
+            header, value = self._raw(row, fld)
+            if value is not None and as_text(value) is None:
+                err(header, _short_repr(value), "texte attendu")
         given: dict[str, Any] = {}
         labels: dict[str, str | None] = {}
         for fld in (
@@ -272,7 +283,7 @@ class RowValidator:
 
 
 # Unmapped values are stored as JSON: a bounded depth, so that no export or page recurses.
-MAX_EXTRA_DEPTH = 4
+MAX_EXTRA_DEPTH = 16
 MAX_EXTRA_ITEMS = 1000
 
 
