@@ -125,9 +125,9 @@ class RowValidator:
             "address_complement",
             "source_id",
         ):
-            header, value = self._raw(row, fld)
+            col, value = self._raw(row, fld)
             if value is not None and as_text(value) is None:
-                err(header, _short_repr(value), "texte attendu")
+                err(col, _short_repr(value), "texte attendu")
         given: dict[str, Any] = {}
         labels: dict[str, str | None] = {}
         for fld in (
