@@ -139,6 +139,8 @@ class AuthFirstRoute(APIRoute):
             return await handler(request)
 
         return auth_first
+
+
 def int_param(raw: str, name: str, lo: int, hi: int, expected: str | None = None) -> int:
     """An ASCII decimal integer from a request (query, path, header) in [lo, hi], else a 400.
 

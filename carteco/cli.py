@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from carteco import db
-from carteco.importer import ImportFileError, ImportReport, run_import
+from carteco.importer import ImportFileError, ImportReport, ReadLimits, run_import
 from carteco.importer.mapping import Mapping
 from carteco.settings import Settings
 
@@ -172,6 +172,7 @@ def import_file(
     mapping: Mapping | None,
     dry_run: bool = False,
     skip_invalid: bool = False,
+    limits: ReadLimits | None = None,
 ) -> ImportReport:
     """Import one file with a progress bar; print the report."""
     with Progress(
@@ -191,6 +192,7 @@ def import_file(
             dry_run=dry_run,
             skip_invalid=skip_invalid,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            limits=limits,
         )
     print_report(report)
     return report
@@ -212,10 +214,12 @@ def import_cmd(
     ] = False,
 ) -> None:
     """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
-    engine = _engine(_settings())
+    settings = _settings()
+    engine = _engine(settings)
     try:
         m = Mapping.from_file(mapping) if mapping else None
-        report = import_file(engine, path, source, m, dry_run, skip_invalid)
+        limits = ReadLimits.from_settings(settings)
+        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits)
     except ImportFileError as exc:
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc

@@ -38,7 +38,7 @@ _MUTUAL_CODES = {"8210", "8250", "8290", "6411"}
 def family_from_category(code: str | None, ess_flag: bool | None = None) -> str:
     """ESS family from a 4-digit INSEE legal category and the SIRENE ESS flag."""
     code = (code or "").strip()
-    if not re.fullmatch(r"\d{4}", code):
+    if not re.fullmatch(r"[0-9]{4}", code):
         return "inconnue"
     if code.startswith("92"):
         return "association"

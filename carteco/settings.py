@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="Deepest nesting of a CQL2 filter (brackets, NOT/sign/operator chains), "
         "checked by a pre-scan before the native parser, which would overflow its stack.",
     )
+    import_max_rows: int = Field(
+        default=1_000_000, description="Most data rows an import file may hold."
+    )
+    import_max_columns: int = Field(
+        default=1_000,
+        description="Most columns an import file may hold (an XLSX cell beyond is refused).",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"

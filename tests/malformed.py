@@ -217,6 +217,110 @@ def corpus() -> list[Case]:
     doc = json.loads(raw)
     doc["features"][0]["properties"]["nom"] = "=CMD()"
     cases.append(Case("geojson-formula", "f.geojson", json.dumps(doc).encode(), "formule", 1))
+    # JSON of the wrong shape or depth: a clear message, never a TypeError/RecursionError.
+    fc = b'{"type": "FeatureCollection", "features": %s}'
+    for cid, body, reason in [
+        ("geojson-features-number", fc % b"5", "« features » doit être une liste"),
+        ("geojson-features-text", fc % b'"abc"', "« features » doit être une liste"),
+        ("geojson-features-object", fc % b'{"a": 1}', "« features » doit être une liste"),
+        ("geojson-feature-number", fc % b"[7]", "n° 1 qui n'est pas un objet"),
+        (
+            "geojson-properties-list",
+            fc % b'[{"type": "Feature", "properties": [1, 2], "geometry": null}]',
+            "« properties » doit être un objet",
+        ),
+        (
+            "geojson-properties-text",
+            fc % b'[{"type": "Feature", "properties": "nom", "geometry": null}]',
+            "« properties » doit être un objet",
+        ),
+        ("geojson-deep-array", fc % (b"[" * 100_000 + b"]" * 100_000), "trop imbriqué"),
+        (
+            "geojson-deep-property",
+            fc % (b'[{"properties": {"nom": "A", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}}]"),
+            "trop imbriqué",
+        ),
+        ("json-deep-object", b'{"a": ' * 50_000 + b"1" + b"}" * 50_000, "trop imbriqué"),
+        ("gogocarto-deep", b'{"data": [' + b"[" * 3000 + b"]" * 3000 + b"]}", "trop imbriqué"),
+        (
+            "gogocarto-geo-number",
+            b'{"data": [{"name": "A", "geo": 5}]}',
+            "« geo » doit être un objet",
+        ),
+        (
+            "gogocarto-address-list",
+            b'{"data": [{"name": "A", "address": ["1 rue X"]}]}',
+            "« address » doit être un objet",
+        ),
+    ]:
+        cases.append(Case(cid, f"{cid}.json", body, reason))
+    # A dict or a list where a text is expected: a row error, never its Python repr stored.
+    for i, (fld, value) in enumerate(
+        [
+            ("nom", {"fr": "Nom", "en": "Name"}),
+            ("nom", ["A", "B"]),
+            ("code_postal", {"cp": "75011"}),
+            ("adresse", [1, 2]),
+            ("nom", True),
+            ("id", {"x": 1}),
+        ]
+    ):
+        doc = json.loads(raw)
+        doc["features"][0]["properties"][fld] = value
+        cases.append(
+            Case(f"geojson-text-{i}", f"t{i}.geojson", json.dumps(doc).encode(), "texte attendu", 1)
+        )
+    for i, geometry in enumerate(['"POINT(2 48)"', "5", "[2.3, 48.8]"]):
+        body = fc % f'[{{"properties": {{"nom": "A"}}, "geometry": {geometry}}}]'.encode()
+        cases.append(Case(f"geojson-geometry-type-{i}", f"gt{i}.geojson", body, "géométrie", 1))
+    doc = json.loads(raw)
+    note: object = 1
+    for _ in range(20):
+        note = {"a": note}
+    doc["features"][0]["properties"]["note"] = note
+    cases.append(Case("geojson-extra-deep", "xd.geojson", json.dumps(doc).encode(), "imbriquée", 1))
+    nan = json.dumps(json.loads(raw)).replace('"properties": {', '"properties": {"score": NaN, ', 1)
+    cases.append(Case("geojson-extra-nan", "nan.geojson", nan.encode(), "non fini", 1))
+    cases.append(
+        Case(
+            "gogocarto-name-dict",
+            "gn.json",
+            b'{"data": [{"name": {"fr": "A"}, "geo": {"latitude": 48.85, "longitude": 2.35}}]}',
+            "texte attendu",
+            1,
+        )
+    )
+    # Script URLs in any cell; web addresses limited to http(s); codes in ASCII digits only.
+    for i, url in enumerate(
+        [
+            "javascript:alert(1)",
+            " JavaScript:alert(document.cookie)",
+            "java\tscript:alert(1)",
+            "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+            "vbscript:msgbox(1)",
+        ]
+    ):
+        row_case(f"script-url-extra-{i}", "horaires", url, "refusée")
+        body = _csv(["nom", "site_web"], [{"nom": "A", "site_web": url}])
+        cases.append(Case(f"script-url-website-{i}", f"w{i}.csv", body, "refusée", 2))
+    for i, url in enumerate(["ftp://exemple.org", "mailto:a@b.fr", "http://", "exemple"]):
+        body = _csv(["nom", "site_web"], [{"nom": "A", "site_web": url}])
+        cases.append(Case(f"website-{i}", f"ws{i}.csv", body, "adresse web attendue", 2))
+    for i, pc in enumerate(
+        ["\u0667\u0665\u0660\u0661\u0661", "\uff17\uff15\uff10\uff11\uff11", "7501\u0661"]
+    ):
+        row_case(f"postcode-unicode-digits-{i}", "code_postal", pc, "code postal")
+    for i, siret in enumerate(["\u0663" * 14, "\uff13" * 14]):
+        row_case(f"siret-unicode-digits-{i}", "siret", siret, "SIRET invalide")
+    cases.append(
+        Case(
+            "insee-unicode-digits",
+            "insee-u.csv",
+            _csv(h2, _with(base, 3, code_insee="\u0669\u0663\u0660\u0664\u0668")),
+            "code INSEE",
+            5,
+        )
+    )
     # XLSX: corrupt, zip bomb, empty, a bad SIRET in a sheet.
     cases.append(Case("xlsx-corrupt", "x.xlsx", b"PK\x03\x04" + b"\x00" * 200, "XLSX"))
     bomb = io.BytesIO()
@@ -230,16 +334,31 @@ def corpus() -> list[Case]:
     cases.append(
         Case("xlsx-dup-header-row", "dup.xlsx", _xlsx([[*header, "nom"]] + sheet[1:]), "en double")
     )
+    # One far cell (4.9 KB file): refused from the cells written, not from its coordinates.
+    cases.append(Case("xlsx-far-cell", "far.xlsx", xlsx_far_cell(), "XFD1048576"))
+    near = [["nom", "code_postal"], ["A", "75011"]]
+    cases.append(Case("xlsx-beyond-header", "beyond.xlsx", _xlsx(near, {"F9": "note"}), "F9", 9))
     return cases
 
 
-def _xlsx(rows: list[list[object]]) -> bytes:
+def xlsx_far_cell(value: object = "x") -> bytes:
+    """A small sheet whose only far cell is XFD1048576 (the last cell of a sheet)."""
+    return _xlsx([["nom", "code_postal"], ["Structure", "75011"]], {"XFD1048576": value})
+
+
+def _xlsx(rows: list[list[object]], cells: dict[str, object] | None = None) -> bytes:
     import openpyxl
+    from openpyxl.styles import Font
 
     wb = openpyxl.Workbook()
     ws = wb.active
     for r in rows:
         ws.append(r)
+    for ref, value in (cells or {}).items():
+        if value is None:
+            ws[ref].font = Font(bold=True)  # an empty but styled cell: still written
+        else:
+            ws[ref] = value
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

@@ -281,16 +281,30 @@ def test_patch_location_needs_token_and_keeps_history(
     url = f"/structures/{sid}/location"
     assert_problem(client.patch(url, json={"lon": 2.3, "lat": 48.8}), 401)
     auth = {"Authorization": f"Bearer {token}"}
-    r = client.patch(url, json={"lon": 2.3522, "lat": 48.8566}, headers=auth)
+    # If-Match is required, as for every write: no lost update.
+    assert_problem(client.patch(url, json={"lon": 2.3522, "lat": 48.8566}, headers=auth), 428)
+    etag = client.get(f"/collections/structures/items/{sid}").headers["etag"]
+    r = client.patch(url, json={"lon": 2.3522, "lat": 48.8566}, headers={**auth, "If-Match": etag})
     assert r.status_code == 200, r.text
     assert r.json()["location_precision"] == "manual" and r.json()["history"] >= 1
-    r = client.patch(url, json={"address": "1 rue joffre 54111 mont bonvillers"}, headers=auth)
-    assert r.status_code == 200 and abs(r.json()["lon"] - 5.833622) < 1e-6
+    # The ETag returned is the row's final version: it is the one a read gives, and it works.
+    etag = r.headers["etag"]
+    assert client.get(f"/collections/structures/items/{sid}").headers["etag"] == etag
+    r = client.patch(
+        url,
+        json={"address": "1 rue joffre 54111 mont bonvillers"},
+        headers={**auth, "If-Match": etag},
+    )
+    assert r.status_code == 200 and abs(r.json()["lon"] - 5.833622) < 1e-6, r.text
+    etag = r.headers["etag"]
+    assert client.get(f"/collections/structures/items/{sid}").headers["etag"] == etag
     assert_problem(client.patch("/structures/999999999/location", json={"lon": 2.35, "lat": 48.85},
-                                headers=auth), 404)  # fmt: skip
-    assert_problem(client.patch(url, json={}, headers=auth), 400)
+                                headers={**auth, "If-Match": '"1"'}), 404)  # fmt: skip
+    assert_problem(client.patch(url, json={}, headers={**auth, "If-Match": etag}), 400)
     stale = {**auth, "If-Match": '"1"'}
-    assert_problem(client.patch(url, json={"lon": 2.0, "lat": 48.0}, headers=stale), 412)
+    r = client.patch(url, json={"lon": 2.0, "lat": 48.0}, headers=stale)
+    assert_problem(r, 412)
+    assert r.headers["etag"] == etag
     with demo_registry.connect() as conn:
         hist = conn.execute(
             sa.text("SELECT count(*) FROM structure_location_history WHERE structure_id = :i"),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from carteco.importer import ImportFileError, run_import
 from carteco.importer.mapping import Mapping
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _demo(source: str):
@@ -298,3 +302,130 @@ def test_cross_source_merge_by_siret(clean_registry: sa.Engine, tmp_path: Path) 
     assert s.commune_code == "93048"  # the located source gave the point
     again = _import(clean_registry, b, "b")
     assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
+
+
+def _in_subprocess(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter, with a generous timeout (a hang fails, not a time)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("value", ["x", None])
+def test_xlsx_far_cell_work_is_bounded_by_content(tmp_path: Path, value: object) -> None:
+    """A 4.9 KB sheet whose only far cell is XFD1048576 (a value, or an empty styled cell)."""
+    from tests.malformed import xlsx_far_cell
+
+    path = tmp_path / "far.xlsx"
+    path.write_bytes(xlsx_far_cell(value))
+    assert path.stat().st_size < 10_000
+    code = f"""
+from pathlib import Path
+from carteco.importer.errors import ImportFileError
+from carteco.importer.readers import read_table
+try:
+    table = read_table(Path({str(path)!r}))
+except ImportFileError as exc:
+    print("REFUSED", exc)
+else:
+    print("ROWS", len(table.rows), table.headers)
+"""
+    res = _in_subprocess(code)
+    assert res.returncode == 0, res.stderr
+    if value is None:  # nothing written far away: the two real rows only
+        assert "ROWS 1 ['nom', 'code_postal']" in res.stdout, res.stdout
+    else:
+        assert "REFUSED far.xlsx" in res.stdout and "XFD1048576" in res.stdout, res.stdout
+        assert "CARTECO_IMPORT_MAX_COLUMNS" in res.stdout
+
+
+def test_import_limits_are_settings(tmp_path: Path) -> None:
+    from carteco.importer.readers import ReadLimits, read_table
+    from carteco.settings import Settings
+
+    limits = ReadLimits.from_settings(Settings(import_max_rows=2, import_max_columns=3))
+    path = tmp_path / "rows.csv"
+    path.write_text("nom\nA\nB\nC\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="plus de 2 lignes"):
+        read_table(path, limits=limits)
+    path.write_text("nom,a,b,c\nA,1,2,3\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="4 colonnes : au plus 3"):
+        read_table(path, limits=limits)
+
+
+def test_csv_field_over_the_csv_limit_is_a_clear_error(
+    clean_registry: sa.Engine, tmp_path: Path
+) -> None:
+    """A field past the csv module's limit (an unclosed quote, a 65 MB cell): file, line, reason."""
+    from carteco.importer.readers import MAX_CSV_FIELD
+
+    path = tmp_path / "enorme.csv"
+    with path.open("wb") as fh:
+        fh.write(b'nom,services\nA,court\nB,"')
+        fh.write(b"x" * (MAX_CSV_FIELD + 1024))
+        fh.write(b'"\n')
+    with pytest.raises(ImportFileError) as exc:
+        _import(clean_registry, path, "enorme")
+    message = str(exc.value)
+    assert "enorme.csv, ligne 3" in message and "cellule trop longue" in message, message
+    assert _count(clean_registry) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        (".", None, "dossier"),
+        ("..", None, "dossier"),
+        ("deep.geojson", b'{"type": "FeatureCollection", "features": ' + b"[" * 50_000, "imbriqué"),
+        ("five.geojson", b'{"type": "FeatureCollection", "features": 5}', "« features »"),
+    ],
+)
+def test_cli_import_of_bad_paths_and_shapes(
+    database_url: str, tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    env = {**os.environ, "CARTECO_DATABASE_URL": database_url, "COLUMNS": "200"}
+    res = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "import", name],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    out = res.stdout + res.stderr
+    assert "Traceback" not in out and "Error" not in out, out
+    assert reason in out and name in out, out
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("structures.csv", "structures.csv"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\cress\\liste.xlsx", "liste.xlsx"),
+        (".", None),
+        ("..", None),
+        ("", None),
+        (None, None),
+        ("a/", None),
+        (" .. ", None),
+        ("a\x00b.csv", None),
+        ("a\x1bb.csv", None),
+        ("x" * 300, None),
+    ],
+)
+def test_safe_file_name(raw: str | None, expected: str | None) -> None:
+    from carteco.importer import safe_file_name
+
+    if expected is None:
+        with pytest.raises(ImportFileError, match="nom de fichier"):
+            safe_file_name(raw)
+    else:
+        assert safe_file_name(raw) == expected

@@ -28,7 +28,9 @@ def api(settings, demo):  # type: ignore[no-untyped-def]
 
     from api.factory import create_app
 
-    with TestClient(create_app(settings)) as c:
+    # Many writes in a row from one token: the write rate limit is tested in test_ratelimit.
+    unlimited = settings.model_copy(update={"rate_limit_writes_per_minute": 0})
+    with TestClient(create_app(unlimited)) as c:
         yield c
 
 
@@ -173,9 +175,24 @@ def test_delete_closes_and_never_removes(api, engine, tokens) -> None:  # type: 
     with engine.connect() as conn:
         sid = int(conn.execute(sa.text("SELECT max(id) FROM structures")).scalar_one())
     h = _auth(tokens["edit"])
-    assert_problem(api.delete(f"/structures/{sid}", headers={**h, "If-Match": '"999"'}), 412)
-    r = api.delete(f"/structures/{sid}", headers=h)
+    etag = api.get(f"/collections/structures/items/{sid}").headers["etag"]
+    # Without If-Match a closure could undo an edit made since the client's read: refused.
+    body = assert_problem(api.delete(f"/structures/{sid}", headers=h), 428)
+    assert "If-Match" in body["detail"]
+    assert_problem(api.delete(f"/structures/{sid}", headers={**h, "If-Match": "*"}), 428)
+    stale = api.delete(f"/structures/{sid}", headers={**h, "If-Match": '"999"'})
+    assert_problem(stale, 412)
+    assert stale.headers["etag"] == etag  # the current version, to re-read and retry
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.text("SELECT status FROM structures WHERE id = :i"), {"i": sid}
+            ).scalar_one()
+            == "active"
+        )
+    r = api.delete(f"/structures/{sid}", headers={**h, "If-Match": etag})
     assert r.status_code == 200 and r.json()["properties"]["status"] == "closed"
+    assert r.headers["etag"] == api.get(f"/collections/structures/items/{sid}").headers["etag"]
     with engine.connect() as conn:
         row = conn.execute(
             sa.text("SELECT status, closed_on FROM structures WHERE id = :i"), {"i": sid}
@@ -185,6 +202,73 @@ def test_delete_closes_and_never_removes(api, engine, tokens) -> None:  # type: 
         ).all()
     assert row.status == "closed" and row.closed_on is not None
     assert ("éditeur", "close", f"structures/{sid}") in [tuple(a) for a in audit]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"name": '=HYPERLINK("http://x")'}, "name", "formule"),
+        ({"name": "@SUM(A1:A9)"}, "name", "formule"),
+        ({"description": "+cmd('calc')"}, "description", "formule"),
+        ({"commune_name": "Paris\x1b[31m"}, "commune_name", "contrôle"),
+        ({"address_line": "1 rue\x07 X"}, "address_line", "contrôle"),
+        ({"website": "javascript:alert(1)"}, "website", "javascript"),
+        ({"website": " JaVa\tScRiPt:alert(1)"}, "website", "javascript"),
+        ({"website": "data:text/html,<script>alert(1)</script>"}, "website", "data"),
+        ({"website": "vbscript:msgbox(1)"}, "website", "vbscript"),
+        ({"website": "ftp://exemple.org"}, "website", "http"),
+        ({"description": "javascript:alert(1)"}, "description", "javascript"),
+        ({"postcode": "\u0669\u0663\u0661\u0660\u0660"}, "postcode", "code postal"),
+        ({"postcode": "\uff19\uff13\uff11\uff10\uff10"}, "postcode", "code postal"),
+        ({"postcode": "7501"}, None, None),  # padded to 07501: a valid postcode
+        ({"name": {"fr": "Nom"}}, "name", "texte attendu"),
+        ({"name": ["Nom"]}, "name", "texte attendu"),
+        ({"name": "   "}, "name", "nom de la structure manquant"),
+        ({"name": "x" * 501}, "name", "trop long"),
+        ({"sectors": "numerique.mediation"}, None, None),
+        ({"sectors": [{"code": "x"}]}, "sectors", "texte attendu"),
+        ({"opened_on": "\u0662\u0660\u0662\u0660"}, "opened_on", "date illisible"),
+        ({"opened_on": "2020-02-31"}, "opened_on", "date illisible"),
+        ({"esus": "souvent"}, "esus", "oui/non"),
+        ({"status": "peut-être"}, "status", "statut"),
+        ({"geometry": {"type": "Point", "coordinates": [48.85, 2.35]}}, "geometry", "inversées"),
+        ({"geometry": {"type": "Point", "coordinates": [-74.0, 40.7]}}, "geometry", "France"),
+        ({"geometry": {"type": "Point", "coordinates": ["2", "48"]}}, "geometry", "illisibles"),
+        ({"siret": "35600000000048"}, "siret", "non modifiable"),
+    ],
+)
+def test_patch_uses_the_import_rules(  # type: ignore[no-untyped-def]
+    api, engine, tokens, changes, field, reason
+) -> None:
+    """PATCH refuses exactly what an import refuses, with field, value and reason."""
+    sid = _located_id(engine)
+    url = f"/structures/{sid}"
+    h = _auth(tokens["edit"])
+    read = api.get(f"/collections/structures/items/{sid}")
+    before = read.json()["properties"]
+    r = api.patch(url, json=changes, headers={**h, "If-Match": read.headers["etag"]})
+    if field is None:
+        assert r.status_code == 200, r.text
+        return
+    body = assert_problem(r, 400)
+    assert body["errors"], body
+    assert any(e["field"] == field and reason in e["reason"] for e in body["errors"]), body
+    assert all(set(e) == {"field", "value", "reason"} for e in body["errors"])
+    after = api.get(f"/collections/structures/items/{sid}")
+    assert after.headers["etag"] == read.headers["etag"]
+    assert after.json()["properties"] == before
+
+
+def test_patch_reports_every_bad_field(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
+    sid = _located_id(engine)
+    read = api.get(f"/collections/structures/items/{sid}")
+    r = api.patch(
+        f"/structures/{sid}",
+        json={"name": "=1+1", "website": "javascript:x", "postcode": "ABCDE", "nope": 1},
+        headers={**_auth(tokens["edit"]), "If-Match": read.headers["etag"]},
+    )
+    body = assert_problem(r, 400)
+    assert {e["field"] for e in body["errors"]} == {"name", "website", "postcode", "nope"}
 
 
 def test_async_import_with_status_url(api, engine, tokens) -> None:  # type: ignore[no-untyped-def]
@@ -235,3 +319,56 @@ def test_cors_allows_writes_from_embeds(api) -> None:  # type: ignore[no-untyped
         headers={"Origin": "https://partenaire.example", "Access-Control-Request-Method": "PATCH"},
     )
     assert r.status_code == 200 and "PATCH" in r.headers["access-control-allow-methods"]
+
+
+def _wait_job(api, url: str, h: dict[str, str]) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 60
+    while True:
+        job = api.get(url, headers=h).json()
+        if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def own_tmp(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The app's temporary folders go under tmp_path, to see what is left behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("filename", [".", "..", "", "dossier/..", "a/", "/", "..\\\\"])
+def test_import_file_names_are_safe(api, tokens, own_tmp, filename: str) -> None:  # type: ignore[no-untyped-def]
+    h = _auth(tokens["import"])
+    r = api.post("/imports", files={"file": (filename, b"nom\nA\n", "text/csv")}, headers=h)
+    body = assert_problem(r, 400)
+    assert "nom de fichier" in body["detail"] or "file" in body["detail"], body
+    assert list(own_tmp.iterdir()) == []  # no temporary folder left behind
+
+
+def test_import_folder_is_removed_after_the_job(api, tokens, own_tmp) -> None:  # type: ignore[no-untyped-def]
+    h = _auth(tokens["import"])
+    deep = b'{"type": "FeatureCollection", "features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for name, content, status, reason in [
+        ("../../x/deep.geojson", deep, "rejected", "trop imbriqué"),
+        ("five.geojson", b'{"type": "FeatureCollection", "features": 5}', "rejected", "features"),
+        ("mapping.toml", b"nom\nA\n", "dry_run", None),  # the data file's name is the mapping's
+    ]:
+        r = api.post(
+            "/imports",
+            files={"file": (name, content), "mapping": ("m.toml", b"[columns]\nname = 'nom'\n")},
+            data={"dry_run": "true", "source": "noms"},
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+        job = _wait_job(api, r.headers["location"].replace("http://testserver", ""), h)
+        assert job["status"] == status, job
+        assert job["file_name"] == name.rsplit("/", 1)[-1]
+        if reason:
+            assert reason in str(job["message"]) and "Traceback" not in str(job["message"])
+    deadline = time.monotonic() + 10
+    while list(own_tmp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the job's thread removes its folder right after writing its status
+    assert list(own_tmp.iterdir()) == []

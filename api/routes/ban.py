@@ -16,12 +16,13 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settings, require
 from api.errors import Problem
+from api.routes.writes import expected_version, field_problem, stale
 from api.streaming import content_disposition
 from carteco.auth import Token
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
-from carteco.importer.validate import in_france
+from carteco.structure_fields import FieldError, cell_error, point_error
 
 ATTRIBUTION = "BAN"
 LICENCE = "ETALAB-2.0"
@@ -257,17 +258,25 @@ def location_router() -> APIRouter:
         from carteco.geocoding.registry import set_manual_location
 
         engine = get_engine(request)
+        # Same rules as every write: If-Match required (no lost update), shared field checks.
+        expected = expected_version(request)
+        errors = [
+            FieldError(name, text, reason)
+            for name, text in (("address", body.address), ("reason", body.reason))
+            if text and (reason := cell_error(text))
+        ]
+        if errors:
+            raise field_problem(errors)
         with engine.begin() as conn:
             who = f"token:{tok.name}"
-            if if_match is not None:
-                # Optional optimistic locking, same ETag (the version) as the features API.
-                current = conn.execute(
-                    sa.text("SELECT version FROM structures WHERE id = :id"), {"id": structure_id}
-                ).scalar()
-                if current is not None and if_match.strip().removeprefix("W/").strip('"') != str(
-                    current
-                ):
-                    raise Problem(412, "la structure a changé depuis votre lecture ; relisez-la")
+            current = conn.execute(
+                sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"),
+                {"id": structure_id},
+            ).scalar()
+            if current is None:
+                raise Problem(404, f"structure {structure_id} introuvable")
+            if current != expected:
+                raise stale(int(current))
             score: float | None = None
             if body.address:
                 res = LocalGeocoder(conn).search(body.address, limit=1)
@@ -276,8 +285,9 @@ def location_router() -> APIRouter:
                 lon, lat, score = res[0].lon, res[0].lat, res[0].score
             elif body.lon is not None and body.lat is not None:
                 lon, lat = body.lon, body.lat
-                if not in_france(lon, lat):
-                    raise Problem(400, "point hors de France")
+                reason = point_error(lon, lat)
+                if reason:
+                    raise field_problem([FieldError("lon/lat", f"{lon}, {lat}", reason)])
             else:
                 raise Problem(400, "attendu : lon et lat, ou address")
             row = set_manual_location(

@@ -1,17 +1,19 @@
 """The write API, guarded by tokens (`Authorization: Bearer`): imports, edits, closures.
 
-Every write is recorded in `audit_log`. Edits need `If-Match` with the structure's ETag
-(its version) so two editors never overwrite each other; DELETE closes a structure
-(status `closed`), it never removes the row.
+Every write is recorded in `audit_log`. Every write to a structure (PATCH, PATCH …/location,
+DELETE) needs `If-Match` with the structure's ETag (its version) so two editors never
+overwrite each other: 428 without it, 412 with an older one. Field values follow the one
+validator of `carteco.structure_fields`. DELETE closes a structure (status `closed`), it never
+removes the row.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,44 +32,26 @@ from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
-from carteco.importer.validate import in_france
-from carteco.models import ESS_FAMILIES, STATUSES
+from carteco.importer import ImportFileError, ReadLimits, safe_file_name
 from carteco.settings import Settings
+from carteco.structure_fields import (
+    EDITABLE_FIELDS,
+    FieldError,
+    cell_error,
+    validate_structure_fields,
+)
 from carteco.text import ascii_int
 
+log = logging.getLogger("carteco.api")
 STRUCTURES = COLLECTIONS["structures"]
-# Fields a PATCH may change, with their JSON type check.
-EDITABLE: dict[str, Callable[[Any], bool]] = {
-    "name": lambda v: isinstance(v, str) and 0 < len(v.strip()) <= 500,
-    "description": lambda v: v is None or (isinstance(v, str) and len(v) <= 10_000),
-    "website": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
-    "address_line": lambda v: v is None or (isinstance(v, str) and len(v) <= 500),
-    "postcode": lambda v: (
-        v is None or (isinstance(v, str) and ascii_int(v) is not None and len(v) == 5)
-    ),
-    "commune_name": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
-    "legal_form": lambda v: v is None or (isinstance(v, str) and len(v) <= 200),
-    "ess_family": lambda v: v in ESS_FAMILIES,
-    "esus": lambda v: isinstance(v, bool),
-    "status": lambda v: v in STATUSES,
-    "sectors": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
-    "opened_on": lambda v: v is None or _is_date(v),
-    "closed_on": lambda v: v is None or _is_date(v),
-}
+# Column casts of the editable fields whose SQL type is not text.
+_CASTS = {"sectors": "text[]", "opened_on": "date", "closed_on": "date"}
 
 
 # Writes answer with the structure as it now is: a GeoJSON Feature.
 FEATURE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}
 }
-
-
-def _is_date(v: Any) -> bool:
-    try:
-        date.fromisoformat(v)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 # POST /imports reads its multipart body itself, once the token is checked (AuthFirstRoute):
@@ -128,17 +112,87 @@ def _etag_version(header: str | None) -> int | None:
     return -1 if version is None else version
 
 
+def expected_version(request: Request) -> int:
+    """The version a write's `If-Match` names: 428 without one (or with `*`), -1 if unreadable."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        raise Problem(
+            428,
+            "en-tête If-Match obligatoire : l'ETag de la structure lue (évite d'écraser "
+            "la modification d'un autre)",
+        )
+    return _etag_version(header) or 0
+
+
+def stale(current: int) -> Problem:
+    """The 412 of a write whose If-Match names an older version; it carries the current ETag."""
+    return Problem(
+        412,
+        "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
+        headers={"ETag": f'"{current}"'},
+    )
+
+
+def field_problem(errors: list[FieldError]) -> Problem:
+    """A 400 problem listing every refused field (field, value, reason)."""
+    detail = "; ".join(f"{e.field} : {e.reason}" for e in errors)
+    return Problem(400, detail, errors=[e.as_dict() for e in errors])
+
+
+def structure_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """The clean values of a PATCH body (shared field rules), or a 400 listing every error."""
+    fields: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, value in changes.items():
+        if key == "geometry":
+            coords = value.get("coordinates") if isinstance(value, dict) else None
+            if not (
+                isinstance(value, dict)
+                and value.get("type") == "Point"
+                and isinstance(coords, list)
+                and len(coords) == 2
+            ):
+                errors.append(
+                    FieldError(
+                        "geometry",
+                        json.dumps(value)[:80],
+                        "un Point GeoJSON (longitude, latitude) attendu",
+                    )
+                )
+                continue
+            fields["location"] = tuple(coords)
+        elif key in EDITABLE_FIELDS:
+            fields[key] = value
+        else:
+            errors.append(FieldError(key, None, f"champ non modifiable : {key}"))
+    clean, field_errors = validate_structure_fields(fields)
+    errors += [
+        FieldError("geometry", e.value, e.reason) if e.field == "location" else e
+        for e in field_errors
+    ]
+    if errors:
+        raise field_problem(errors)
+    return clean
+
+
 def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
-    """Run an import job in the background and store its report."""
+    """Run an import job in the background and store its report; its folder always goes."""
+    try:
+        _run_job_in(engine, job_id, path, opts)
+    finally:
+        shutil.rmtree(opts["tmpdir"], ignore_errors=True)
+
+
+def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
     from carteco.importer import ImportFileError, run_import
     from carteco.importer.mapping import Mapping
 
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
-        )
     status, report, message = "failed", None, None
     try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
+            )
         mapping = Mapping.from_file(opts["mapping"]) if opts.get("mapping") else None
         rep = run_import(
             engine,
@@ -147,14 +201,16 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
             mapping=mapping,
             dry_run=opts["dry_run"],
             skip_invalid=opts["skip_invalid"],
+            limits=opts.get("limits"),
         )
         status, report = rep.status, rep.as_dict()
     except ImportFileError as exc:
         status, message = "rejected", str(exc)
     except Exception as exc:  # noqa: BLE001 - the job records any failure for its caller
-        status, message = "failed", f"{type(exc).__name__}: {exc}"
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        # The client reads this message: no exception text (it may quote SQL), the log has it.
+        log.exception("import job %s failed", job_id)
+        status = "failed"
+        message = f"échec de l'import ({type(exc).__name__}) : voir le journal du serveur"
     if status not in ("succeeded", "rejected", "failed", "dry_run"):
         status = "failed"
     with engine.begin() as conn:
@@ -171,6 +227,21 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
                 "i": job_id,
             },
         )
+
+
+def _queue_job(engine: Engine, token: Token, name: str, opts: dict[str, Any]) -> int:
+    """Record a queued import job (and its audit line); its id."""
+    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid")}
+    with engine.begin() as conn:
+        job_id = conn.execute(
+            sa.text(
+                "INSERT INTO import_jobs (file_name, source, token_id) "
+                "VALUES (:f, :s, :t) RETURNING id"
+            ),
+            {"f": name, "s": opts["source"], "t": token.id},
+        ).scalar_one()
+        audit(conn, token, "import", f"imports/{job_id}", {"file": name, **shown})
+    return int(job_id)
 
 
 def writes_router() -> APIRouter:
@@ -206,6 +277,7 @@ def writes_router() -> APIRouter:
             opts: dict[str, Any] = {
                 "skip_invalid": _form_bool(form, "skip_invalid"),
                 "dry_run": _form_bool(form, "dry_run"),
+                "limits": ReadLimits.from_settings(st),
             }
             job_id = await run_in_threadpool(_enqueue, engine, token, file, mapping, source, opts)
         finally:
@@ -226,32 +298,38 @@ def writes_router() -> APIRouter:
         source: str | None,
         opts: dict[str, Any],
     ) -> int:
-        """Store the upload, record the job and start it; the job's id."""
-        name = Path(file.filename or "import.csv").name
-        no_nul("file", name, source or "")
+        """Store the upload in a folder of its own, record the job and start it; its id."""
+        try:
+            name = safe_file_name(file.filename)
+        except ImportFileError as exc:
+            raise Problem(400, f"file : {exc.reason}") from exc
+        no_nul("source", source or "")
+        source_name = (source or Path(name).stem).strip()
+        if not source_name or cell_error(source_name) or len(source_name) > 200:
+            raise Problem(400, "source : nom de source invalide (texte court sans formule)")
         tmpdir = Path(tempfile.mkdtemp(prefix="carteco-import-"))
-        path = tmpdir / name
-        with path.open("wb") as f:
-            shutil.copyfileobj(file.file, f)
-        opts = {"source": (source or Path(name).stem).strip(), **opts}
-        if mapping is not None:
-            mpath = tmpdir / "mapping.toml"
-            with mpath.open("wb") as f:
-                shutil.copyfileobj(mapping.file, f)
-            opts["mapping"] = mpath
-        with engine.begin() as conn:
-            job_id = conn.execute(
-                sa.text(
-                    "INSERT INTO import_jobs (file_name, source, token_id) "
-                    "VALUES (:f, :s, :t) RETURNING id"
-                ),
-                {"f": name, "s": opts["source"], "t": token.id},
-            ).scalar_one()
-            audit(conn, token, "import", f"imports/{job_id}", {"file": name, **opts})
-        threading.Thread(
-            target=_run_job, args=(engine, int(job_id), path, opts), daemon=True
-        ).start()
-        return int(job_id)
+        started = False
+        try:
+            # The file alone in its folder: its name can never meet the mapping's.
+            (tmpdir / "file").mkdir()
+            path = tmpdir / "file" / name
+            with path.open("wb") as f:
+                shutil.copyfileobj(file.file, f)
+            opts = {**opts, "source": source_name, "tmpdir": tmpdir}
+            if mapping is not None:
+                mpath = tmpdir / "mapping.toml"
+                with mpath.open("wb") as f:
+                    shutil.copyfileobj(mapping.file, f)
+                opts["mapping"] = mpath
+            job_id = _queue_job(engine, token, name, opts)
+            threading.Thread(
+                target=_run_job, args=(engine, int(job_id), path, opts), daemon=True
+            ).start()
+            started = True
+        finally:
+            if not started:  # refused or failed before the job owned the folder
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        return job_id
 
     @router.get("/imports/{job_id}", summary="État et rapport d'un import (portée « import »)")
     def get_import(
@@ -298,51 +376,20 @@ def writes_router() -> APIRouter:
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        expected = _etag_version(request.headers.get("if-match"))
-        if expected is None:
-            raise Problem(428, "en-tête If-Match obligatoire (ETag de la structure)")
+        expected = expected_version(request)
         if "\\u0000" in json.dumps(changes):
             raise Problem(400, "caractère NUL interdit")
+        if not changes:
+            raise Problem(400, "aucune modification demandée")
+        clean = structure_changes(changes)
+        new_point = clean.pop("location", None)
         sets: list[str] = []
         values: dict[str, Any] = {"id": structure_id, "v": expected}
-        new_point: tuple[float, float] | None = None
-        for key, value in changes.items():
-            if key == "geometry":
-                if not (
-                    isinstance(value, dict)
-                    and value.get("type") == "Point"
-                    and isinstance(value.get("coordinates"), list)
-                    and len(value["coordinates"]) == 2
-                    and all(isinstance(c, (int, float)) for c in value["coordinates"])
-                    and -180 <= value["coordinates"][0] <= 180
-                    and -90 <= value["coordinates"][1] <= 90
-                ):
-                    raise Problem(400, "geometry : un Point GeoJSON (longitude, latitude) attendu")
-                if not in_france(*value["coordinates"]):
-                    raise Problem(400, "geometry : point hors de France")
-                # One way to move a point by hand: set_manual_location keeps the history.
-                new_point = (float(value["coordinates"][0]), float(value["coordinates"][1]))
-                continue
-            check = EDITABLE.get(key)
-            if check is None:
-                raise Problem(400, f"champ non modifiable : {key}")
-            if not check(value):
-                raise Problem(400, f"valeur invalide pour {key}")
-            if key == "sectors":
-                from carteco.sectors import load_taxonomy
-
-                known = load_taxonomy().by_code()
-                bad = [s for s in value if s not in known]
-                if bad:
-                    raise Problem(400, f"secteur inconnu : {bad[0]}")
-                sets.append(f"sectors = CAST(:p_{key} AS text[])")
-            elif key in ("opened_on", "closed_on"):
-                sets.append(f"{key} = CAST(:p_{key} AS date)")
-            else:
-                sets.append(f"{key} = :p_{key}")
-            values[f"p_{key}"] = value
-        if not sets and new_point is None:
-            raise Problem(400, "aucune modification demandée")
+        for key, value in clean.items():
+            # Keys come from EDITABLE_FIELDS (an allow-list), values are bound parameters.
+            cast = _CASTS.get(key)
+            sets.append(f"{key} = CAST(:p_{key} AS {cast})" if cast else f"{key} = :p_{key}")
+            values[f"p_{key}"] = value.isoformat() if isinstance(value, date) else value
         with engine.begin() as conn:
             row = conn.execute(
                 sa.text(
@@ -357,11 +404,7 @@ def writes_router() -> APIRouter:
                 ).scalar()
                 if exists is None:
                     raise Problem(404, f"structure inconnue : {structure_id}")
-                raise Problem(
-                    412,
-                    "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
-                    headers={"ETag": f'"{exists}"'},
-                )
+                raise stale(int(exists))
             if new_point is not None:
                 set_manual_location(
                     conn, structure_id, *new_point, by=f"api:{token.name}",
@@ -382,7 +425,7 @@ def writes_router() -> APIRouter:
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
     ) -> Response:
-        expected = _etag_version(request.headers.get("if-match"))
+        expected = expected_version(request)
         with engine.begin() as conn:
             current = conn.execute(
                 sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"),
@@ -390,8 +433,8 @@ def writes_router() -> APIRouter:
             ).scalar()
             if current is None:
                 raise Problem(404, f"structure inconnue : {structure_id}")
-            if expected is not None and expected != current:
-                raise Problem(412, "la structure a changé depuis votre lecture")
+            if expected != current:
+                raise stale(int(current))
             conn.execute(
                 sa.text(
                     "UPDATE structures SET status = 'closed', "

@@ -271,9 +271,16 @@ def set_manual_location(
     )
     check_locations(conn, [sid])
     out = dict(row)
-    out["location_check"] = conn.execute(
-        sa.text("SELECT location_check FROM structures WHERE id = :id"), {"id": sid}
-    ).scalar()
+    # check_locations may write location_check, which bumps the version again: read both
+    # after the last write, so the caller's ETag is the row's final version.
+    after = (
+        conn.execute(
+            sa.text("SELECT location_check, version FROM structures WHERE id = :id"), {"id": sid}
+        )
+        .mappings()
+        .one()
+    )
+    out["location_check"], out["version"] = after["location_check"], after["version"]
     out["history"] = int(
         conn.execute(
             sa.text("SELECT count(*) FROM structure_location_history WHERE structure_id = :id"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+MAX_FILE_NAME = 255
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ImportFileError(ValueError):
@@ -40,3 +44,27 @@ class RowError:
 def _short(value: str | None, n: int = 60) -> str:
     text = str(value)
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def safe_file_name(raw: str | None) -> str:
+    """The base name of an uploaded file, or ImportFileError when none is usable.
+
+    Clients send any string as a multipart filename: a path (only its last part is kept, with
+    / or \\ as separator), ".", "..", nothing, NUL or control characters (refused).
+    """
+    text = raw or ""
+    if _NAME_CONTROL.search(text):
+        raise ImportFileError(
+            "(nom de fichier)", "nom de fichier invalide : caractères de contrôle ou NUL"
+        )
+    name = re.split(r"[/\\]", text)[-1].strip()
+    if name in ("", ".", ".."):
+        raise ImportFileError(
+            "(nom de fichier)",
+            f"nom de fichier invalide : « {text[:80]} » (un nom comme structures.csv est attendu)",
+        )
+    if len(name) > MAX_FILE_NAME:
+        raise ImportFileError(
+            name[:40] + "…", f"nom de fichier trop long (plus de {MAX_FILE_NAME} caractères)"
+        )
+    return name

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from carteco.db import execute_rows
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
-from carteco.importer.readers import read_table
+from carteco.importer.readers import ReadLimits, read_table
 from carteco.importer.validate import RECORD_FIELDS, Record, RowValidator
 from carteco.sectors import load_taxonomy
 
@@ -73,14 +73,17 @@ def run_import(
     skip_invalid: bool = False,
     data: bytes | None = None,
     progress: Progress | None = None,
+    limits: ReadLimits | None = None,
 ) -> ImportReport:
     """Import one file as one transaction; with errors, write nothing unless `skip_invalid`."""
     if data is None:
+        if path.is_dir():
+            raise ImportFileError(str(path), "c'est un dossier : un fichier est attendu")
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ImportFileError(str(path), f"lecture impossible : {exc.strerror}") from exc
-    source = source or path.stem
+    source = (source or path.stem).strip() or "import"
     report = ImportReport(
         file=path.name,
         source=source,
@@ -88,7 +91,17 @@ def run_import(
         dry_run=dry_run,
     )
     with tracked_run(engine, report):
-        _run(engine, path, data, report, mapping or Mapping(), dry_run, skip_invalid, progress)
+        _run(
+            engine,
+            path,
+            data,
+            report,
+            mapping or Mapping(),
+            dry_run,
+            skip_invalid,
+            progress,
+            limits or ReadLimits(),
+        )
     return report
 
 
@@ -162,8 +175,9 @@ def _run(
     dry_run: bool,
     skip_invalid: bool,
     progress: Progress | None,
+    limits: ReadLimits,
 ) -> None:
-    table = read_table(path, data)
+    table = read_table(path, data, limits)
     report.format = table.format
     report.rows_read = len(table.rows)
     if not table.rows:
