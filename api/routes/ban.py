@@ -157,7 +157,12 @@ def ban_router() -> APIRouter:
             res = [r for r in res if r.type == type]
         return JSONResponse(_collection({"limit": limit}, [r.feature() for r in res]))
 
-    @router.post("/search/csv/", openapi_extra=CSV_BODY)
+    @router.post(
+        "/search/csv/",
+        openapi_extra=CSV_BODY,
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    )
     async def search_csv(request: Request) -> StreamingResponse:
         """Geocode a CSV (api-adresse /search/csv/): result columns appended, order kept."""
         st = get_settings(request)
