@@ -38,6 +38,7 @@ from carteco.collections import (
     STRING,
     Collection,
 )
+from carteco.sectors import load_taxonomy
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
@@ -246,8 +247,6 @@ _CODE_PATTERNS = {
 
 
 def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) -> list[str]:
-    from carteco.sectors import load_taxonomy
-
     parts: list[str] = []
     if params.get("sector"):
         taxonomy = load_taxonomy()

@@ -13,9 +13,11 @@ from sqlalchemy.engine import Connection
 
 from api.deps import get_conn, get_engine
 from api.errors import Problem
+from carteco.auth import AuthError, audit, verify_token
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
+from carteco.geocoding.registry import set_manual_location
 from carteco.importer.validate import in_france
 
 ATTRIBUTION = "BAN"
@@ -139,8 +141,6 @@ def location_router() -> APIRouter:
         if_match: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """Move a structure by hand (precision manual); the previous point goes to history."""
-        from carteco.geocoding.registry import set_manual_location
-
         engine = get_engine(request)
         token = _bearer(authorization)
         with engine.begin() as conn:
@@ -172,8 +172,6 @@ def location_router() -> APIRouter:
                 reason=body.reason or "correction manuelle",
             )  # fmt: skip
             if row is not None:
-                from carteco.auth import audit
-
                 audit(conn, tok, "structure.location", f"structures/{structure_id}",
                       {"lon": lon, "lat": lat, "address": body.address})  # fmt: skip
         if row is None:
@@ -192,8 +190,6 @@ def _bearer(authorization: str | None) -> str | None:
 
 def _check_token(conn: Connection, token: str | None) -> Any:
     """The token's identity through carteco.auth (the one token system), scope `edit`."""
-    from carteco.auth import AuthError, verify_token
-
     try:
         return verify_token(conn, token, "edit")
     except AuthError as exc:

@@ -28,8 +28,11 @@ from carteco.auth import AuthError, Token, audit, verify_token
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
+from carteco.importer import ImportFileError, run_import
+from carteco.importer.mapping import Mapping
 from carteco.importer.validate import in_france
 from carteco.models import ESS_FAMILIES, STATUSES
+from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 
 STRUCTURES = COLLECTIONS["structures"]
@@ -98,9 +101,6 @@ def _etag_version(header: str | None) -> int | None:
 
 def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
     """Run an import job in the background and store its report."""
-    from carteco.importer import ImportFileError, run_import
-    from carteco.importer.mapping import Mapping
-
     with engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
@@ -278,8 +278,6 @@ def writes_router() -> APIRouter:
             if not check(value):
                 raise Problem(400, f"valeur invalide pour {key}")
             if key == "sectors":
-                from carteco.sectors import load_taxonomy
-
                 known = load_taxonomy().by_code()
                 bad = [s for s in value if s not in known]
                 if bad:
