@@ -10,9 +10,7 @@ import typer
 
 from carteco.cli.common import cli_engine, cli_settings, console
 from carteco.cli.common import out as stdout
-from carteco.diagnostics.engine import departement_info
 from carteco.diagnostics.options import Options
-from carteco.diagnostics.report import write_outputs
 
 diagnostic_app = typer.Typer(help="Diagnostics territoriaux.", no_args_is_help=True)
 _DEP = re.compile(r"^(\d{2}|2[AB]|97\d)$")
@@ -27,6 +25,11 @@ def diagnostic_foncier(
     ] = 5,
 ) -> None:
     """Write rapport.html, indicateurs.json (+ schema) and GeoJSON layers for a département."""
+    # Imported here: folium (with pandas) and pyproj take `import carteco.cli` from ~0.9 s to
+    # ~1.7 s of CPU, a cost every other command would pay at start-up.
+    from carteco.diagnostics.engine import departement_info  # why: start-up time (pyproj)
+    from carteco.diagnostics.report import write_outputs  # why: start-up time (folium, pandas)
+
     dep = dep.strip().upper()
     if not _DEP.match(dep):
         console.print(f"[red]Code de département invalide :[/red] {dep}")
