@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The demo files ship in the same distribution as carteco, in the geodata package next to it.
+# They are found by path: the core never imports geodata (tests/test_architecture.py).
 DEMO_DIR = Path(__file__).resolve().parent.parent / "geodata" / "demo"
 
 
@@ -48,6 +50,4 @@ DEMO_SOURCES = (
 
 def demo_dir() -> Path:
     """Folder of the demo files (inside the installed geodata package)."""
-    import geodata
-
-    return Path(geodata.__file__).resolve().parent / "demo"
+    return DEMO_DIR

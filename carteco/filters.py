@@ -39,6 +39,7 @@ from carteco.collections import (
     STRING,
     Collection,
 )
+from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 from carteco.text import ascii_float, ascii_int
 
@@ -283,8 +284,6 @@ _CODE_PATTERNS = {
 
 
 def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) -> list[str]:
-    from carteco.sectors import load_taxonomy
-
     parts: list[str] = []
     if params.get("sector"):
         taxonomy = load_taxonomy()

@@ -18,10 +18,11 @@ from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settin
 from api.errors import Problem
 from api.routes.writes import expected_version, field_problem, stale
 from api.streaming import content_disposition
-from carteco.auth import Token
+from carteco.auth import Token, audit
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
+from carteco.geocoding.registry import set_manual_location
 from carteco.structure_fields import FieldError, cell_error, point_error
 
 ATTRIBUTION = "BAN"
@@ -260,8 +261,6 @@ def location_router() -> APIRouter:
         if_match: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """Move a structure by hand (precision manual); the previous point goes to history."""
-        from carteco.geocoding.registry import set_manual_location
-
         engine = get_engine(request)
         # Same rules as every write: If-Match required (no lost update), shared field checks.
         expected = expected_version(request)
@@ -300,8 +299,6 @@ def location_router() -> APIRouter:
                 reason=body.reason or "correction manuelle",
             )  # fmt: skip
             if row is not None:
-                from carteco.auth import audit
-
                 audit(conn, tok, "structure.location", f"structures/{structure_id}",
                       {"lon": lon, "lat": lat, "address": body.address})  # fmt: skip
         if row is None:

@@ -32,7 +32,8 @@ from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
-from carteco.importer import ImportFileError, ReadLimits, safe_file_name
+from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
+from carteco.importer.mapping import Mapping
 from carteco.settings import Settings
 from carteco.structure_fields import (
     EDITABLE_FIELDS,
@@ -184,9 +185,6 @@ def _run_job(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> N
 
 
 def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -> None:
-    from carteco.importer import ImportFileError, run_import
-    from carteco.importer.mapping import Mapping
-
     status, report, message = "failed", None, None
     try:
         with engine.begin() as conn:

@@ -11,7 +11,7 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from carteco import __version__
 from carteco.diagnostics.matching import match_needs
+from carteco.diagnostics.options import Options
 from carteco.diagnostics.rules import recommendations, typology
 from carteco.sectors import load_taxonomy
 
@@ -48,20 +49,6 @@ STATUS_LABELS = {
 }
 AVAILABLE_STATUSES = ("sans_projet", "potentielle", "disponible")
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    """Parameters of the diagnostic, stated in the report."""
-
-    min_sales: int = 5
-    qpv_buffer_m: float = 300.0
-    similar_k: int = 3
-    matches_per_need: int = 3
-    default_distance_km: float = 15.0
-    station_far_m: float = 1000.0
-    pressure_high: float = 1.15
-    pressure_low: float = 0.85
 
 
 def _sql(name: str) -> sa.TextClause:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyproj import Transformer
 
-if TYPE_CHECKING:
-    from carteco.diagnostics.engine import Options
+from carteco.diagnostics.options import Options
 
 # Sites whose status rules them out: already reused or occupied.
 UNAVAILABLE = ("reconvertie", "occupe")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from carteco.diagnostics.engine import Options
+from carteco.diagnostics.options import Options
 
 KIND_LABELS = {
     "bureau": "bureau",

@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from shapely.geometry import shape
 from sqlalchemy.engine import Connection, Engine
 
+from carteco.db import quote_ident
+from carteco.geocoding.engine import LocalGeocoder
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.pipeline import ImportReport, tracked_run
 from carteco.importer.readers import SourceTable, read_table
@@ -210,8 +212,6 @@ def geocode_addresses(conn: Connection, parsed: Parsed) -> int:
     ]
     if not todo:
         return 0
-    from carteco.geocoding.engine import LocalGeocoder
-
     queries = [{"q": rec["address"], "citycode": rec.get("commune_code")} for rec in todo]
     placed = 0
     for rec, results in zip(todo, LocalGeocoder(conn).search_many(queries), strict=True):
@@ -481,8 +481,6 @@ def _upsert(
     report: ImportReport,
 ) -> None:
     """Insert new keys, update changed ones (by content hash), count the unchanged."""
-    from carteco.db import quote_ident
-
     tbl = quote_ident(table, ("land_transactions", "land_sites", "land_needs"))
     col = quote_ident(key, ("id_mutation", "source_id"))
     existing: dict[str, str] = dict(

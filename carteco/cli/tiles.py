@@ -1,4 +1,8 @@
-"""`carteco tiles …`: vector tile commands (PMTiles export, cache)."""
+"""`carteco tiles …`: vector tile commands (PMTiles export).
+
+The commands live with the rest of the command line rather than in the `tiles` package: `tiles`
+is a library shared with the API and stays free of Typer, Rich and the CLI's engine and consoles.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from carteco.cli.common import cli_engine, cli_settings, console, progress
+from carteco.cli.common import out as stdout
+from carteco.filters import FilterError
+from tiles.export import export_pmtiles
+from tiles.filters import TerritoryParamError, tile_filter
 
 tiles_app = typer.Typer(help="Tuiles vectorielles : export PMTiles, cache.", no_args_is_help=True)
 
@@ -26,14 +36,6 @@ def export_cmd(
     filter_: Annotated[str | None, typer.Option("--filter", help="Filtre CQL2 (texte)")] = None,
 ) -> None:
     """Write a PMTiles v3 archive of the tiled layers (same tiles as the live endpoint)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from carteco.cli import _engine, _settings, console
-    from carteco.cli import out as stdout
-    from carteco.filters import FilterError
-    from tiles.export import export_pmtiles
-    from tiles.filters import TerritoryParamError, tile_filter
-
     params = {
         k: v
         for k, v in {
@@ -49,16 +51,8 @@ def export_cmd(
     except (FilterError, TerritoryParamError) as exc:
         console.print(f"[red]Filtre refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc
-    engine = _engine(_settings())
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(out.name, total=None)
+    engine = cli_engine(cli_settings())
+    with progress(out.name) as advance:
         try:
             report = export_pmtiles(
                 engine,
@@ -67,7 +61,7 @@ def export_cmd(
                 maxzoom,
                 [x.strip() for x in layers.split(",") if x.strip()],
                 filt,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                progress=advance,
             )
         except ValueError as exc:
             console.print(f"[red]Export impossible :[/red] {exc}", highlight=False)

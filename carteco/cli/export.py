@@ -1,4 +1,4 @@
-"""CLI commands of the features API: `carteco export` and `carteco token ...`."""
+"""`carteco export`: a collection to a file, with the features API's filters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-token_app = typer.Typer(help="Jetons de l'API d'écriture.", no_args_is_help=True)
+from carteco.cli.common import cli_engine, cli_settings, console
+from carteco.collections import get_collection
+from carteco.export import FORMATS, export_to_file
+from carteco.features import Output, parse_properties
+from carteco.filters import FilterError, compile_filter, parse_crs
 
 
 def export_cmd(
@@ -38,21 +42,15 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Export a collection with the API's filters (streamed GeoJSON/CSV, GPKG, FlatGeobuf)."""
-    from carteco import cli
-    from carteco.collections import get_collection
-    from carteco.export import FORMATS, export_to_file
-    from carteco.features import Output, parse_properties
-    from carteco.filters import FilterError, compile_filter, parse_crs
-
     fmt = format or out.suffix.lstrip(".").lower()
     if fmt == "json":
         fmt = "geojson"
     if fmt not in FORMATS:
-        cli.console.print(f"[red]Format inconnu :[/red] {fmt!r} (geojson, csv, gpkg, fgb).")
+        console.print(f"[red]Format inconnu :[/red] {fmt!r} (geojson, csv, gpkg, fgb).")
         raise typer.Exit(2)
     coll = get_collection(collection)
     if coll is None:
-        cli.console.print(f"[red]Collection inconnue :[/red] {collection}.")
+        console.print(f"[red]Collection inconnue :[/red] {collection}.")
         raise typer.Exit(2)
     raw = {
         "sector": sector,
@@ -68,17 +66,17 @@ def export_cmd(
     }
     params = {k: v for k, v in raw.items() if v is not None}
     if not coll.simple_filters and any(k in params for k in ("sector", "family", "q")):
-        cli.console.print(f"[red]Filtres de structures inapplicables à {collection}.[/red]")
+        console.print(f"[red]Filtres de structures inapplicables à {collection}.[/red]")
         raise typer.Exit(2)
     try:
         where, binds = compile_filter(coll, params)
         _, srid, _ = parse_crs(crs, "crs")
         shape = Output(srid=srid, properties=parse_properties(coll, properties))
     except FilterError as exc:
-        cli.console.print(f"[red]Paramètre invalide :[/red] {exc}")
+        console.print(f"[red]Paramètre invalide :[/red] {exc}")
         raise typer.Exit(2) from exc
-    settings = cli._settings()
-    engine = cli._engine(settings)
+    settings = cli_settings()
+    engine = cli_engine(settings)
     try:
         export_to_file(
             engine,
@@ -93,53 +91,6 @@ def export_cmd(
             shape,
         )
     except ValueError as exc:  # a format that cannot carry this CRS (GeoJSON is CRS84)
-        cli.console.print(f"[red]{exc}.[/red]")
+        console.print(f"[red]{exc}.[/red]")
         raise typer.Exit(2) from exc
-    cli.console.print(f"Export {fmt} écrit : {out} ({out.stat().st_size} octets).")
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Argument(help="Nom du jeton (partenaire, usage).")],
-    scope: Annotated[str, typer.Option(help="Portées : import, edit, admin (liste).")] = "import",
-) -> None:
-    """Create a token; the secret is printed once (only its sha256 is stored)."""
-    from carteco import cli
-    from carteco.auth import create_token, parse_scopes
-
-    try:
-        scopes = parse_scopes(scope)
-    except ValueError as exc:
-        cli.console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    with cli._engine(cli._settings()).begin() as conn:
-        tid, token = create_token(conn, name, scopes)
-    cli.console.print(f"Jeton n°{tid} « {name} » ({', '.join(scopes)}) ; conservez-le :")
-    cli.out.print(token)
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """List tokens (never their secret)."""
-    from carteco import cli
-    from carteco.auth import list_tokens
-
-    with cli._engine(cli._settings()).connect() as conn:
-        rows = list_tokens(conn)
-    for r in rows:
-        state = f"révoqué le {r['revoked_at']:%Y-%m-%d}" if r["revoked_at"] else "actif"
-        cli.out.print(f"{r['id']}\t{r['name']}\t{','.join(r['scopes'])}\t{state}")
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: Annotated[int, typer.Argument(help="Numéro du jeton.")]) -> None:
-    """Revoke a token by its number."""
-    from carteco import cli
-    from carteco.auth import revoke_token
-
-    with cli._engine(cli._settings()).begin() as conn:
-        ok = revoke_token(conn, token_id)
-    if not ok:
-        cli.console.print(f"[red]Jeton n°{token_id} inconnu ou déjà révoqué.[/red]")
-        raise typer.Exit(1)
-    cli.console.print(f"Jeton n°{token_id} révoqué.")
+    console.print(f"Export {fmt} écrit : {out} ({out.stat().st_size} octets).")

@@ -1,0 +1,99 @@
+"""`carteco import` and `carteco sectors`: structure lists into the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from carteco.cli.common import cli_engine, cli_settings, console, out, progress
+from carteco.cli.geocode import run_geocode
+from carteco.importer import ImportFileError, ImportReport, ReadLimits, run_import
+from carteco.importer.mapping import Mapping
+from carteco.sectors import load_taxonomy
+
+
+def sectors_list() -> None:
+    """List the sector taxonomy (codes to use in mappings and filters)."""
+    tax = load_taxonomy()
+    table = Table("code", "libellé", "type", title=f"Taxonomie {tax.version}")
+    for n in tax.nodes:
+        table.add_row(("  " if n.parent else "") + n.code, n.label, n.kind)
+    out.print(table)
+
+
+def print_report(report: ImportReport, max_errors: int = 50) -> None:
+    """Print an import summary and its first row errors."""
+    verb = {"dry_run": "simulation", "rejected": "REFUSÉ", "succeeded": "terminé"}.get(
+        report.status, report.status
+    )
+    out.print(
+        f"{report.file} → source « {report.source} » ({report.format}) : {verb}\n"
+        f"  lignes lues {report.rows_read} · créées {report.created} · "
+        f"mises à jour {report.updated} · inchangées {report.unchanged} · "
+        f"rejetées {report.rejected}"
+    )
+    for e in report.errors[:max_errors]:
+        console.print("  " + e.message(report.file), highlight=False, markup=False)
+    if len(report.errors) > max_errors:
+        console.print(f"  … et {len(report.errors) - max_errors} autres erreurs")
+    if report.message:
+        console.print("  " + report.message, markup=False)
+
+
+def import_file(
+    engine: sa.Engine,
+    path: Path,
+    source: str | None,
+    mapping: Mapping | None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    limits: ReadLimits | None = None,
+) -> ImportReport:
+    """Import one file with a progress bar; print the report."""
+    with progress(path.name) as advance:
+        report = run_import(
+            engine,
+            path,
+            source=source,
+            mapping=mapping,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            progress=advance,
+            limits=limits,
+        )
+    print_report(report)
+    return report
+
+
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV, XLSX, GeoJSON ou export GoGoCarto")],
+    source: Annotated[
+        str | None, typer.Option(help="Nom de la source (défaut : nom du fichier)")
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Correspondance TOML/JSON")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Valider sans écrire")] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Écrire les lignes valides, rapporter les autres")
+    ] = False,
+    geocode: Annotated[
+        bool, typer.Option("--geocode", help="Géocoder ensuite les structures de la source")
+    ] = False,
+) -> None:
+    """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
+    settings = cli_settings()
+    engine = cli_engine(settings)
+    try:
+        m = Mapping.from_file(mapping) if mapping else None
+        limits = ReadLimits.from_settings(settings)
+        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits)
+    except ImportFileError as exc:
+        console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    if report.status == "rejected":
+        raise typer.Exit(1)
+    if geocode and report.status == "succeeded":
+        run_geocode(engine, report.source, False, 0.5, "local", None)
