@@ -212,6 +212,10 @@ def _run(
                 sa.text("SELECT pg_advisory_xact_lock(hashtext('carteco-import:' || :s))"),
                 {"s": report.source},
             )
+            # Batch work: the statement timeout guards interactive reads; an import is bounded
+            # by its file (rows capped) and stopped by killing it, and must not fail halfway
+            # because one big batch ran long on a busy machine.
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             _upsert(conn, report, list(records.values()))
             if dry_run:
                 trans.rollback()
