@@ -87,13 +87,17 @@ def ban_router() -> APIRouter:
         columns: Annotated[list[str] | None, Form()] = None,
         postcode: Annotated[str | None, Form()] = None,
         citycode: Annotated[str | None, Form()] = None,
+        result_columns: Annotated[list[str] | None, Form()] = None,
     ) -> StreamingResponse:
         """Geocode a CSV (api-adresse /search/csv/): result columns appended, order kept."""
         backend = LocalBackend(get_engine(request))
         # Spooled to disk beyond 8 MB: memory stays flat on big files.
         out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
         try:
-            stats = geocode_csv(data.file, out, backend, columns or None, postcode, citycode)
+            stats = geocode_csv(
+                data.file, out, backend, columns or None, postcode, citycode,
+                result_names=result_columns or None,
+            )  # fmt: skip
         except CsvInputError as exc:
             out.close()
             raise Problem(400, str(exc)) from exc
