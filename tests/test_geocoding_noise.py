@@ -23,6 +23,7 @@ from bench.geocoding.corpus import KINDS, corpus, write_reference
 from bench.geocoding.noise import metres
 from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.engine import LocalGeocoder
+from carteco.geocoding.normalize import analyse
 from carteco.geocoding.reference import load_addresses
 from carteco.geocoding.registry import geocode_dry_run, geocode_structures
 from tests.conftest import FIXTURES, ROOT, assert_problem
@@ -199,3 +200,40 @@ def test_dry_run_reports_moves_and_writes_nothing(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rien n'est écrit" in proc.stdout and "jamais déplacés" in proc.stdout
     assert str(sid) in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "number", "suffix", "words", "postcodes"),
+    [
+        ("12, rue de la Paix, 75002 Paris", 12, None, "rue paix paris", ["75002"]),
+        ("Bâtiment B, 2e étage, 12 rue de la Paix", 12, None, "rue paix", []),
+        (
+            "BP 80039 - 5, avenue Roger Salengro CS 50014 62000 ARRAS CEDEX 9",
+            5,
+            None,
+            "avenue roger salengro arras",
+            ["62000"],
+        ),  # fmt: skip
+        ("12-14 av foch", 12, None, "avenue foch", []),
+        ("105 à 107 bd Gambetta", 105, None, "boulevard gambetta", []),
+        ("3TER all des acacias", 3, "ter", "allee acacias", []),
+        ("16 b rue jofre", 16, "bis", "rue jofre", []),
+        ("1 r joffre", 1, None, "rue joffre", []),
+        ("chez M. Dupont, appt 12, 4 rue y", 4, None, "rue y", []),
+        (
+            "75013 Paris 13e Arrondissement - 53 rue Nationale",
+            53,
+            None,
+            "paris 13 rue nationale",
+            ["75013"],
+        ),  # fmt: skip
+        ("", None, None, "", []),
+        (",, - /", None, None, "", []),
+        ("bat", None, None, "bat", []),
+    ],
+)
+def test_analysis_reads_every_shape(
+    text: str, number: int | None, suffix: str | None, words: str, postcodes: list[str]
+) -> None:
+    a = analyse(text)
+    assert (a.number, a.suffix, a.text, a.postcodes) == (number, suffix, words, postcodes)
