@@ -47,6 +47,7 @@ CSV_BODY: dict[str, Any] = {
                         "columns": {"type": "array", "items": {"type": "string"}},
                         "postcode": {"type": "string"},
                         "citycode": {"type": "string"},
+                        "result_columns": {"type": "array", "items": {"type": "string"}},
                     },
                 }
             }
@@ -182,6 +183,7 @@ def ban_router() -> APIRouter:
             if not isinstance(data, UploadFile):
                 raise Problem(400, "data : un fichier CSV est attendu (multipart/form-data)")
             columns = [c for c in form.getlist("columns") if isinstance(c, str) and c]
+            result_columns = [c for c in form.getlist("result_columns") if isinstance(c, str) and c]
             postcode, citycode = form.get("postcode"), form.get("citycode")
             if not isinstance(postcode, str | None) or not isinstance(citycode, str | None):
                 raise Problem(400, "postcode, citycode : des noms de colonnes sont attendus")
@@ -201,6 +203,7 @@ def ban_router() -> APIRouter:
                         postcode or None,
                         citycode or None,
                         max_rows=st.ban_csv_max_rows,
+                        result_names=result_columns or None,
                     )
                 except BaseException:
                     out.close()

@@ -1,18 +1,23 @@
-"""Carteco's local geocoder vs addok, same reference, same 2,000 noisy queries, one run.
+"""Carteco's local geocoder vs addok 1.3 (BAN configuration): same reference, same noisy
+queries, same machine, one run.
 
-    CARTECO_DATABASE_URL=postgresql://… .venv/bin/python -m bench.geocoding.run [--n 2000]
+    CARTECO_DATABASE_URL=postgresql://… .venv/bin/python -m bench.geocoding.run [--n 40]
 
 The database must be migrated with the geodata loaded (`carteco db upgrade && carteco geodata
-load`); the reference (BAL Mont-Bonvillers + médiation numérique CNFS addresses, in
-tests/fixtures/geocoding) is loaded into both engines. addok (PyPI: addok, addok-fr,
-addok-france) uses Redis on 127.0.0.1:6379, databases 9 and 10 (reset by this script).
-Both engines are timed in batch, in-process, one thread each.
+load`). The reference (BAL Mont-Bonvillers + the médiation numérique addresses with their
+confusers, bench.geocoding.corpus) is loaded into both engines; the queries are the corpus's
+22 kinds of noise, tuning and held-out parts. Printed: single-worker queries/s and p99 (one
+query at a time, in-process, one thread each), rows/s of Carteco's /ban/search/csv/ route,
+and the share of answers within 50 m per kind of noise. addok (the `bench` extra) uses Redis on
+127.0.0.1:6379, databases 9 and 10 (reset by this script).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import csv
+import io
 import json
 import os
 import subprocess
@@ -23,9 +28,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.geocoding.noise import NOISE_KINDS, RefAddress, metres, queries, read_bal, read_ban
+from bench.geocoding.corpus import KINDS, corpus, write_reference
+from bench.geocoding.noise import metres
 from carteco import db
-from carteco.geocoding.backends import LocalBackend, Query
+from carteco.geocoding.engine import LocalGeocoder
 from carteco.geocoding.reference import load_addresses
 from carteco.settings import Settings
 
@@ -68,7 +74,9 @@ def addok_documents(engine: sa.Engine) -> list[dict[str, object]]:
     return docs
 
 
-def run_addok(docs: list[dict[str, object]], texts: list[str]) -> tuple[list, float] | str:
+def run_addok(
+    docs: list[dict[str, object]], texts: list[str]
+) -> tuple[list, float, list[float]] | str:
     """Index the documents, then geocode the texts; (results, seconds) or why it could not run."""
     env = {**os.environ, "ADDOK_CONFIG_MODULE": str(CONFIG)}
     addok_cmd = [str(Path(sys.executable).parent / "addok")]
@@ -89,58 +97,129 @@ def run_addok(docs: list[dict[str, object]], texts: list[str]) -> tuple[list, fl
     from addok.core import search
 
     config.load()
+    results, lat = [], []
     t = time.perf_counter()
-    results = [(search(q, limit=1) or [None])[0] for q in texts]
-    return results, time.perf_counter() - t
+    for q in texts:
+        t1 = time.perf_counter()
+        results.append((search(q, limit=1) or [None])[0])
+        lat.append(time.perf_counter() - t1)
+    return results, time.perf_counter() - t, lat
+
+
+def _p99(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))] if xs else 0.0
+
+
+def carteco_csv(texts: list[str]) -> tuple[list[tuple[float, float] | None], float]:
+    """All queries through Carteco's /ban/search/csv/ (the whole HTTP route, in-process)."""
+    from fastapi.testclient import TestClient
+
+    from api.factory import create_app
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["q"])
+    w.writerows([t] for t in texts)
+    # The whole file is one request: the per-request timeout is not what is measured.
+    with TestClient(create_app(Settings(request_timeout_s=3600))) as client:
+        t = time.perf_counter()
+        r = client.post(
+            "/ban/search/csv/",
+            files={"data": ("q.csv", buf.getvalue().encode(), "text/csv")},
+            data={"columns": ["q"]},
+        )
+        secs = time.perf_counter() - t
+    r.raise_for_status()
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8"))))
+    pts = [(float(x["longitude"]), float(x["latitude"])) if x["latitude"] else None for x in rows]
+    return pts, secs
 
 
 def main() -> None:
     """Run both engines and print their figures side by side."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--n", type=int, default=40, help="requêtes par type de bruit et partie")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument(
+        "--reference",
+        choices=("confusers", "fixtures"),
+        default="confusers",
+        help="référence avec leurres (~20 000 adresses) ou fixtures seules (rapide)",
+    )
     args = ap.parse_args()
     engine = db.make_engine(Settings())
+    files = [BAL, BAN]
+    if args.reference == "confusers":
+        ref = Path(tempfile.mkdtemp()) / "reference-leurres.csv"
+        write_reference(ref)
+        files = [BAL, ref]
     with engine.begin() as conn:
-        load_addresses(conn, [BAL, BAN])
-    refs: list[RefAddress] = read_bal(BAL, "54111") + read_ban(BAN)
-    triples = list(queries(refs, args.n, seed=args.seed))
+        load_addresses(conn, files)
+    triples = [
+        (f"{part}:{kind}", q, a)
+        for part in ("tuning", "heldout")
+        for kind, q, a in corpus(part, args.n, seed=args.seed)
+    ]
     texts = [q for _, q, _ in triples]
+    n = len(texts)
 
-    t = time.perf_counter()
-    carteco = LocalBackend(engine).geocode_batch([Query(q) for q in texts])
-    carteco_s = time.perf_counter() - t
-    points = {"carteco": [(r.lon, r.lat) if r else None for r in carteco]}
-    seconds = {"carteco": carteco_s}
+    # Single worker, one query at a time (latency per query), then the CSV batch route.
+    lat: dict[str, list[float]] = {"carteco": [], "addok": []}
+    points: dict[str, list[tuple[float, float] | None]] = {"carteco": []}
+    with engine.connect() as conn:
+        g = LocalGeocoder(conn)
+        g.search(texts[0], limit=1)  # warm the commune index
+        for q in texts:
+            t = time.perf_counter()
+            res = g.search(q, limit=1)
+            lat["carteco"].append(time.perf_counter() - t)
+            points["carteco"].append((res[0].lon, res[0].lat) if res else None)
+    csv_pts, csv_secs = carteco_csv(texts)
+    rows_s = {"carteco": n / csv_secs}
 
     docs = addok_documents(engine)
     got = run_addok(docs, texts)
     if isinstance(got, str):
         print(f"addok : NON MESURÉ — {got}")
+        lat.pop("addok")
     else:
-        res, secs = got
-        points["addok"] = [(r.lon, r.lat) if r else None for r in res]
-        seconds["addok"] = secs
+        res_a, _secs, lat_a = got
+        points["addok"] = [(r.lon, r.lat) if r else None for r in res_a]
+        lat["addok"] = lat_a
+        # addok has no /search/csv/ without the addok-csv plugin: its batch is the same loop.
+        rows_s["addok"] = n / sum(lat_a)
 
-    print(f"\n{args.n} requêtes bruitées, référence {len(refs)} adresses, lot séquentiel")
-    head = f"{'':16s}" + "".join(f"{k:>12s}" for k in points)
-    print(head)
+    print(f"\n{n} requêtes bruitées ({args.n} par type et partie), référence {args.reference}")
+    print(f"{'':28s}" + "".join(f"{k:>12s}" for k in points))
+    print(f"{'adresses/s (1 worker)':28s}" + "".join(f"{n / sum(lat[k]):12.0f}" for k in points))
+    print(f"{'p99 ms':28s}" + "".join(f"{_p99(lat[k]) * 1000:12.1f}" for k in points))
+    print(f"{'lignes/s (lot CSV)':28s}" + "".join(f"{rows_s[k]:12.0f}" for k in points))
     rates: dict[str, dict[str, float]] = {}
-    for engine_name, pts in points.items():
+    for name, pts in points.items():
         ok: collections.Counter[str] = collections.Counter()
         tot: collections.Counter[str] = collections.Counter()
         for (kind, _, a), p in zip(triples, pts, strict=True):
-            tot[kind] += 1
-            if p and metres(p[0], p[1], a.lon, a.lat) <= 50:
-                ok[kind] += 1
-        rates[engine_name] = {k: ok[k] / tot[k] for k in tot}
-        rates[engine_name]["ALL"] = sum(ok.values()) / sum(tot.values())
-    print(f"{'adresses/s':16s}" + "".join(f"{args.n / seconds[k]:12.0f}" for k in points))
-    for kind in (*NOISE_KINDS, "ALL"):
-        print(f"{'≤50 m ' + kind:16s}" + "".join(f"{rates[k][kind]:12.1%}" for k in points))
+            for key in (kind, kind.split(":")[0] + ":ALL", "ALL"):
+                tot[key] += 1
+                if p and metres(p[0], p[1], a.lon, a.lat) <= 50:
+                    ok[key] += 1
+        rates[name] = {k: ok[k] / tot[k] for k in tot}
+    csv_ok = sum(
+        1
+        for (_, _, a), p in zip(triples, csv_pts, strict=True)
+        if p and metres(p[0], p[1], a.lon, a.lat) <= 50
+    )
+    kinds = [f"{part}:{k}" for part in ("tuning", "heldout") for k in (*KINDS, "ALL")]
+    for kind in [*kinds, "ALL"]:
+        if kind in rates["carteco"]:
+            print(f"{'≤50 m ' + kind:28s}" + "".join(f"{rates[k][kind]:12.1%}" for k in points))
+    print(f"{'≤50 m ALL (CSV carteco)':28s}{csv_ok / n:12.1%}")
     if "addok" in points:
+        q_ratio = sum(lat["addok"]) / sum(lat["carteco"])
         print(
-            f"\nratios carteco/addok : débit ×{seconds['addok'] / seconds['carteco']:.2f}, "
+            f"\nratios carteco/addok : requêtes/s ×{q_ratio:.2f}, "
+            f"lignes/s ×{rows_s['carteco'] / rows_s['addok']:.2f}, "
             f"précision {rates['carteco']['ALL'] / max(rates['addok']['ALL'], 1e-9):.3f}"
         )
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from carteco.cli.common import cli_engine, cli_settings, console, out, progress
 from carteco.geocoding.backends import make_backend
 from carteco.geocoding.csvfile import CsvInputError, geocode_csv
-from carteco.geocoding.registry import geocode_structures, review_rows
+from carteco.geocoding.registry import geocode_dry_run, geocode_structures, review_rows
 
 
 def run_geocode(
@@ -44,9 +44,35 @@ def geocode_cmd(
     min_score: Annotated[float, typer.Option(help="Sous ce score : à revoir")] = 0.5,
     backend: Annotated[str, typer.Option(help="local ou ban")] = "local",
     url: Annotated[str | None, typer.Option(help="URL du service compatible BAN")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Regéocoder sans rien écrire : ce qui bougerait, et de combien"
+        ),
+    ] = False,
+    show: Annotated[int, typer.Option(help="--dry-run : lignes de détail affichées")] = 50,
 ) -> None:
     """Place the structures to geocode (never moves a provided or manual point)."""
-    run_geocode(cli_engine(cli_settings()), source, all_, min_score, backend, url)
+    engine = cli_engine(cli_settings())
+    if not dry_run:
+        run_geocode(engine, source, all_, min_score, backend, url)
+        return
+    d = geocode_dry_run(engine, make_backend(backend, engine, url), source=source)
+    table = Table("id", "nom", "adresse", "avant", "après", "déplacement")
+    for m in d.moves[:show]:
+        dist = "nouveau point" if m.metres is None else f"{m.metres:.0f} m"
+        before = f"{m.old_type or '—'} {'' if m.old_score is None else f'{m.old_score:.2f}'}"
+        table.add_row(str(m.id), m.name, m.address, before.strip(),
+                      f"{m.new_type} {m.new_score:.2f}", dist)  # fmt: skip
+    for m in d.lost[:show]:
+        table.add_row(str(m.id), m.name, m.address, m.old_type or "—", "introuvable", "perdu")
+    out.print(table)
+    buckets = " · ".join(f"{k} : {v}" for k, v in d.buckets().items())
+    out.print(
+        f"Simulation ({backend}, rien n'est écrit) : {d.compared} structures comparées · "
+        f"inchangées {d.unchanged} · déplacées {len(d.moves)} ({buckets}) · "
+        f"plus trouvées {len(d.lost)} · points fournis ou manuels jamais déplacés : {d.protected}"
+    )
 
 
 def geocode_csv_cmd(

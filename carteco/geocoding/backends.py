@@ -21,6 +21,7 @@ RESULT_COLUMNS = (
     "longitude",
     "result_label",
     "result_score",
+    "result_score_next",
     "result_type",
     "result_id",
     "result_housenumber",
@@ -30,7 +31,12 @@ RESULT_COLUMNS = (
     "result_city",
     "result_context",
     "result_citycode",
+    "result_oldcitycode",
+    "result_oldcity",
+    "result_status",
 )
+# result_status values, as api-adresse: a result, none, an empty row, a failed row.
+STATUSES = ("ok", "not-found", "skipped", "error")
 
 
 @dataclass(frozen=True)
@@ -70,16 +76,20 @@ class LocalBackend:
             return LocalGeocoder(conn).search(q, limit=limit, **filters)
 
     def geocode_batch(self, queries: Sequence[Query]) -> list[GeocodeResult | None]:
-        """The best answer for each query, on one connection (commune lookups memoised)."""
-        out: list[GeocodeResult | None] = []
+        """The best answer for each query, on one connection."""
+        return [res[0] if res else None for res in self.search_batch(queries, 1)]
+
+    def search_batch(self, queries: Sequence[Query], limit: int = 2) -> list[list[GeocodeResult]]:
+        """The `limit` best answers of each query, on one connection, by chunks of 500."""
+        out: list[list[GeocodeResult]] = []
         with self.engine.connect() as conn:
             g = LocalGeocoder(conn)
             for start in range(0, len(queries), 500):
                 chunk = [
-                    {"q": qu.q, "limit": 1, "postcode": qu.postcode, "citycode": qu.citycode}
+                    {"q": qu.q, "limit": limit, "postcode": qu.postcode, "citycode": qu.citycode}
                     for qu in queries[start : start + 500]
                 ]
-                out.extend(res[0] if res else None for res in g.search_many(chunk))
+                out.extend(g.search_many(chunk))
         return out
 
 
@@ -226,15 +236,20 @@ def _from_csv_row(row: dict[str, str]) -> GeocodeResult | None:
     )
 
 
-def result_columns(r: GeocodeResult | None) -> list[str]:
+def result_columns(
+    r: GeocodeResult | None, score_next: float | None = None, status: str | None = None
+) -> list[str]:
     """The api-adresse CSV columns appended for one result (empty strings when none)."""
+    if status is None:
+        status = "ok" if r is not None else "not-found"
     if r is None:
-        return [""] * len(RESULT_COLUMNS)
+        return [""] * (len(RESULT_COLUMNS) - 1) + [status]
     return [
         f"{r.lat:.6f}",
         f"{r.lon:.6f}",
         r.label,
         f"{r.score:.4f}",
+        f"{score_next:.4f}" if score_next is not None else "",
         r.type,
         r.id,
         r.housenumber or "",
@@ -244,6 +259,9 @@ def result_columns(r: GeocodeResult | None) -> list[str]:
         r.city,
         r.context,
         r.citycode,
+        r.oldcitycode or "",
+        r.oldcity or "",
+        status,
     ]
 
 

@@ -58,12 +58,22 @@ def geocode_csv(
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
     max_rows: int | None = None,
+    result_names: list[str] | None = None,
 ) -> CsvStats:
-    """Append the api-adresse result columns to every row (same encoding and delimiter).
+    """Append the api-adresse result columns (all, or `result_names`) to every row.
 
-    With `max_rows`, a file of more data rows is refused (CsvInputError) as soon as the row
-    past the cap is read, not after geocoding the whole file.
+    Same encoding and delimiter as the input. With `max_rows`, a file of more data rows is
+    refused (CsvInputError) as soon as the row past the cap is read, not after geocoding it all.
     """
+    picked = list(range(len(RESULT_COLUMNS)))
+    if result_names:
+        unknown = [c for c in result_names if c not in RESULT_COLUMNS]
+        if unknown:
+            raise CsvInputError(
+                f"result_columns : {', '.join(unknown)} inconnue(s) "
+                f"(attendu parmi {', '.join(RESULT_COLUMNS)})"
+            )
+        picked = [RESULT_COLUMNS.index(c) for c in result_names]
     head = src.read(SNIFF_BYTES)
     encoding, delimiter = detect(head)
     stats = CsvStats(encoding=encoding, delimiter=delimiter)
@@ -88,19 +98,35 @@ def geocode_csv(
     cc_i = index[citycode_column] if citycode_column else None
     # Every cell written goes through the one CSV formula rule (OWASP CSV injection).
     writerow = _safe_writer(writer)
-    writerow([*header, *RESULT_COLUMNS])
+    writerow([*header, *(RESULT_COLUMNS[i] for i in picked)])
+    search_batch = getattr(backend, "search_batch", None)
     batch: list[list[str]] = []
 
     def flush() -> None:
         queries = [_query(row, cols, pc_i, cc_i) for row in batch]
         todo = [(i, q) for i, q in enumerate(queries) if q is not None]
-        found = backend.geocode_batch([q for _, q in todo]) if todo else []
-        results: list[GeocodeResult | None] = [None] * len(batch)
-        for (i, _), r in zip(todo, found, strict=True):
-            results[i] = r
-        for row, r in zip(batch, results, strict=True):
+        results: list[list[GeocodeResult]] = [[] for _ in batch]
+        status = ["skipped" if q is None else "not-found" for q in queries]
+        try:
+            if search_batch is not None:  # the second answer gives result_score_next
+                found = search_batch([q for _, q in todo], 2) if todo else []
+            else:
+                found = [[r] if r else [] for r in backend.geocode_batch([q for _, q in todo])]
+        except Exception:  # noqa: BLE001 — one failed batch must not lose the file
+            found = []
+            for i, _ in todo:
+                status[i] = "error"
+            todo = []
+        for (i, _), res in zip(todo, found, strict=True):
+            results[i] = res
+            if res:
+                status[i] = "ok"
+        for row, res, st in zip(batch, results, status, strict=True):
             padded = row + [""] * (len(header) - len(row))
-            writerow([*padded, *result_columns(r)])
+            r = res[0] if res else None
+            nxt = res[1].score if len(res) > 1 else None
+            values = result_columns(r, nxt, st)
+            writerow([*padded, *(values[i] for i in picked)])
             if r is not None:
                 stats.geocoded += 1
                 stats.by_type[r.type] = stats.by_type.get(r.type, 0) + 1

@@ -1,17 +1,28 @@
-"""The local geocoder: candidate search in PostGIS, scoring in Python, deterministic."""
+"""The local geocoder: candidate search in PostGIS, scoring in Python, deterministic.
+
+Retrieval does not depend on a parse: the query is cut into tokens (`analyse`), every run of
+words is looked up as a commune name (exact, word prefix, misspelt; in memory), every 5-digit
+group as a postcode; candidate streets are those of the named communes plus, nationwide, those
+holding the query's rarest words (trigram index). Each candidate is then scored on the run of
+words that best matches it, the commune named by *other* words or a postcode, and the number.
+"""
 
 from __future__ import annotations
 
+import bisect
+import collections
 import difflib
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from pyproj import Transformer
 from sqlalchemy.engine import Connection
 
 from carteco.db import read_sql
-from carteco.geocoding.normalize import TYPE_WORDS, ParsedAddress, parse
+from carteco.geocoding.normalize import TYPE_WORDS, Analysis, analyse, commune_key
 
 RESULT_TYPES = ("housenumber", "street", "locality", "municipality")
 # Below this street similarity a candidate street is not the queried one: answer the commune.
@@ -21,10 +32,37 @@ MUNICIPALITY_FALLBACK = 0.4
 # Street similarity required when the street is not in the queried commune (or none given).
 STRICT_STREET_SIM = 0.85
 
-_COMMUNES = sa.text(read_sql("geocoding_communes_batch.sql"))
-_CANDIDATES = sa.text(read_sql("geocoding_candidates_batch.sql"))
-# Memo sizes: commune answers repeat a lot in real files; street rows are per batch.
-_MAX_COMMUNE_MEMO = 20000
+_STREET_TOKENS = sa.text(read_sql("geocoding_streets_tokens.sql"))
+# Longest run of words tried as a commune name, and the words that never start a prefix
+# search on their own (they begin hundreds of names).
+_MAX_GRAM = 5
+_GENERIC = frozenset(
+    {
+        "saint",
+        "sainte",
+        "saints",
+        "saintes",
+        "notre",
+        "mont",
+        "pont",
+        "port",
+        "bourg",
+        "villeneuve",
+        "ville",
+        "val",
+        "bois",
+        "chateau",
+        "fontaine",
+        "grand",
+        "petit",
+        "neuf",
+        "vieux",
+        "haute",
+        "haut",
+        "bas",
+        "basse",
+    }
+)
 _REVERSE = sa.text(read_sql("geocoding_reverse.sql"))
 
 
@@ -48,12 +86,15 @@ class GeocodeResult:
     oldcitycode: str | None = None
     oldcity: str | None = None
     distance: float | None = None
+    importance: float | None = None
 
     def properties(self) -> dict[str, Any]:
-        """The GeoJSON properties, api-adresse style (empty fields left out)."""
+        """The GeoJSON properties, api-adresse style (empty fields left out; x, y Lambert-93)."""
         d = asdict(self)
         d.pop("lon")
         d.pop("lat")
+        x, y = _to_l93().transform(self.lon, self.lat)
+        d["x"], d["y"] = round(x, 2), round(y, 2)
         return {k: v for k, v in d.items() if v is not None}
 
     def feature(self) -> dict[str, Any]:
@@ -89,6 +130,267 @@ class _Commune:
     lat: float | None
     score: float
     street_codes: list[str] = field(default_factory=list)
+    population: int | None = None
+
+
+@dataclass
+class _Hit:
+    """A commune named by a query: by a run of its words (span), a postcode or a code."""
+
+    mode: str
+    span: tuple[int, int] | None
+    sim: float
+    code: str
+    kind: str
+    name: str
+    name_key: str
+    current_code: str
+    current_name: str
+    departement_code: str | None
+    postcodes: list[str]
+    population: int | None
+    lon: float | None
+    lat: float | None
+    street_codes: frozenset[str]
+
+
+@dataclass
+class _Query:
+    a: Analysis
+    citycode: str | None
+    grams: dict[tuple[str, str], list[tuple[int, int]]]
+    hits: list[_Hit] = field(default_factory=list)
+    rows: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _CommuneRow:
+    code: str
+    kind: str
+    name: str
+    name_key: str
+    current_code: str
+    current_name: str
+    departement_code: str | None
+    postcodes: list[str]
+    population: int | None
+    lon: float | None
+    lat: float | None
+    street_codes: frozenset[str]
+
+
+class _CommuneIndex:
+    """Every commune, arrondissement and former commune in memory: names are looked up for
+    every run of words of every query, far too many lookups for round trips."""
+
+    def __init__(self, rows: list[_CommuneRow]) -> None:
+        self.by_name: dict[str, list[_CommuneRow]] = {}
+        self.by_postcode: dict[str, list[_CommuneRow]] = {}
+        self.by_code: dict[str, list[_CommuneRow]] = {}
+        self.by_start: dict[str, list[_CommuneRow]] = {}
+        for r in rows:
+            self.by_name.setdefault(r.name_key, []).append(r)
+            for pc in r.postcodes:
+                self.by_postcode.setdefault(pc, []).append(r)
+            for code in {r.code, r.current_code}:
+                self.by_code.setdefault(code, []).append(r)
+            self.by_start.setdefault(r.name_key[:2], []).append(r)
+        self.names = sorted(self.by_name)
+        self.word_freq: collections.Counter[str] = collections.Counter()
+
+    def prefixed(self, gram: str) -> list[_CommuneRow]:
+        """Communes whose name starts with these words ("saint ouen" → Saint-Ouen-sur-Seine)."""
+        start = gram + " "
+        i = bisect.bisect_left(self.names, start)
+        out: list[_CommuneRow] = []
+        while i < len(self.names) and self.names[i].startswith(start) and len(out) < 60:
+            out.extend(self.by_name[self.names[i]])
+            i += 1
+        return out
+
+    def fuzzy(self, gram: str) -> list[tuple[_CommuneRow, float]]:
+        """Communes whose name is within a typo or two of these words."""
+        out = []
+        for r in self.by_start.get(gram[:2], []) + self.by_start.get(gram[:1] + "?", []):
+            if abs(len(r.name_key) - len(gram)) > 2:
+                continue
+            sm = difflib.SequenceMatcher(None, gram, r.name_key, autojunk=False)
+            if sm.real_quick_ratio() < 0.8 or sm.quick_ratio() < 0.8:
+                continue
+            sim = sm.ratio()
+            if sim >= 0.8:
+                out.append((r, round(sim, 4)))
+        return out
+
+
+_INDEXES: dict[str, _CommuneIndex] = {}
+_ALL_COMMUNES = sa.text(read_sql("geocoding_communes_all.sql"))
+
+
+def _commune_index(conn: Connection) -> _CommuneIndex:
+    """The commune index of this reference (rebuilt when `refresh_communes` changed it)."""
+    fp = (
+        conn.execute(
+            sa.text("SELECT value FROM geo_meta WHERE key = 'communes_fingerprint'")
+        ).scalar()
+        or ""
+    )
+    if fp not in _INDEXES:
+        rows = conn.execute(_ALL_COMMUNES).mappings().all()
+        children: dict[str, list[str]] = {}
+        for r in rows:
+            if r["kind"] == "arrondissement" and r["parent_code"]:
+                children.setdefault(r["parent_code"], []).append(r["code"])
+        built = []
+        for r in rows:
+            codes = {*children.get(r["current_code"], ()), r["current_code"], r["code"]}
+            built.append(
+                _CommuneRow(
+                    code=r["code"],
+                    kind=r["kind"],
+                    name=r["name"],
+                    name_key=r["name_key"],
+                    current_code=r["current_code"],
+                    current_name=r["current_name"] or r["name"],
+                    departement_code=r["departement_code"],
+                    postcodes=list(r["postcodes"]),
+                    population=r["population"],
+                    lon=r["lon"],
+                    lat=r["lat"],
+                    street_codes=frozenset(codes),
+                )
+            )
+        index = _CommuneIndex(built)
+        # How many streets hold each word: the nationwide probes use the rarest words.
+        for (key,) in conn.execute(sa.text("SELECT street_key FROM geo_streets")):
+            index.word_freq.update(set(key.split()))
+        _INDEXES.clear()  # one reference per database: keep the latest only
+        _INDEXES[fp] = index
+    return _INDEXES[fp]
+
+
+def _hit(c: _CommuneRow, mode: str, span: tuple[int, int] | None, sim: float) -> _Hit:
+    return _Hit(
+        mode=mode,
+        span=span,
+        sim=sim,
+        code=c.code,
+        kind=c.kind,
+        name=c.name,
+        name_key=c.name_key,
+        current_code=c.current_code,
+        current_name=c.current_name,
+        departement_code=c.departement_code,
+        postcodes=c.postcodes,
+        population=c.population,
+        lon=c.lon,
+        lat=c.lat,
+        street_codes=c.street_codes,
+    )
+
+
+def _grams(a: Analysis) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """Every run of up to five words as a possible commune name: (key, mode) → spans."""
+    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    words = a.words
+    n = len(words)
+    for i in range(n):
+        for j in range(i + 1, min(n, i + _MAX_GRAM) + 1):
+            key = commune_key(" ".join(words[i:j]))
+            if not key or key.isdigit():
+                continue
+            out.setdefault((key, "exact"), []).append((i, j))
+            one = j - i == 1
+            if len(key) >= 4 and not (one and key in _GENERIC):
+                out.setdefault((key, "prefix"), []).append((i, j))
+            # Misspelt names: the trailing words, or the words after a postcode-less comma.
+            if j == n and j - i <= 4 and len(key) >= 5:
+                out.setdefault((key, "fuzzy"), []).append((i, j))
+    if a.number is not None and a.number_pos == n and n:
+        # "PARIS 10", "Marseille 3e": a number after the last word may end a commune name.
+        for i in range(max(0, n - _MAX_GRAM + 1), n):
+            key = commune_key(" ".join([*words[i:], str(a.number)]))
+            out.setdefault((key, "exact"), []).append((i, n))
+    return out
+
+
+def _inside(span: tuple[int, int] | None, spans: set[tuple[int, int]]) -> bool:
+    """Whether a run of words lies strictly inside another run that names a commune."""
+    if span is None:
+        return False
+    return any(o[0] <= span[0] and span[1] <= o[1] and o != span for o in spans)
+
+
+def _first(x: tuple[float, Any]) -> float:
+    return x[0]
+
+
+def _names_start(words: list[str], span: tuple[int, int] | None, s: Any, covered: set[int]) -> bool:
+    """Whether free words outside the street's run begin the name of its commune (or old one)."""
+    names = [commune_key(x) for x in (s["commune"], s["old_commune"]) if x]
+    for i in range(len(words)):
+        for j in range(i + 1, min(len(words), i + _MAX_GRAM) + 1):
+            if (span and i < span[1] and span[0] < j) or covered & set(range(i, j)):
+                continue
+            start = " ".join(words[i:j]) + " "
+            if len(start) >= 4 and any(n.startswith(start) for n in names):
+                return True
+    return False
+
+
+def _rare_words(words: list[str], freq: collections.Counter[str]) -> list[str]:
+    """The nationwide trigram probes: the two rarest street words of the query (addok's idea:
+    rare tokens select few candidates), and its longest word unknown to the streets (a typo).
+    """
+    cands = {w for w in words if len(w) >= 4 and w not in TYPE_WORDS and not w.isdigit()}
+    known = sorted((w for w in cands if freq[w]), key=lambda w: (freq[w], -len(w), w))
+    unknown = sorted((w for w in cands if not freq[w]), key=lambda w: (-len(w), w))
+    return known[:2] + unknown[:1]
+
+
+@functools.lru_cache(maxsize=65536)
+def _best_window(words: tuple[str, ...], key: str) -> tuple[float, tuple[int, int] | None]:
+    """Best similarity of a street key to a run of the query's words, and that run."""
+    n = len(key.split())
+    best, span = 0.0, None
+    for length in range(max(1, n - 1), n + 2):
+        for i in range(0, len(words) - length + 1):
+            window = " ".join(words[i : i + length])
+            sm = difflib.SequenceMatcher(None, window, key, autojunk=False)
+            # Cheap upper bounds first: most windows are nowhere near the street.
+            if sm.real_quick_ratio() <= best or sm.quick_ratio() <= best:
+                continue
+            sim = _street_sim(window, key, 0.0)
+            if sim > best:
+                best, span = sim, (i, i + length)
+    return best, span
+
+
+def _commune_of(h: _Hit) -> _Commune:
+    return _Commune(
+        code=h.code,
+        kind=h.kind,
+        name=h.name,
+        name_key=h.name_key,
+        current_code=h.current_code,
+        current_name=h.current_name,
+        departement_code=h.departement_code,
+        postcodes=h.postcodes,
+        lon=h.lon,
+        lat=h.lat,
+        score=h.sim,
+        population=h.population,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _to_l93() -> Transformer:
+    return Transformer.from_crs(4326, 2154, always_xy=True)
+
+
+def _importance(n: int | None, scale: float) -> float:
+    """api-adresse's importance in [0, 1]: grows with the log of a size (people, addresses)."""
+    return round(min(1.0, math.log10((n or 0) + 1) / scale), 4)
 
 
 def _ratio(a: str, b: str) -> float:
@@ -106,9 +408,8 @@ class LocalGeocoder:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._communes_memo: dict[tuple[Any, ...], list[_Commune]] = {}
-        self._streets_memo: dict[tuple[Any, ...], list[Any]] = {}
         self._contexts: dict[str, str] | None = None
+        self._commune_idx: _CommuneIndex | None = None
 
     # -- communes -------------------------------------------------------------------------
     def _context(self, dep: str | None) -> str:
@@ -127,166 +428,20 @@ class LocalGeocoder:
             return ""
         return self._contexts.get(dep, dep)
 
-    def _communes(
-        self, postcode: str | None, city_key: str, tails: list[str], citycodes: list[str]
-    ) -> list[_Commune]:
-        key = (postcode, city_key, tuple(tails), tuple(citycodes))
-        if key not in self._communes_memo:
-            self._prefetch_communes([key])
-        return self._communes_memo[key]
-
-    def _prefetch_communes(self, keys: list[tuple[Any, ...]]) -> None:
-        """Resolve the communes of many queries in one round trip."""
-        todo = sorted({k for k in keys if k not in self._communes_memo}, key=repr)
-        if not todo:
-            return
-        if len(self._communes_memo) > _MAX_COMMUNE_MEMO:
-            self._communes_memo.clear()
-        rows = self.conn.execute(
-            _COMMUNES,
-            {
-                "postcodes": [k[0] or "" for k in todo],
-                "cities": [k[1] for k in todo],
-                "tails": ["|".join(k[2]) for k in todo],
-                "citycodes": ["|".join(k[3]) for k in todo],
-            },
-        ).mappings()
-        grouped: dict[int, list[Any]] = {}
-        for r in rows:
-            grouped.setdefault(int(r["i"]) - 1, []).append(r)
-        for n, key in enumerate(todo):
-            self._communes_memo[key] = self._build_communes(grouped.get(n, []), *key)
-
-    @staticmethod
-    def _build_communes(
-        rows: list[Any],
-        postcode: str | None,
-        city_key: str,
-        tails: tuple[str, ...],
-        citycodes: tuple[str, ...],
-    ) -> list[_Commune]:
-        out: list[_Commune] = []
-        for r in rows:
-            if citycodes and r["code"] not in citycodes and r["current_code"] not in citycodes:
-                continue
-            parts: list[float] = []
-            if postcode:
-                if r["pc_match"]:
-                    parts.append(1.0)
-                elif r["departement_code"] and _dep_of(postcode) == r["departement_code"]:
-                    parts.append(0.5)
-                else:
-                    parts.append(0.0)
-            if city_key:
-                parts.append(max(float(r["city_sim"]), _ratio(city_key, r["name_key"])))
-            elif r["name_key"] in tails:
-                parts.append(1.0)
-            score = sum(parts) / len(parts) if parts else 1.0
-            if r["kind"] == "ancienne" and not (city_key or tails):
-                score *= 0.9  # a current commune answers a bare postcode better
-            out.append(
-                _Commune(
-                    code=r["code"],
-                    kind=r["kind"],
-                    name=r["name"],
-                    name_key=r["name_key"],
-                    current_code=r["current_code"],
-                    current_name=r["current_name"] or r["name"],
-                    departement_code=r["departement_code"],
-                    postcodes=list(r["postcodes"]),
-                    lon=r["lon"],
-                    lat=r["lat"],
-                    score=round(score, 4),
-                    street_codes=list(r["street_codes"]),
-                )
-            )
-        out.sort(key=lambda c: (-c.score, c.kind != "commune", c.code, c.name))
-        if out:
-            best = out[0].score
-            out = [c for c in out if c.score >= max(0.3, best - 0.35)][:12]
-        return out
-
-    def _street_rows(self, street_key: str, codes: list[str], number: int | None) -> list[Any]:
-        key = (street_key, tuple(codes), number)
-        if key not in self._streets_memo:
-            self._prefetch_streets([key])
-        return self._streets_memo[key]
-
-    def _prefetch_streets(self, keys: list[tuple[Any, ...]]) -> None:
-        """Fetch the candidate streets (and nearby numbers) of many queries in one round trip."""
-        todo = sorted({k for k in keys if k not in self._streets_memo}, key=repr)
-        if not todo:
-            return
-        rows = self.conn.execute(
-            _CANDIDATES,
-            {
-                "keys": [k[0] for k in todo],
-                "codes": ["|".join(k[1]) for k in todo],
-                "numbers": [k[2] for k in todo],
-                "limits": [8 if k[1] else 15 for k in todo],
-            },
-        ).mappings()
-        grouped: dict[int, list[Any]] = {}
-        for r in rows:
-            grouped.setdefault(int(r["i"]) - 1, []).append(r)
-        for n, key in enumerate(todo):
-            self._streets_memo[key] = grouped.get(n, [])
-
-    def search_many(self, queries: list[dict[str, Any]]) -> list[list[GeocodeResult]]:
-        """`search` for many queries (keyword dicts), with three round trips per batch."""
-        self._streets_memo.clear()
-        parsed = [parse(q["q"], postcode=q.get("postcode"), city=q.get("city")) for q in queries]
-        self._prefetch_communes(
-            [(None, "", tuple(t for _, t in p.tails), ()) for p in parsed if p.tails]
-        )
-        hyps = [
-            (h, [q["citycode"]] if q.get("citycode") else [])
-            for p, q in zip(parsed, queries, strict=True)
-            for h in self._hypotheses(p)
-        ]
-        self._prefetch_communes(
-            [(h.postcode, h.city_key, (), tuple(cc)) for h, cc in hyps if _has_info(h, cc)]
-        )
-        street_keys = []
-        for h, cc in hyps:
-            if not h.street_key:
-                continue
-            communes = self._communes(h.postcode, h.city_key, [], cc) if _has_info(h, cc) else []
-            if communes or not _has_info(h, cc):
-                codes = sorted({c for cm in communes for c in cm.street_codes})
-                street_keys.append((h.street_key, tuple(codes), h.number))
-        self._prefetch_streets(street_keys)
-        out = [self.search(**q) for q in queries]
-        self._streets_memo.clear()
-        return out
-
-    def _hypotheses(self, p: ParsedAddress) -> list[ParsedAddress]:
-        """The readings of a query: as parsed, and with its last words as the commune."""
-        hypotheses = [p]
-        if p.tails:
-            # No comma: the last words may be the commune ("24 rue x paris 10").
-            matched = self._communes(None, "", [t for _, t in p.tails], [])
-            hits = {c.name_key for c in matched}
-            best_k = max((k for k, t in p.tails if t in hits), default=0)
-            if best_k:
-                words = p.street_key.split()
-                tail = dict(p.tails)[best_k]
-                hypotheses.insert(
-                    0,
-                    ParsedAddress(
-                        number=p.number,
-                        suffix=p.suffix,
-                        street=" ".join(words[:-best_k]),
-                        street_key=" ".join(words[:-best_k]),
-                        postcode=p.postcode,
-                        city=tail,
-                        city_key=tail,
-                        lieu_dit=p.lieu_dit,
-                    ),
-                )
-        return hypotheses
+    def _index(self) -> _CommuneIndex:
+        # Checked once per geocoder (a request, a batch): a reload is seen by the next one.
+        if self._commune_idx is None:
+            self._commune_idx = _commune_index(self.conn)
+        return self._commune_idx
 
     # -- search ---------------------------------------------------------------------------
+    def search_many(self, queries: list[dict[str, Any]]) -> list[list[GeocodeResult]]:
+        """`search` for many queries (keyword dicts), with two round trips per batch."""
+        prepared = [self._prepare(q) for q in queries]
+        self._resolve_communes(prepared)
+        self._fetch_streets(prepared)
+        return [self._answer(p, q) for p, q in zip(prepared, queries, strict=True)]
+
     def search(
         self,
         q: str,
@@ -299,39 +454,225 @@ class LocalGeocoder:
         city: str | None = None,
     ) -> list[GeocodeResult]:
         """Best answers for a free-text address, best first (score in [0, 1])."""
-        p = parse(q, postcode=postcode, city=city)
-        citycodes = [citycode] if citycode else []
-        results: list[GeocodeResult] = []
-        for h in self._hypotheses(p):  # both readings compete on score
-            results.extend(self._search_parsed(h, citycodes))
-        if type:
-            results = [r for r in results if r.type == type]
+        return self.search_many(
+            [
+                {
+                    "q": q,
+                    "limit": limit,
+                    "postcode": postcode,
+                    "citycode": citycode,
+                    "type": type,
+                    "lat": lat,
+                    "lon": lon,
+                    "city": city,
+                }
+            ]
+        )[0]
+
+    @staticmethod
+    def _prepare(q: dict[str, Any]) -> _Query:
+        a = analyse(q["q"], postcode=q.get("postcode"), city=q.get("city"))
+        return _Query(a, q.get("citycode") or None, _grams(a))
+
+    def _resolve_communes(self, prepared: list[_Query]) -> None:
+        """The communes each query names anywhere (postcode, name, old name, INSEE code)."""
+        index = self._index()
+        for p in prepared:
+            for pc in p.a.postcodes:
+                p.hits.extend(_hit(c, "pc", None, 1.0) for c in index.by_postcode.get(pc, ()))
+            if p.citycode:
+                p.hits.extend(_hit(c, "code", None, 1.0) for c in index.by_code.get(p.citycode, ()))
+            exact_tail = False
+            for (gram, mode), spans in p.grams.items():
+                if mode == "exact":
+                    found = [(c, 1.0) for c in index.by_name.get(gram, ())]
+                    exact_tail = exact_tail or bool(found and spans[-1][1] == len(p.a.words))
+                elif mode == "prefix":
+                    found = [(c, 0.9) for c in index.prefixed(gram)]
+                else:
+                    continue
+                for c, sim in found:
+                    p.hits.extend(_hit(c, mode, span, sim) for span in spans)
+            # "paris 19" names the 19th arrondissement: "paris" inside it is not a second name.
+            named_spans = {h.span for h in p.hits if h.span and h.mode != "fuzzy"}
+            p.hits = [h for h in p.hits if not _inside(h.span, named_spans)]
+            if not exact_tail and not any(h.mode == "pc" for h in p.hits):
+                # Misspelt names are looked for among the trailing words only.
+                for (gram, mode), spans in p.grams.items():
+                    if mode == "fuzzy":
+                        for c, sim in index.fuzzy(gram):
+                            p.hits.extend(_hit(c, mode, span, sim) for span in spans)
+
+    def _fetch_streets(self, prepared: list[_Query]) -> None:
+        """Candidate streets of every query in one round trip (see geocoding_streets_tokens)."""
+        todo = [p for p in prepared if p.a.words]
+        if not todo:
+            return
+        freq = self._index().word_freq
+        texts, codes, words, numbers, limits = [], [], [], [], []
+        for p in todo:
+            # The streets of the communes named by a name or a postcode, the best-named first;
+            # a prefix can name dozens of communes ("saint denis"): cap their number.
+            hits = sorted(p.hits, key=lambda h: (-h.sim, h.mode == "prefix", h.code))
+            cc: set[str] = set()
+            for h in hits[:40]:
+                cc |= h.street_codes
+            texts.append(p.a.text)
+            codes.append("|".join(sorted(cc)))
+            words.append("|".join(_rare_words(p.a.words, freq)))
+            numbers.append(p.a.number)
+            limits.append(15)
+        rows = self.conn.execute(
+            _STREET_TOKENS,
+            {"texts": texts, "codes": codes, "words": words, "numbers": numbers, "limits": limits},
+        ).mappings()
+        for r in rows:
+            todo[int(r["i"]) - 1].rows.append(r)
+
+    def _answer(self, p: _Query, q: dict[str, Any]) -> list[GeocodeResult]:
+        results = self._street_results(p) + self._municipality_results(p)
+        if p.citycode:
+            results = [r for r in results if p.citycode in (r.citycode, r.oldcitycode)]
+        if q.get("type"):
+            results = [r for r in results if r.type == q["type"]]
+        lat, lon = q.get("lat"), q.get("lon")
         if lat is not None and lon is not None:
             for r in results:
                 d = _km(lat, lon, r.lat, r.lon)
                 r.score = round(min(1.0, r.score + 0.05 * max(0.0, 1 - d / 50)), 4)
-        # Deterministic order: score, then finer types, then identifier.
-        results.sort(key=lambda r: (-r.score, RESULT_TYPES.index(r.type), r.id))
+        # Deterministic order: score, then finer types, the bigger place, then identifier.
+        results.sort(
+            key=lambda r: (-r.score, RESULT_TYPES.index(r.type), -(r.importance or 0), r.id)
+        )
         seen: set[str] = set()
         out = []
         for r in results:
             if r.id not in seen:
                 seen.add(r.id)
                 out.append(r)
-        return out[:limit]
+        return out[: int(q.get("limit") or 5)]
 
-    def _search_parsed(self, p: ParsedAddress, citycodes: list[str]) -> list[GeocodeResult]:
-        has_commune_info = _has_info(p, citycodes)
-        communes = self._communes(p.postcode, p.city_key, [], citycodes) if has_commune_info else []
-        results: list[GeocodeResult] = []
-        if p.street_key and (communes or not has_commune_info):
-            codes = sorted({c for cm in communes for c in cm.street_codes})
-            results.extend(self._streets(p, communes, codes, has_commune_info))
-        penalty = MUNICIPALITY_FALLBACK if p.street_key else 1.0
-        for c in communes[:5]:
-            if c.lon is None or c.lat is None:
+    def _municipality_results(self, p: _Query) -> list[GeocodeResult]:
+        words = p.a.words
+        named = [h for h in p.hits if h.span is not None]
+        out = []
+        for h in p.hits:
+            if h.lon is None or h.lat is None or h.mode == "code":
                 continue
-            results.append(self._municipality(c, round(c.score * penalty, 4)))
+            if h.span is None and named:
+                score = 0.4 * self._pc_score(p, h.postcodes, None)
+                if not any(n.code == h.code for n in named):
+                    score *= 0.5
+            else:
+                score = h.sim if h.span is not None else 1.0
+                if p.a.postcodes and h.span is not None:
+                    score = 0.6 * score + 0.4 * self._pc_score(p, h.postcodes, h.departement_code)
+                if h.kind == "ancienne" and not named:
+                    score *= 0.9  # a current commune answers a bare postcode better
+                if h.mode == "prefix" and h.kind == "ancienne":
+                    score *= 0.95
+            covered = set(range(*h.span)) if h.span else set()
+            rest = [w for k, w in enumerate(words) if k not in covered and not w.isdigit()]
+            # "PARIS 10": the number belongs to the name.
+            number_used = (
+                h.span is not None
+                and p.a.number_pos == h.span[1]
+                and h.name_key.endswith(f" {p.a.number}")
+            )
+            if rest and h.span and all(w in TYPE_WORDS for w in words[h.span[0] : h.span[1]]):
+                continue  # "rue …" does not name the commune of Rue (Somme)
+            if rest or (p.a.number is not None and not number_used):
+                score *= MUNICIPALITY_FALLBACK  # the query named a street we could not find
+            out.append(self._municipality(_commune_of(h), _score(score)))
+        return out
+
+    @staticmethod
+    def _pc_score(p: _Query, postcodes: list[str] | str | None, dep: str | None) -> float:
+        if not p.a.postcodes:
+            return 0.0
+        pcs = [postcodes] if isinstance(postcodes, str) else (postcodes or [])
+        if any(pc in pcs for pc in p.a.postcodes):
+            return 1.0
+        deps = {_dep_of(pc) for pc in pcs} | ({dep} if dep else set())
+        if any(_dep_of(pc) in deps for pc in p.a.postcodes):
+            return 0.5
+        return 0.0
+
+    def _street_results(self, p: _Query) -> list[GeocodeResult]:
+        streets: dict[int, list[Any]] = {}
+        for r in p.rows:
+            streets.setdefault(int(r["street_id"]), []).append(r)
+        if not streets:
+            return []
+        words = p.a.words
+        # Words that name a commune in full ("paris 19") are not the start of another name.
+        covered = {
+            k
+            for h in p.hits
+            if h.span and h.mode == "exact" and h.span[1] - h.span[0] > 1
+            for k in range(*h.span)
+        }
+        results = []
+        best_sql = max(float(g[0]["sim"]) for g in streets.values())
+        for group in streets.values():
+            s = group[0]
+            if float(s["sim"]) < best_sql - 0.35:
+                continue
+            codes = {s["insee_code"], s["old_insee_code"]} - {None}
+            # The street must be read in words other than those naming its commune: try each
+            # run that names it, masked ("12 rue des inconnus mont-bonvillers" is not
+            # "Bonvillers Village"); "rue de paris, paris" keeps one "paris" for each.
+            own = sorted({h.span for h in p.hits if h.span and codes & h.street_codes})
+            ss, span = (0.0, None) if own else _best_window(tuple(words), s["street_key"])
+            for o in own:
+                masked = tuple("\0" if o[0] <= k < o[1] else w for k, w in enumerate(words))
+                ss, span = max((ss, span), _best_window(masked, s["street_key"]), key=_first)
+            name = 0.0
+            named = named_after = False
+            for h in p.hits:
+                if h.span is None:
+                    continue
+                if span and h.span[0] < span[1] and span[0] < h.span[1]:
+                    continue  # the same words cannot name both the street and the commune
+                named = True
+                if h.mode != "fuzzy" and span is not None and h.span[0] >= span[1]:
+                    named_after = True
+                if not codes & h.street_codes:
+                    continue
+                sim = h.sim
+                if not codes & {h.code, h.current_code}:
+                    sim *= 0.9  # via the parent commune (Paris for a street of "PARIS 19")
+                name = max(name, sim)
+            if name < 0.85 and _names_start(words, span, s, covered):
+                # "saint ouen" for Saint-Ouen-sur-Seine, "digne" for Digne-les-Bains.
+                name, named, named_after = 0.85, True, True
+            pc = 0.0
+            if p.a.postcodes:
+                pcs = {s["postcode"], *(a["address_postcode"] for a in group)} - {None}
+                pc = max(
+                    self._pc_score(p, sorted(pcs), _dep_of(s["insee_code"])),
+                    max(
+                        (
+                            self._pc_score(p, h.postcodes, None)
+                            for h in p.hits
+                            # Own codes only: 13007 names Marseille 7e, not all Marseille.
+                            if h.mode == "pc" and codes & {h.code, h.current_code}
+                        ),
+                        default=0.0,
+                    ),
+                )
+                cs = 0.4 * pc + 0.6 * name if named else pc
+            else:
+                cs = name if named else 0.5
+            # The query names a commune (after the street) or a postcode, and this street is in
+            # none of them: the same street elsewhere is not an answer.
+            if name == 0 and ((named_after and pc < 1) or (p.a.postcodes and pc == 0)):
+                continue
+            # A look-alike street elsewhere ("rue bellot" / "rue amelot") is not an answer:
+            # outside the queried commune, the street must match closely.
+            if ss < (MIN_STREET_SIM if cs >= 0.7 else STRICT_STREET_SIM):
+                continue
+            results.append(self._street_result(p.a, group, ss, cs))
         return results
 
     def _municipality(self, c: _Commune, score: float) -> GeocodeResult:
@@ -352,43 +693,10 @@ class LocalGeocoder:
             context=self._context(c.departement_code),
             oldcitycode=c.code if old else None,
             oldcity=c.name if old else None,
+            importance=_importance(c.population, 6.5),
         )
 
-    def _streets(
-        self, p: ParsedAddress, communes: list[_Commune], codes: list[str], has_info: bool
-    ) -> list[GeocodeResult]:
-        rows = self._street_rows(p.street_key, codes, p.number)
-        streets: dict[int, list[Any]] = {}
-        for r in rows:
-            streets.setdefault(int(r["street_id"]), []).append(r)
-        results = []
-        for group in streets.values():
-            s = group[0]
-            ss = _street_sim(p.street_key, s["street_key"], float(s["sim"]))
-            cs = self._street_commune_score(s, communes) if has_info else 0.6
-            # A look-alike street elsewhere ("rue bellot" / "rue amelot") is not an answer:
-            # outside the queried commune, the street must match closely.
-            if ss < (MIN_STREET_SIM if cs >= 0.9 else STRICT_STREET_SIM):
-                continue
-            results.append(self._street_result(p, group, ss, cs))
-        return results
-
-    @staticmethod
-    def _street_commune_score(s: Any, communes: list[_Commune]) -> float:
-        best = 0.0
-        for c in communes:
-            if s["insee_code"] in c.street_codes:
-                score = c.score
-                if s["insee_code"] not in (c.code, c.current_code):
-                    score *= 0.7  # via the parent commune (Paris for "PARIS 19"), not exact
-                if c.kind == "ancienne" and s["old_insee_code"] not in (None, c.code):
-                    score *= 0.9
-                best = max(best, score)
-        return best
-
-    def _street_result(
-        self, p: ParsedAddress, group: list[Any], ss: float, cs: float
-    ) -> GeocodeResult:
+    def _street_result(self, p: Analysis, group: list[Any], ss: float, cs: float) -> GeocodeResult:
         s = group[0]
         base = {
             "street": s["street"],
@@ -398,6 +706,7 @@ class LocalGeocoder:
             "context": self._context(_dep_of(s["insee_code"])),
             "oldcitycode": s["old_insee_code"],
             "oldcity": s["old_commune"],
+            "importance": _importance(s["addresses"], 3.0),
         }
         city_label = " ".join(x for x in (s["postcode"], s["commune"]) if x)
         if p.number is not None:
@@ -481,14 +790,15 @@ class LocalGeocoder:
         return out[:limit]
 
 
-def _has_info(p: ParsedAddress, citycodes: list[str]) -> bool:
-    return bool(p.postcode or p.city_key or citycodes)
-
-
 def _street_sim(query: str, cand: str, trgm: float) -> float:
     """Similarity of two street keys, bounded by that of their names without the type word."""
     full = max(trgm, _ratio(query, cand))
     qn, cn = _name_part(query), _name_part(cand)
+    qw, cw = query.split(), cand.split()
+    if qn == query and cn != cand and len(qw) > 1 and _ratio(qw[0], cw[0]) >= 0.7:
+        qn = " ".join(qw[1:])  # a misspelt street type ("boulevarrd") is still the type
+    if cn and not qn:
+        return 0.0  # a street type alone ("boulevard") names no street
     if qn and cn:
         full = min(full, _ratio(qn, cn) + 0.1)
     return min(full, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ def street_key(name: str) -> str:
     return " ".join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def commune_key(name: str) -> str:
     """Matching key of a commune name ("PARIS 05", "Paris 5e Arrondissement" → "paris 5")."""
     text = _ORDINAL.sub(r"\1", fold(name).replace(",", " "))
@@ -278,3 +280,189 @@ def parse(text: str, postcode: str | None = None, city: str | None = None) -> Pa
 
 
 _TYPE_RE = "|".join(sorted((re.escape(w) for w in TYPE_WORDS if len(w) > 1), key=len, reverse=True))
+
+
+# -- parser-free analysis ----------------------------------------------------------------------
+# Complement words: they and the identifier that follows them ("bat b", "2e etage", "appt 12")
+# name a part of a building, never the street; dropped wherever they stand in the query.
+COMPLEMENT_WORDS = frozenset(
+    {
+        "bat",
+        "bt",
+        "batiment",
+        "batiments",
+        "bats",
+        "esc",
+        "escalier",
+        "etage",
+        "etg",
+        "appartement",
+        "appart",
+        "appt",
+        "apt",
+        "app",
+        "porte",
+        "entree",
+        "ent",
+        "hall",
+        "cellule",
+        "bureau",
+        "bureaux",
+        "bur",
+        "local",
+        "lot",
+        "box",
+        "niveau",
+        "aile",
+        "pavillon",
+        "tour",
+        "bloc",
+        "case",
+        "secteur",
+        "unite",
+        "salle",
+        "stand",
+        "module",
+    }
+)
+# Postal-distribution words followed by a number ("bp 80039", "cs 50014", "cedex 2").
+_POSTAL_WORDS = frozenset({"bp", "cs", "tsa", "cedex", "cdx", "sp"})
+_ORDINAL_WORD = re.compile(r"^\d{1,3}(?:er|ere|e|eme|em|ieme|nd|nde)$")
+_NUM_TOKEN = re.compile(r"^(\d{1,4})(bis|ter|quater|quinquies|[a-z])?$")
+_SUFFIX_WORDS = frozenset({"bis", "ter", "quater", "quinquies", "b", "t", "q"})
+
+
+@dataclass
+class Analysis:
+    """A query as tokens, with every reading kept: numbers, postcodes, words (no parse gate)."""
+
+    words: list[str]  # matching words in order (abbreviations expanded, articles dropped)
+    postcodes: list[str]
+    number: int | None = None
+    suffix: str | None = None
+    numbers: list[int] = field(default_factory=list)  # every other house-number candidate
+    lieu_dit: bool = False
+    number_pos: int | None = None  # where a number with no word after it stood in `words`
+
+    @property
+    def text(self) -> str:
+        """The words as one string (trigram search text)."""
+        return " ".join(self.words)
+
+    def key(self) -> str:
+        """A canonical text for the cache and for determinism checks."""
+        return "|".join(
+            [
+                str(self.number or ""),
+                self.suffix or "",
+                self.text,
+                ",".join(self.postcodes),
+                "ld" if self.lieu_dit else "",
+            ]
+        )
+
+
+def analyse(text: str, postcode: str | None = None, city: str | None = None) -> Analysis:
+    """Tokens of a free-text address in any order and punctuation (see `Analysis`)."""
+    raw = fold(" ".join(x for x in (text or "", city or "") if x))
+    raw = re.sub(r"\bboite postale\b", "bp", raw)
+    raw = re.sub(r"\bc o\b", "co", raw)  # "c/o"
+    raw = re.sub(r"\b(\d+) (er|e|eme|ieme)\b", r"\1\2", raw)  # "2 e etage"
+    raw = re.sub(r"\brez de chaussee\b|\brdc\b", " , ", raw)
+    tokens = raw.replace(",", " , ").split()
+    out = Analysis(words=[], postcodes=[])
+    if postcode and _POSTCODE.fullmatch(postcode.strip()):
+        out.postcodes.append(postcode.strip())
+    words: list[str] = []
+    after_number = True  # at a segment start, a street type may come first
+    i = 0
+    n = len(tokens)
+    while i < n:
+        t = tokens[i]
+        nxt = tokens[i + 1] if i + 1 < n else ""
+        if t == ",":
+            after_number = True
+            i += 1
+            continue
+        if re.fullmatch(r"\d{5}", t):
+            if t not in out.postcodes:
+                out.postcodes.append(t)
+            after_number = True
+            i += 1
+            continue
+        if t in _POSTAL_WORDS and (nxt.isdigit() or t in ("cedex", "cdx")):
+            i += 2 if nxt.isdigit() else 1
+            continue
+        if t in ("chez", "co"):
+            # "chez M. Dupont", "c/o Mairie": a name up to the next number or comma.
+            i += 1
+            while i < n and tokens[i] != "," and not tokens[i][:1].isdigit():
+                i += 1
+            continue
+        if _ORDINAL_WORD.match(t) and nxt in ("arrondissement", "arr", "arrt"):
+            words.append(re.sub(r"\D", "", t).lstrip("0"))  # "13e arrondissement": a commune
+            i += 2
+            continue
+        if _ORDINAL_WORD.match(t) and nxt in ("etage", "etg", "et", "sous", "ss"):
+            i += 2
+            continue
+        if t in COMPLEMENT_WORDS and nxt and nxt != ",":
+            ident = re.fullmatch(r"[a-z]?\d{0,4}[a-z]?", nxt) is not None and len(nxt) <= 4
+            if ident or _ORDINAL_WORD.match(nxt):
+                i += 2
+                continue
+            if t in ("etage", "etg"):
+                i += 1
+                continue
+        if t in ("lieu", "lieudit", "ld") and (t != "lieu" or nxt == "dit"):
+            out.lieu_dit = True
+            i += 2 if t == "lieu" else 1
+            after_number = True
+            continue
+        m = _NUM_TOKEN.match(t)
+        if m:
+            num, suffix = int(m.group(1)), m.group(2)
+            j = i + 1
+            if suffix is None and nxt in _SUFFIX_WORDS | {"a", "c", "d"}:
+                after = tokens[i + 2] if i + 2 < n else ""
+                # "12 b rue x" → bis; "1 r joffre" → street type; "12 a rue" → letter.
+                if nxt in ("bis", "ter", "quater", "quinquies") or (
+                    after and after != "," and after not in STOPWORDS and not after[:1].isdigit()
+                ):
+                    if nxt not in ("r",):
+                        suffix, j = nxt, i + 2
+            # "12-14", "12 et 14", "12 a 14": the first number is the address.
+            while j < n and (
+                re.fullmatch(r"\d{1,4}[a-z]?", tokens[j])
+                or (tokens[j] in ("et", "a", "au") and j + 1 < n and tokens[j + 1].isdigit())
+            ):
+                if tokens[j] in ("et", "a", "au"):
+                    j += 1
+                j += 1
+            k = j + 1 if j < n and tokens[j] == "," else j  # "12, rue de la Paix"
+            followed_by_word = k < n and tokens[k] != "," and not tokens[k][:1].isdigit()
+            if out.number is None and followed_by_word:
+                out.number, out.suffix = num, suffix_key(suffix)
+                i = j
+                after_number = True
+                continue
+            out.numbers.append(num)
+            words.append(str(num))
+            i += 1
+            after_number = False
+            continue
+        if after_number and t in STREET_TYPES:
+            words.extend(STREET_TYPES[t].split())
+        elif t in WORDS:
+            words.extend(WORDS[t].split())
+        elif t not in STOPWORDS:
+            words.append(t)
+        after_number = t in COMPLEMENT_WORDS
+        i += 1
+    if out.number is None and out.numbers:
+        # A number with no word after it ("rue x 12"): the house number still.
+        out.number = out.numbers.pop(0)
+        out.number_pos = words.index(str(out.number))
+        words.remove(str(out.number))
+    out.words = words
+    return out

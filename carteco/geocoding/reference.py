@@ -19,6 +19,7 @@ from carteco.geocoding.normalize import commune_key, street_key, suffix_key
 
 DATA_DIR = Path(__file__).parent / "data"
 OLD_COMMUNES = DATA_DIR / "anciennes_communes_idf.csv"
+CENTRES = DATA_DIR / "communes_centres_2018.csv"
 
 _TABLES = ("geo_addresses", "geo_streets", "geo_communes")
 _GIN_INDEXES = (
@@ -275,6 +276,9 @@ def refresh_communes(conn: Connection, force: bool = False) -> int:
             rows.setdefault((r["code"], r["kind"], r["name_key"]), r)
 
     current: dict[str, dict[str, Any]] = {}
+    # Communes with neither a polygon nor an address get a point inside their 2018 polygon
+    # (a commune nouvelle: that of its first former commune), so they are still answered.
+    centres = _centres()
     for r in conn.execute(sa.text(read_sql("geocoding_communes_source.sql"))).mappings():
         base = {
             "code": r["code"],
@@ -285,7 +289,8 @@ def refresh_communes(conn: Connection, force: bool = False) -> int:
             "departement_code": r["departement_code"],
             "postcodes": list(r["postcodes"]),
             "population": r["population"],
-            "geom": r["geom"],
+            "geom": r["geom"]
+            or next((centres[o] for o in (r["code"], *r["old_codes"]) if o in centres), None),
         }
         add(**base)
         current[r["code"]] = base
@@ -319,7 +324,7 @@ def refresh_communes(conn: Connection, force: bool = False) -> int:
         if not c.get("old_of"):
             continue
         name, geom = named.get(code, (c["name"], None))
-        add(**{**c, "name": name, "geom": geom or c["geom"]})
+        add(**{**c, "name": name, "geom": geom or centres.get(code) or c["geom"]})
     conn.execute(sa.text("DELETE FROM geo_communes"))
     cols = (*_COMMUNE_COLS, "name_key")
     buf = io.StringIO()
@@ -341,6 +346,14 @@ def refresh_communes(conn: Connection, force: bool = False) -> int:
     flush_gin(conn)
     conn.execute(sa.text("ANALYZE geo_communes"))
     return len(rows)
+
+
+def _centres() -> dict[str, str]:
+    """A point inside each commune of 2018, as EWKT, by INSEE code."""
+    with CENTRES.open(encoding="utf-8", newline="") as fh:
+        return {
+            r["code_insee"]: f"SRID=4326;POINT({r['lon']} {r['lat']})" for r in csv.DictReader(fh)
+        }
 
 
 _COMMUNE_COLS = (

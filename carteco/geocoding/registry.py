@@ -12,8 +12,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import read_sql
 from carteco.geocoding.backends import Backend, Query
-from carteco.geocoding.engine import GeocodeResult
-from carteco.geocoding.normalize import parse
+from carteco.geocoding.engine import GeocodeResult, _km
+from carteco.geocoding.normalize import analyse
 from carteco.geocoding.reference import refresh_communes
 
 DEFAULT_MIN_SCORE = 0.5
@@ -43,7 +43,7 @@ def query_text(address: str | None, postcode: str | None, commune: str | None) -
 
 def cache_key(backend: str, text: str) -> str:
     """Cache key: backend and the normalised parts of the address."""
-    return f"{backend}|{parse(text).key()}"
+    return f"{backend}|{analyse(text).key()}"
 
 
 _SELECT = sa.text(
@@ -287,4 +287,108 @@ def set_manual_location(
             {"id": sid},
         ).scalar_one()
     )
+    return out
+
+
+@dataclass
+class Move:
+    """What a re-geocode would do to one structure (nothing is written)."""
+
+    id: int
+    name: str
+    address: str
+    old_type: str | None
+    new_type: str | None
+    old_score: float | None
+    new_score: float | None
+    metres: float | None  # None: no new answer (or no old point)
+    old_lon: float | None = None
+    old_lat: float | None = None
+    new_lon: float | None = None
+    new_lat: float | None = None
+
+
+@dataclass
+class DryRun:
+    """A re-geocode diff: what would move, and by how much; protected points are listed apart."""
+
+    compared: int = 0
+    unchanged: int = 0
+    moves: list[Move] = field(default_factory=list)
+    lost: list[Move] = field(default_factory=list)
+    protected: int = 0
+
+    def buckets(self) -> dict[str, int]:
+        """How many structures would move by less than 10 m, 10-50 m, 50-500 m, over 500 m."""
+        out = {"< 10 m": 0, "10–50 m": 0, "50–500 m": 0, "> 500 m": 0}
+        for m in self.moves:
+            d = m.metres or 0.0
+            out[next(k for k, top in _BUCKETS if d < top)] += 1
+        return out
+
+
+_BUCKETS = (("< 10 m", 10.0), ("10–50 m", 50.0), ("50–500 m", 500.0), ("> 500 m", float("inf")))
+_DRY_SELECT = sa.text(
+    """
+    SELECT id, name, address_line, postcode, commune_name, location_precision, location_score,
+           ST_X(geom) AS lon, ST_Y(geom) AS lat,
+           (location_precision IN ('provided', 'manual')) AS protected
+      FROM structures
+     WHERE (address_line IS NOT NULL OR postcode IS NOT NULL OR commune_name IS NOT NULL)
+       AND (CAST(:source AS text) IS NULL OR source = :source)
+     ORDER BY id
+    """
+)
+
+
+def geocode_dry_run(
+    engine: Engine,
+    backend: Backend,
+    source: str | None = None,
+    tolerance_m: float = 1.0,
+    chunk: int = 500,
+) -> DryRun:
+    """Re-geocode every structure with an address, bypassing the cache, and report what would
+    move and by how much, without writing anything; provided/manual points are only counted."""
+    out = DryRun()
+    with engine.connect() as conn:
+        rows = conn.execute(_DRY_SELECT, {"source": source}).mappings().all()
+    todo = [r for r in rows if not r["protected"]]
+    out.protected = len(rows) - len(todo)
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        texts = [query_text(r["address_line"], r["postcode"], r["commune_name"]) for r in part]
+        found = backend.geocode_batch([Query(t) for t in texts])
+        for r, text, res in zip(part, texts, found, strict=True):
+            out.compared += 1
+            has_old = r["lon"] is not None and r["lat"] is not None
+            dist = (
+                round(_km(r["lat"], r["lon"], res.lat, res.lon) * 1000, 1)
+                if res is not None and has_old
+                else None
+            )
+            move = Move(
+                id=int(r["id"]),
+                name=r["name"],
+                address=text,
+                old_type=r["location_precision"],
+                new_type=res.type if res else None,
+                old_score=r["location_score"],
+                new_score=res.score if res else None,
+                metres=dist,
+                old_lon=r["lon"],
+                old_lat=r["lat"],
+                new_lon=res.lon if res else None,
+                new_lat=res.lat if res else None,
+            )
+            if res is None:
+                if has_old:
+                    out.lost.append(move)
+                else:
+                    out.unchanged += 1
+            elif dist is not None and dist <= tolerance_m and move.old_type == move.new_type:
+                out.unchanged += 1
+            else:
+                out.moves.append(move)
+    out.moves.sort(key=lambda m: (-(m.metres if m.metres is not None else 1e12), m.id))
     return out
