@@ -76,6 +76,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # reading its scheme ("java\tscript:" runs): compare after the same clean-up.
 _URL_NOISE = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+_LEADING = "".join(chr(c) for c in range(0x21))  # C0 controls and space
 _ACTIVE_SCHEMES = ("javascript", "vbscript", "livescript", "data")
 # A website given without its scheme (www.exemple.fr/page), as people type it.
 _BARE_HOST = re.compile(
@@ -144,6 +145,8 @@ class FieldError:
 
 def cell_error(value: str) -> str | None:
     """Why a text value is refused anywhere (length, formula, control characters, script URL)."""
+    if not value:
+        return None
     if len(value) > MAX_CELL:
         return f"cellule trop longue ({len(value)} caractères, maximum {MAX_CELL})"
     if _FORMULA.match(value):
@@ -158,7 +161,9 @@ def cell_error(value: str) -> str | None:
 
 def url_scheme(value: str) -> str | None:
     """The scheme a browser would read at the start of `value` (lower case), or None."""
-    text = _URL_NOISE.sub("", value.lstrip("".join(chr(c) for c in range(0x21))))
+    if ":" not in value:
+        return None
+    text = _URL_NOISE.sub("", value.lstrip(_LEADING))
     m = _SCHEME.match(text)
     return m.group(1).lower() if m else None
 
