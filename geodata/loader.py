@@ -108,10 +108,11 @@ def _territory_rows(layer: Layer, conn: Connection) -> list[dict[str, Any]]:
             )
         elif layer.level == "region":
             row.update(code=p.get("code_reg") or p["code"], name=p["nom"])
-            row["population"] = p.get("population")
+            row["population"] = p.get("population") or _population(refs, "code_reg", row["code"])
         elif layer.level == "departement":
             code = p.get("code_dep") or p["code"]
-            row.update(code=code, name=p["nom"], population=p.get("population"))
+            row.update(code=code, name=p["nom"])
+            row["population"] = p.get("population") or _population(refs, "code_dep", code)
             row["region_code"] = p.get("code_reg") or _region_of_departement(refs, code)
         elif layer.level == "epci":
             row.update(
@@ -159,6 +160,24 @@ def _commune_table(conn: Connection) -> dict[str, dict[str, str]]:
                     table.setdefault(r["code_insee"], r)
         _COMMUNE_TABLE_CACHE["all"] = table
     return _COMMUNE_TABLE_CACHE["all"]
+
+
+_POPULATION_CACHE: dict[str, dict[str, int | None]] = {}
+
+
+def _population(refs: dict[str, dict[str, str]], column: str, code: str) -> int | None:
+    """Municipal population of the communes of a département or région (None if unknown)."""
+    if column not in _POPULATION_CACHE:
+        sums: dict[str, int | None] = {}
+        for r in refs.values():
+            if r.get("type", "commune-actuelle") != "commune-actuelle" or not r.get(column):
+                continue
+            key, pop = r[column], _int(r.get("population"))
+            # One commune without population leaves the total unknown, not undercounted.
+            prev = sums.get(key, 0)
+            sums[key] = None if pop is None or prev is None else prev + pop
+        _POPULATION_CACHE[column] = sums
+    return _POPULATION_CACHE[column].get(code)
 
 
 def _region_of_departement(refs: dict[str, dict[str, str]], dep: str) -> str | None:
