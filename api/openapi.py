@@ -111,6 +111,10 @@ def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
     )
     for code in sorted(codes):
         op["responses"].setdefault(code, response)
+    if browser:  # the 400 documented earlier too
+        for code in list(op["responses"]):
+            if code[:1] in ("4", "5"):
+                op["responses"][code] = response
     ok = op["responses"].get("200")
     if ok is None:
         return
