@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("carteco.api")
@@ -52,6 +52,37 @@ class Problem(Exception):
         self.extra = extra
 
 
+# Pages people open in a browser (or a partner's iframe): their errors are a French HTML page
+# with the same status, unless the client asks for JSON. Their JSON helpers stay JSON.
+BROWSER_PATHS = ("/carte", "/carte/integrer", "/embed")
+BROWSER_PREFIXES = ("/territoires/",)
+
+
+def wants_html(request: Request) -> bool:
+    """Whether an error on this request should be an HTML page (browser route, no JSON asked)."""
+    path = request.url.path.rstrip("/") or "/"
+    if path not in BROWSER_PATHS and not path.startswith(BROWSER_PREFIXES):
+        return False
+    accept = request.headers.get("accept", "").lower()
+    asks_json = "json" in accept and "text/html" not in accept
+    return not asks_json
+
+
+def html_error_response(
+    request: Request, status: int, detail: str, title: str, headers: dict[str, str] | None
+) -> Response:
+    """The French error page of the browser routes (detail autoescaped by the template)."""
+    from api.templating import TEMPLATES  # late: templating imports assets, not needed by APIs
+
+    return TEMPLATES.TemplateResponse(
+        request,
+        "erreur.html",
+        {"status": status, "title": title, "detail": detail, "embed": request.url.path == "/embed"},
+        status_code=status,
+        headers=headers,
+    )
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -59,8 +90,12 @@ def problem_response(
     title: str | None = None,
     headers: dict[str, str] | None = None,
     **extra: Any,
-) -> JSONResponse:
-    """A problem-details JSON response."""
+) -> Response:
+    """A problem-details JSON response (an HTML error page on browser routes)."""
+    if wants_html(request):
+        return html_error_response(
+            request, status, detail, title or TITLES.get(status, "Erreur"), headers
+        )
     body: dict[str, Any] = {
         "type": f"about:blank#{status}" if not extra.get("type") else extra.pop("type"),
         "title": title or TITLES.get(status, "Erreur"),
@@ -85,13 +120,13 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every exception through problem details (400 for validation, not 422)."""
 
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(
             request, exc.status, exc.detail, exc.title, exc.headers, **exc.extra
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"aucune ressource à l'adresse {request.url.path}"
@@ -100,18 +135,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, detail, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         detail, errors = _describe_validation(exc)
         return problem_response(request, 400, detail, errors=errors)
 
     @app.exception_handler(sa.exc.DataError)
-    async def _bad_value(request: Request, exc: sa.exc.DataError) -> JSONResponse:
+    async def _bad_value(request: Request, exc: sa.exc.DataError) -> Response:
         # The database refused a value the client sent (out of range, bad encoding…).
         log.info("value refused by the database: %s", type(exc.orig).__name__)
         return problem_response(request, 400, "une valeur de la requête est invalide")
 
     @app.exception_handler(sa.exc.OperationalError)
-    async def _db_down(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+    async def _db_down(request: Request, exc: sa.exc.OperationalError) -> Response:
         log.warning("database unavailable: %s", type(exc.orig).__name__)
         return problem_response(
             request,
@@ -121,12 +156,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(sa.exc.TimeoutError)
-    async def _pool_timeout(request: Request, exc: sa.exc.TimeoutError) -> JSONResponse:
+    async def _pool_timeout(request: Request, exc: sa.exc.TimeoutError) -> Response:
         return problem_response(
             request, 503, "service saturé ; réessayez", headers={"Retry-After": "2"}
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s", request.url.path)
         return problem_response(request, 500, "une erreur interne est survenue")

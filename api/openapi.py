@@ -99,8 +99,22 @@ def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
         codes |= _WITH_PATH_PARAMS
     if method.lower() in ("post", "put", "patch", "delete") or path.startswith("/imports"):
         codes |= _WRITES  # token-guarded (import reports are private too)
+    # Browser routes answer their errors as a French HTML page (JSON when the client asks it).
+    browser = path in ("/carte", "/carte/integrer", "/embed") or path.startswith("/territoires/")
+    response = (
+        {
+            "description": "Page d'erreur en français (problem details si Accept le demande)",
+            "content": {**PROBLEM_RESPONSE["content"], "text/html": {"schema": {"type": "string"}}},
+        }
+        if browser
+        else PROBLEM_RESPONSE
+    )
     for code in sorted(codes):
-        op["responses"].setdefault(code, PROBLEM_RESPONSE)
+        op["responses"].setdefault(code, response)
+    if browser:  # the 400 documented earlier too
+        for code in list(op["responses"]):
+            if code[:1] in ("4", "5"):
+                op["responses"][code] = response
     ok = op["responses"].get("200")
     if ok is None:
         return

@@ -219,7 +219,12 @@ def territory_choices(conn: Connection) -> list[dict[str, Any]]:
                              round(ST_XMax(geom::box2d)::numeric, 5),
                              round(ST_YMax(geom::box2d)::numeric, 5)) AS bbox
               FROM territories
-             WHERE level IN ('region', 'departement', 'ept', 'epci')
+             WHERE level IN ('region', 'departement', 'ept')
+                -- 1,255 EPCI in France: offer those that hold a structure (the search box
+                -- finds the others), so the map page does not carry them all.
+                OR (level = 'epci' AND (layer = 'epci_idf' OR EXISTS (
+                        SELECT 1 FROM structures s
+                         WHERE s.epci_code = territories.code AND s.status = 'active')))
              ORDER BY array_position(ARRAY['region','departement','ept','epci'], level), name
             """
         )

@@ -67,6 +67,9 @@ def territory(
     out = dict(row)
     out["area_km2"] = round(out["area_m2"] / 1e6, 3) if out["area_m2"] is not None else None
     out["parents"] = parents(conn, out)
+    out["unavailable"] = (
+        {"population": "population légale non disponible"} if out["population"] is None else {}
+    )
     for col in _TERRITORY_CODE_COLUMNS:
         out.pop(col, None)
     return out
@@ -104,6 +107,43 @@ def parents(conn: Connection, row: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# Why a figure is null: said in the JSON next to it, "non disponible" on the pages.
+REASON_POPULATION = "population non disponible pour ce territoire"
+REASON_QPV = (
+    "aucune couche de quartiers prioritaires (QPV) chargée pour tout ou partie de ce territoire"
+)
+
+# The départements a territory spans (from the COG table, else its own row): a QPV share is a
+# figure only when every one of them has its QPV outlines loaded.
+_QPV_COVERAGE_SQL = """
+WITH t AS (SELECT * FROM unnest(CAST(:codes AS text[])) AS t(code)),
+deps AS (
+    SELECT t.code, c.departement_code
+      FROM t JOIN communes_ref c ON c.type = 'commune-actuelle'
+       AND CASE :lvl WHEN 'region' THEN c.region_code WHEN 'departement' THEN c.departement_code
+                     WHEN 'epci' THEN c.epci_code WHEN 'ept' THEN c.ept_code
+                     WHEN 'commune' THEN c.code END = t.code
+    UNION
+    SELECT t.code, r.departement_code
+      FROM t JOIN territories r ON r.level = :lvl AND r.code = t.code
+     WHERE r.departement_code IS NOT NULL
+)
+SELECT code FROM deps GROUP BY code
+HAVING bool_and(EXISTS (SELECT 1 FROM territories q
+                         WHERE q.level = 'qpv' AND q.departement_code = deps.departement_code))
+"""
+
+
+def qpv_covered(conn: Connection, level: str, codes: list[str]) -> set[str]:
+    """Codes (of one level) whose every département has QPV outlines loaded."""
+    if not codes:
+        return set()
+    if level == "qpv":
+        return set(codes)
+    rows = conn.execute(sa.text(_QPV_COVERAGE_SQL), {"codes": codes, "lvl": level})
+    return {r.code for r in rows}
+
+
 def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[str, Any]]:
     """Figures of several territories of one level at once, keyed by code."""
     col = "s." + quote_ident(LEVEL_STRUCTURE_COLUMN[level], LEVEL_STRUCTURE_COLUMN.values())
@@ -138,6 +178,11 @@ def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[s
         if r.code in out:
             out[r.code]["structures"] = int(r.n)
             out[r.code]["in_qpv"] = int(r.q)
+    covered = qpv_covered(conn, level, list(out))
+    for c, f in out.items():
+        if c not in covered:
+            # Without the QPV outlines no structure can be "in a QPV": no figure, not 0.
+            f["in_qpv"] = None
     fams = conn.execute(
         sa.text(f"SELECT {col} AS code, s.ess_family AS k, count(*) AS n {base} GROUP BY 1, 2"),  # noqa: S608
         params,
@@ -166,7 +211,19 @@ def _per_10k(n: float, population: int | None) -> float | None:
 
 def _derive(f: dict[str, Any]) -> None:
     f["per_10000"] = _per_10k(f["structures"], f["population"])
-    f["share_in_qpv"] = round(f["in_qpv"] / f["structures"], 4) if f["structures"] else None
+    f["share_in_qpv"] = (
+        round(f["in_qpv"] / f["structures"], 4)
+        if f["structures"] and f["in_qpv"] is not None
+        else None
+    )
+    unavailable = {}
+    if not f["population"]:
+        unavailable["per_10000"] = REASON_POPULATION
+    if f["in_qpv"] is None:
+        unavailable["in_qpv"] = unavailable["share_in_qpv"] = REASON_QPV
+    elif not f["structures"]:
+        unavailable["share_in_qpv"] = "aucune structure : part non calculable"
+    f["unavailable"] = unavailable
     f["by_family"] = dict(sorted(f["by_family"].items()))
     f["by_sector"] = {
         k: {"structures": n, "per_10000": _per_10k(n, f["population"])}
@@ -184,12 +241,21 @@ def _average(items: list[dict[str, Any]]) -> dict[str, Any] | None:
         return round(sum(vals) / len(vals), 3) if vals else None
 
     families = sorted({k for f in items for k in f["by_family"]})
+    per_10000 = mean([f["per_10000"] for f in items])
+    share_in_qpv = mean([f["share_in_qpv"] for f in items])
+    unavailable = {}
+    if per_10000 is None:
+        unavailable["per_10000"] = REASON_POPULATION
+    if share_in_qpv is None:
+        unavailable["share_in_qpv"] = REASON_QPV
     sectors = sorted({k for f in items for k in f["by_sector"]})
     return {
         "territories": n,
         "structures": mean([f["structures"] for f in items]),
-        "per_10000": mean([f["per_10000"] for f in items]),
-        "share_in_qpv": mean([f["share_in_qpv"] for f in items]),
+        # Means over the territories that have the figure (none → null, never 0).
+        "per_10000": per_10000,
+        "share_in_qpv": share_in_qpv,
+        "unavailable": unavailable,
         "by_family": {k: mean([f["by_family"].get(k, 0) for f in items]) for k in families},
         "by_sector": {
             k: {
@@ -228,13 +294,17 @@ def territory_stats(conn: Connection, level: str, code: str) -> dict[str, Any] |
         if siblings is not None:
             siblings["parent"] = {k: first[k] for k in ("level", "code", "name")}
     return {
-        "territory": {k: t[k] for k in ("level", "code", "name", "population", "area_km2")},
+        "territory": {
+            **{k: t[k] for k in ("level", "code", "name", "population", "area_km2")},
+            "unavailable": t["unavailable"],
+        },
         "figures": own,
         "parents": parent_figs,
         "siblings_average": siblings,
         "notes": (
             "Structures actives localisées dans le territoire ; « per_10000 » rapporte le "
             "nombre à la population municipale ; la moyenne des territoires voisins porte sur "
-            "les territoires de même niveau ayant le même parent immédiat."
+            "les territoires de même niveau ayant le même parent immédiat. Un chiffre dont la "
+            "couche ou le dénominateur manque vaut null, la raison dans « unavailable »."
         ),
     }

@@ -209,3 +209,17 @@ def assert_problem(response: object, status: int) -> dict[str, object]:
     for leak in ("traceback", "psycopg", "sqlalchemy", "select ", "syntax error"):
         assert leak not in text, f"internal detail leaked: {body}"
     return body  # type: ignore[no-any-return]
+
+
+def assert_html_error(response: object, status: int, says: str = "") -> str:
+    """Check a browser route's error: a French HTML page with the status, no internals."""
+    assert response.status_code == status, (response.status_code, response.text)  # type: ignore[attr-defined]
+    assert response.headers["content-type"].startswith("text/html")  # type: ignore[attr-defined]
+    text: str = response.text  # type: ignore[attr-defined]
+    assert '<html lang="fr">' in text and f"erreur {status}" in text, text[:500]
+    assert 'role="alert"' in text
+    if says:
+        assert says in text, text
+    for leak in ("Traceback", "psycopg", "sqlalchemy", "SELECT ", '{"type"'):
+        assert leak not in text, f"internal detail leaked: {text[:500]}"
+    return text

@@ -156,24 +156,31 @@ def _fold(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
 
 
-def test_structures_per_10k_and_qpv_membership_match_geopandas(loaded: dict[str, Any]) -> None:
+def test_structures_per_10k_and_qpv_membership_match_geopandas(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
     doc = loaded["docs"]["31"]
     pts = pd.read_csv(MEDIATION, dtype=str)
     pts = pts[[i + 2 not in loaded["mediation_bad_rows"] for i in range(len(pts))]]
-    postcodes = pd.read_csv(GEODATA / "codes_postaux_france.csv", dtype=str)
-    by_pc = postcodes.groupby("code_postal")
-
-    def commune_of(row: pd.Series) -> str | None:
-        if row["code_postal"] not in by_pc.groups:
-            return None
-        cands = by_pc.get_group(row["code_postal"])
-        codes = set(cands["code_insee"])
-        if len(codes) == 1:
-            return codes.pop()
-        same = cands[cands["nom_commune"].map(_fold) == _fold(row["commune"])]
-        return min(same["code_insee"]) if len(same) else None
-
-    pts["insee"] = pts.apply(commune_of, axis=1)
+    # Each located structure belongs to the commune polygon holding its point (GEOS here,
+    # PostGIS in Carteco), not to a commune guessed from its postcode and spelling.
+    lon, lat = pts.longitude.astype(float), pts.latitude.astype(float)
+    with engine.connect() as conn:
+        polys = pd.DataFrame(
+            conn.execute(
+                sa.text(
+                    "SELECT code AS insee, ST_AsBinary(geom) AS wkb FROM territories "
+                    "WHERE level = 'commune' AND geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"
+                ),
+                {"w": lon.min(), "s": lat.min(), "e": lon.max(), "n": lat.max()},
+            ).all()
+        )
+    communes_gdf = gpd.GeoDataFrame(
+        polys[["insee"]], geometry=gpd.GeoSeries.from_wkb(polys["wkb"].map(bytes)), crs=4326
+    )
+    located = gpd.GeoDataFrame(pts, geometry=gpd.points_from_xy(lon, lat), crs=4326)
+    joined = gpd.sjoin(located, communes_gdf, predicate="within", how="left")
+    pts["insee"] = joined.groupby(level=0)["insee"].min()
     ref = pd.read_csv(
         GEODATA / "communes_france_cog2026.csv", dtype={"code_insee": str, "code_dep": str}
     )

@@ -37,27 +37,42 @@ def test_paris_arrondissement(clean_registry: sa.Engine) -> None:
 
 def test_every_commune_interior_point(clean_registry: sa.Engine) -> None:
     with clean_registry.begin() as conn:
+        conn.execute(sa.text("SET LOCAL statement_timeout = '300s'"))
+        # Every IDF commune and one in ten of the rest of France (every département).
         conn.execute(
             sa.text(
                 """
                 INSERT INTO structures (name, source, source_id, content_hash, geom)
                 SELECT name, 'pos', code, '-', ST_PointOnSurface(geom)
-                  FROM territories WHERE level = 'commune'
+                  FROM territories
+                 WHERE level = 'commune' AND (layer = 'communes_idf' OR code LIKE '%7')
                 """
             )
         )
-        total, wrong = conn.execute(
+        expected = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM territories WHERE level = 'commune' "
+                "AND (layer = 'communes_idf' OR code LIKE '%7')"
+            )
+        ).scalar_one()
+        # All of France (#15): each commune's interior point gets the commune, its EPCI, its
+        # département and its région — IDF from the IDF layer, the rest from the France layer.
+        total, idf, wrong = conn.execute(
             sa.text(
                 """
-                SELECT count(*), count(*) FILTER (
-                    WHERE commune_code IS DISTINCT FROM source_id
-                       OR departement_code IS DISTINCT FROM left(source_id, 2)
-                       OR region_code IS DISTINCT FROM '11')
-                  FROM structures WHERE source = 'pos'
+                SELECT count(*), count(*) FILTER (WHERE s.region_code = '11'),
+                       array_agg(s.source_id) FILTER (
+                    WHERE s.commune_code IS DISTINCT FROM s.source_id
+                       OR s.epci_code IS DISTINCT FROM t.epci_code
+                       OR s.departement_code IS DISTINCT FROM t.departement_code
+                       OR s.region_code IS DISTINCT FROM t.region_code)
+                  FROM structures s
+                  JOIN territories t ON t.level = 'commune' AND t.code = s.source_id
+                 WHERE s.source = 'pos'
                 """
             )
         ).one()
-    assert (total, wrong) == (1266, 0)
+    assert expected > 4000 and (total, idf, wrong) == (expected, 1266, None)
 
 
 def test_moving_a_point_retags_it(clean_registry: sa.Engine) -> None:
@@ -95,7 +110,7 @@ def test_geodata_manifest_and_idempotent_load(engine: sa.Engine) -> None:
         )
         stations = conn.execute(sa.text("SELECT count(*) FROM stations")).scalar_one()
     assert {r.action for r in results} == {"unchanged"}
-    assert counts["commune"] == 1266 and counts["arrondissement"] == 20
-    assert counts["ept"] == 12 and counts["epci"] == 52
+    assert counts["commune"] == 1266 + 33602 and counts["arrondissement"] == 20
+    assert counts["ept"] == 12 and counts["epci"] == 52 + 1203
     assert counts["departement"] == 96 and counts["region"] == 13
     assert stations == 1234

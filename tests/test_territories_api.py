@@ -99,7 +99,9 @@ def test_montreuil_stats_match_an_independent_computation(api, engine) -> None: 
     assert fig["by_family"] == ref["by_family"]
     assert {k: v["structures"] for k, v in fig["by_sector"].items()} == ref["by_sector"]
     assert fig["per_10000"] == pytest.approx(ref["structures"] * 10000 / fig["population"], 1e-3)
-    assert fig["share_in_qpv"] == 0  # no QPV layer loaded: nothing is in a QPV
+    # No QPV layer loaded: no figure and its reason, never an invented 0 (#15).
+    assert fig["in_qpv"] is None and fig["share_in_qpv"] is None
+    assert "QPV" in fig["unavailable"]["share_in_qpv"]
     parents = {p["code"]: p for p in s["parents"]}
     for level, code in (("ept", EST_ENSEMBLE), ("departement", SSD)):
         ref_p = _independent(engine, level, code)

@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import assert_problem
+from tests.conftest import assert_html_error, assert_problem
 
 
 def page_config(html: str) -> dict:
@@ -94,10 +94,13 @@ def test_embed_and_snippet(client, demo_data) -> None:
     assert cfg["locked"]["code"] == "93"
     assert cfg["locked"]["outline"]["type"] in ("Polygon", "MultiPolygon")
     assert cfg["preset"] == {"secteur": "insertion"}
-    assert_problem(client.get("/embed?territoire=departement:00"), 404)
-    assert_problem(client.get("/embed?territoire=planete:1"), 400)
-    assert_problem(client.get("/embed?secteur=nope"), 400)
-    assert_problem(client.get("/embed?lang=de"), 400)
+    # A partner's iframe shows a French page, never raw JSON; API clients can still ask JSON.
+    assert_html_error(client.get("/embed?territoire=departement:00"), 404, "territoire inconnu")
+    assert_html_error(client.get("/embed?territoire=planete:1"), 400)
+    assert_html_error(client.get("/embed?secteur=nope"), 400, "nope")
+    assert_html_error(client.get("/embed?lang=de"), 400)
+    json_accept = {"Accept": "application/problem+json"}
+    assert_problem(client.get("/embed?secteur=nope", headers=json_accept), 400)
     r = client.get("/carte/integrer")
     assert r.status_code == 200 and "i-code" in r.text
     # The snippet is built by the page's own script file (no inline script under the CSP).
@@ -119,8 +122,8 @@ def test_collectivite_view(client, demo_data) -> None:
     assert page_config(r.text)["locked"]["code"] == "93048"
     r = client.get("/territoires/region/11")
     assert r.status_code == 200 and "region_code" in r.text  # downloads filtered by CQL2
-    assert_problem(client.get("/territoires/commune/00000"), 404)
-    assert_problem(client.get("/territoires/pays/FR"), 404)
+    assert_html_error(client.get("/territoires/commune/00000"), 404, "territoire inconnu")
+    assert_html_error(client.get("/territoires/pays/FR"), 404)
 
 
 def test_download_links_work(client, demo_data) -> None:

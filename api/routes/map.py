@@ -106,6 +106,12 @@ def _filters(request: Request) -> tuple[str, dict[str, Any]]:
         raise Problem(400, str(exc)) from exc
 
 
+def _check_filters(request: Request, conn: Connection) -> None:
+    """Refuse the filters of a map link that name no sector, family or territory (400 / 404)."""
+    _filters(request)
+    _locked_territory(conn, request.query_params.get("territoire"))
+
+
 def download_links(level: str, code: str) -> list[dict[str, str]]:
     """Links to the features API downloads of one territory's structures."""
     if level in ("commune", "departement", "epci", "ept"):
@@ -127,11 +133,14 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
     ]
 
 
-def _bar(label: str, value: float, vmax: float, color: str, note: str = "") -> dict[str, Any]:
+def _bar(
+    label: str, value: float | None, vmax: float, color: str, note: str = ""
+) -> dict[str, Any]:
+    """A chart bar; a missing value (no population…) is drawn as "non disponible", not 0."""
     return {
         "label": label,
         "value": value,
-        "width": 0 if vmax <= 0 else round(300 * value / vmax, 1),
+        "width": 0 if value is None or vmax <= 0 else round(300 * value / vmax, 1),
         "color": color,
         "note": note,
     }
@@ -153,15 +162,17 @@ def stats_charts(stats: dict[str, Any]) -> dict[str, Any]:
     sectors = sorted(own["by_sector"].items(), key=lambda kv: -kv[1]["structures"])
     vmax = max((v["structures"] for _, v in sectors), default=0)
     by_sector = [_bar(label(k), v["structures"], vmax, colour(k)) for k, v in sectors]
-    comparison_rows = [(own["name"], own.get("per_10000") or 0.0, "#1a5e20")]
+    comparison_rows: list[tuple[str, float | None, str]] = [
+        (own["name"], own.get("per_10000"), "#1a5e20")
+    ]
     for p in stats["parents"]:
-        comparison_rows.append((p["name"], p.get("per_10000") or 0.0, "#7d8776"))
+        comparison_rows.append((p["name"], p.get("per_10000"), "#7d8776"))
     sib = stats.get("siblings_average")
     if sib:
         comparison_rows.append(
-            (f"Moyenne des voisins ({sib['territories']})", sib.get("per_10000") or 0.0, "#b0b8a8")
+            (f"Moyenne des voisins ({sib['territories']})", sib.get("per_10000"), "#b0b8a8")
         )
-    cmax = max((r[1] for r in comparison_rows), default=0)
+    cmax = max((r[1] for r in comparison_rows if r[1] is not None), default=0)
     comparison = [_bar(n, v, cmax, c) for n, v, c in comparison_rows]
     nearest = stats["parents"][0] if stats["parents"] else None
     table = []
@@ -190,6 +201,9 @@ def map_router() -> APIRouter:
 
     @router.get("/carte", response_class=HTMLResponse, summary="Carte des structures")
     def carte_page(request: Request, conn: Connection = Depends(get_conn)) -> HTMLResponse:
+        # An unknown sector, family or territory in the link: the same visible French error
+        # page as /embed, never a map silently emptied by a filter that matches nothing.
+        _check_filters(request, conn)
         return TEMPLATES.TemplateResponse(
             request,
             "carte.html",
@@ -209,7 +223,7 @@ def map_router() -> APIRouter:
             raise Problem(400, "lang : seule la langue fr est disponible")
         locked = _locked_territory(conn, territoire)
         preset = {k: v for k, v in {"secteur": secteur, "famille": famille}.items() if v}
-        _filters(request)  # refuse an unknown sector or family now, not tile by tile
+        _check_filters(request, conn)  # refuse an unknown sector or family now, not tile by tile
         config = map_config(request, conn, embed=True, locked=locked, preset=preset)
         # Frame headers (CSP frame-ancestors from settings.frame_ancestors) come from the
         # service middleware, which sets them on every HTML page.

@@ -79,7 +79,8 @@ def departement_info(conn: Connection, dep: str) -> dict[str, Any] | None:
         return None
     info = dict(row)
     info["name"] = info["name"] or f"Département {dep}"
-    info["population"] = int(info["population"] or 0)
+    # No population loaded → no figure (never an invented 0 inhabitants).
+    info["population"] = int(info["population"]) if info["population"] is not None else None
     return info
 
 
