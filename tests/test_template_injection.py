@@ -59,7 +59,10 @@ STRUCTURE = {
     "description": planted("description"),
     "adresse": planted("adresse"),
     "commune": planted("commune"),
-    "site_web": "https://exemple.org/" + planted("site_web"),
+    # A web address holds no spaces nor "<" (the shared field rules refuse them): the template
+    # syntax it can carry, as a browser would send it.
+    "site_web": "https://exemple.org/ZZsite_web/{{6*7}}/{%raw%}x{%endraw%}/{#c#}/${7*7}"
+    "?q={{cycler.__init__.__globals__.os.getuid()}}",
     "telephone": planted("telephone"),
     "courriel": planted("courriel"),
 }
