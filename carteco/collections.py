@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from carteco.db import quote_ident
+from carteco.models import PUBLIC_STATUSES
 
 # JSON Schema types of the queryables (OGC API Features Part 3).
 STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, ARRAY = (
@@ -50,6 +51,8 @@ class Collection:
     datetime_column: str | None = None
     simple_filters: bool = False  # sector / family / commune / ... / q (structures only)
     extra_columns: tuple[str, ...] = field(default_factory=tuple)
+    # Rows of the table that are not served at all (structures: the non-public statuses).
+    public_statuses: tuple[str, ...] | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -83,6 +86,11 @@ class Collection:
         table = quote_ident(self.table, self.allowed())
         if self.level:
             return f"FROM {table} t WHERE t.level = :coll_level"
+        if self.public_statuses:
+            # Every read of the collection (items, one item, exports, counts) goes through here:
+            # a pending or hidden structure is never served. The statuses are fixed words.
+            words = ", ".join(repr(s) for s in self.public_statuses)
+            return f"FROM {table} t WHERE t.status IN ({words})"
         return f"FROM {table} t WHERE TRUE"
 
     def base_params(self) -> dict[str, object]:
@@ -193,6 +201,7 @@ COLLECTIONS: dict[str, Collection] = {
             datetime_column="updated_at",
             simple_filters=True,
             extra_columns=("search", "geocode_status"),
+            public_statuses=PUBLIC_STATUSES,
         ),
         _territory("regions", "region", "Régions", "Régions (COG)."),
         _territory("departements", "departement", "Départements", "Départements (COG)."),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 LA_POSTE_SIREN = "356000000"
-_RNA = re.compile(r"^W[0-9A-Z][0-9]{8}$")
+# W + the 3-character code of the issuing prefecture + 6 digits. The code is not always
+# numeric: Corsica issues W2A…/W2B…, overseas prefectures W9R…, W9G…, W9M…, W9C…, W97….
+_RNA = re.compile(r"^W[0-9A-Z]{3}[0-9]{6}$")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -58,4 +60,8 @@ def is_valid_siret(value: str) -> bool:
 
 def rna_error(value: str) -> str | None:
     """Why `value` is not an RNA number (W + 9 characters), or None when it is."""
-    return None if _RNA.match(value.upper()) else "un numéro RNA a la forme W + 9 chiffres"
+    return (
+        None
+        if _RNA.match(value.upper())
+        else ("un numéro RNA a la forme W + code de préfecture (3 caractères) + 6 chiffres")
+    )

@@ -27,7 +27,10 @@ ESS_FAMILIES = (
 )
 PRECISIONS = ("provided", "housenumber", "street", "locality", "municipality", "manual")
 GEOCODE_STATUSES = ("to_geocode", "geocoded", "to_review", "failed")
-STATUSES = ("active", "closed")
+# "pending": awaiting validation at the source; "hidden": deleted, refused or a duplicate there.
+STATUSES = ("active", "closed", "pending", "hidden")
+# What public reads (items, exports, tiles, map, stats) may show; the others stay private.
+PUBLIC_STATUSES = ("active", "closed")
 TERRITORY_LEVELS = ("region", "departement", "epci", "ept", "commune", "arrondissement", "qpv")
 
 metadata = sa.MetaData()

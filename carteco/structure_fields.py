@@ -101,6 +101,9 @@ _TRUE = {"1", "oui", "o", "true", "vrai", "yes", "y", "x"}
 _FALSE = {"0", "non", "n", "false", "faux", "no", ""}
 _CLOSED = {"ferme", "fermee", "closed", "cessee", "inactive", "inactif", "f", "false", "0", "non"}
 _ACTIVE = {"actif", "active", "ouvert", "ouverte", "open", "a", "true", "1", "oui", ""}
+# Not public: awaiting validation at the source, or deleted / refused / duplicate there.
+_PENDING = {"pending", "en attente", "en attente de validation", "a valider"}
+_HIDDEN = {"hidden", "masque", "masquee", "supprime", "supprimee", "refuse", "refusee", "doublon"}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y-%m-%dT%H:%M:%S", "%Y")
 
 TEXT_FIELDS = (
@@ -405,7 +408,15 @@ class StructureValidator:
             return "closed"
         if f in _ACTIVE:
             return "active"
-        err(fld, text if text is not None else value, "statut attendu : actif ou fermé")
+        if f in _PENDING:
+            return "pending"
+        if f in _HIDDEN:
+            return "hidden"
+        err(
+            fld,
+            text if text is not None else value,
+            "statut attendu : actif, fermé, en attente ou masqué",
+        )
         return _INVALID
 
     def _date(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
@@ -526,10 +537,19 @@ def validate_structure_fields(
     return StructureValidator(taxonomy).validate(fields)
 
 
-def derive_family(family: str | None, category: str | None, legal_form: str | None) -> str:
-    """The ESS family given (None: not given), else from the legal category, else the form."""
+def derive_family(
+    family: str | None,
+    category: str | None,
+    legal_form: str | None,
+    ess_flag: bool | None = None,
+) -> str:
+    """The ESS family given (None: not given), else from the legal category, else the form.
+
+    `ess_flag` is SIRENE's economieSocialeSolidaireUniteLegale: with it, a commercial company
+    (category 5xxx that is not a cooperative) is "societe_commerciale_ess".
+    """
     if family is None:
-        family = family_from_category(category) if category else "inconnue"
+        family = family_from_category(category, ess_flag) if category else "inconnue"
     if family == "inconnue" and legal_form:
         family = family_from_label(legal_form)
     return family

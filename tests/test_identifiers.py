@@ -55,6 +55,44 @@ def test_rna() -> None:
     assert rna_error("W75123456") is not None
 
 
+# Real RNA numbers (from the SIRENE sample in tests/fixtures/ess) that the former rule
+# `W[0-9A-Z][0-9]{8}` refused: the prefecture code of Corsica and of overseas is not numeric.
+REAL_NON_NUMERIC_RNA = (
+    "W2A1000249",  # Corse-du-Sud
+    "W2A1007332",
+    "W2B2007117",  # Haute-Corse
+    "W2B5000532",
+    "W9R1001315",  # La Réunion
+    "W9R4009434",
+    "W9G1008870",
+    "W9M1006623",
+    "W9C1003412",
+    "W9T1008644",
+)
+
+
+@pytest.mark.parametrize("rna", REAL_NON_NUMERIC_RNA)
+def test_rna_accepts_corsica_and_overseas(rna: str) -> None:
+    assert rna_error(rna) is None
+    assert rna_error(rna.lower()) is None
+    assert rna_error("W971234567") is None  # overseas with a numeric code
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["W2A100024", "W2A10002490", "X2A1000249", "W2A10002A9", "WASSERMANN", "W", "", "W2A1-00249"],
+)
+def test_rna_still_refuses_garbage(garbage: str) -> None:
+    assert rna_error(garbage) is not None
+
+
+def test_every_rna_of_the_sirene_sample_is_accepted() -> None:
+    with (FIXTURES / "ess" / "ess_numerique_sirene_2026.csv").open(encoding="utf-8") as fh:
+        numbers = [r["rna"] for r in csv.DictReader(fh) if r["rna"]]
+    assert len(numbers) == 1739
+    assert [n for n in numbers if rna_error(n)] == []
+
+
 def test_family_agreement_with_sirene_sample(capsys: pytest.CaptureFixture[str]) -> None:
     with (FIXTURES / "ess" / "ess_numerique_sirene_2026.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

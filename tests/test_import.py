@@ -429,3 +429,119 @@ def test_safe_file_name(raw: str | None, expected: str | None) -> None:
             safe_file_name(raw)
     else:
         assert safe_file_name(raw) == expected
+
+
+def test_sirene_ess_flag_and_overseas_rna(clean_registry: sa.Engine, tmp_path: Path) -> None:
+    """Real SIRENE rows: the ESS flag makes commercial companies ESS; W2B/W9R RNA accepted."""
+    with (FIXTURES / "ess" / "ess_numerique_sirene_2026.csv").open(encoding="utf-8") as fh:
+        sample = {r["siren"]: r for r in csv.DictReader(fh)}
+    expected = {
+        "100070044": "societe_commerciale_ess",  # SAS 5710, flag O (was "inconnue")
+        "100220466": "societe_commerciale_ess",
+        "344671490": "inconnue",  # SAS 5710 without the flag
+        "310238894": "cooperative",  # SA coopérative 5560, flagged: the category decides
+        "450584206": "association",  # Haute-Corse, RNA W2B2007117
+        "490016284": "association",  # La Réunion, RNA W9R1001315
+    }
+    # The SIRENE stock's own headers (camelCase) and its O/N flag.
+    path = tmp_path / "StockUniteLegale_extrait.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "siren",
+                "denominationUniteLegale",
+                "categorieJuridiqueUniteLegale",
+                "economieSocialeSolidaireUniteLegale",
+                "identifiantAssociationUniteLegale",
+            ]
+        )
+        for siren in expected:
+            r = sample[siren]
+            flag = "O" if r["flag_ess_sirene"] == "True" else "N"
+            w.writerow([siren, r["denomination"], r["categorie_juridique"], flag, r["rna"]])
+    result = _import(clean_registry, path, "sirene-extrait")
+    assert (result.rows_read, result.created, result.rejected) == (6, 6, 0), result.as_dict()
+    with clean_registry.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT siren, ess_family FROM structures")).all())
+        rnas = set(
+            conn.execute(sa.text("SELECT rna FROM structures WHERE rna IS NOT NULL")).scalars()
+        )
+    assert got == expected
+    assert rnas == {"W2B2007117", "W9R1001315"}
+
+
+def test_bad_ess_flag_is_a_row_error(clean_registry: sa.Engine, tmp_path: Path) -> None:
+    path = tmp_path / "sirene.csv"
+    path.write_text(
+        "siren,denominationUniteLegale,categorieJuridiqueUniteLegale,"
+        "economieSocialeSolidaireUniteLegale\n100070044,TEAM MOVE,5710,peut-être\n",
+        encoding="utf-8",
+    )
+    report = _import(clean_registry, path, "sirene-bad")
+    assert report.status == "rejected" and _count(clean_registry) == 0
+    [err] = report.errors
+    assert (err.row, err.column, err.value) == (
+        2,
+        "economieSocialeSolidaireUniteLegale",
+        "peut-être",
+    )
+    assert "indicateur ESS" in err.reason
+
+
+def test_gogocarto_statuses_decide_visibility(
+    clean_registry: sa.Engine, client: object, tmp_path: Path
+) -> None:
+    """Deleted, refused and duplicate elements are hidden, pending ones pending: not served."""
+    doc = json.loads((FIXTURES / "gogocarto" / "transiscope_elements.json").read_text("utf-8"))
+    # Real elements, each given one GoGoCarto status (the last one none, as in old exports).
+    codes: list[int | str | None] = [-6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, "7", None]
+    elements = doc["data"][: len(codes)]
+    for el, code in zip(elements, codes, strict=True):
+        if code is not None:
+            el["status"] = code
+    path = tmp_path / "elements.json"
+    path.write_text(json.dumps({**doc, "data": elements}), encoding="utf-8")
+    report = _import(
+        clean_registry, path, "transiscope", FIXTURES / "gogocarto" / "transiscope.mapping.toml"
+    )
+    assert (report.created, report.rejected) == (len(codes), 0), report.errors[:3]
+    with clean_registry.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, status, id FROM structures")).all()
+    got = {r.source_id: r.status for r in rows}
+    ids = {r.source_id: r.id for r in rows}
+    want = ["hidden"] * 4 + ["pending"] * 2 + ["active"] * 8
+    assert [got[el["id"]] for el in elements] == want
+
+    # Public reads: items and one item show only the public statuses.
+    items = client.get("/collections/structures/items", params={"limit": 100})  # type: ignore[attr-defined]
+    assert items.status_code == 200
+    served = {f["id"] for f in items.json()["features"]}
+    assert served == {ids[el["id"]] for el in elements[6:]}
+    for el in elements[:6]:
+        one = client.get(f"/collections/structures/items/{ids[el['id']]}")  # type: ignore[attr-defined]
+        assert one.status_code == 404
+    assert client.get(f"/collections/structures/items/{ids[elements[6]['id']]}").status_code == 200  # type: ignore[attr-defined]
+
+    # An element later deleted at the source becomes hidden on re-import.
+    elements[6]["status"] = -4
+    path.write_text(json.dumps({**doc, "data": elements}), encoding="utf-8")
+    again = _import(
+        clean_registry, path, "transiscope", FIXTURES / "gogocarto" / "transiscope.mapping.toml"
+    )
+    assert again.updated == 1
+    assert _count(clean_registry, "source_id = :s AND status = 'hidden'", s=elements[6]["id"]) == 1
+
+
+def test_unknown_gogocarto_status_is_a_row_error(clean_registry: sa.Engine, tmp_path: Path) -> None:
+    doc = json.loads((FIXTURES / "gogocarto" / "transiscope_elements.json").read_text("utf-8"))
+    elements = doc["data"][:2]
+    elements[1]["status"] = 42
+    path = tmp_path / "elements.json"
+    path.write_text(json.dumps({**doc, "data": elements}), encoding="utf-8")
+    report = _import(
+        clean_registry, path, "transiscope-bad", FIXTURES / "gogocarto" / "transiscope.mapping.toml"
+    )
+    assert report.status == "rejected" and _count(clean_registry) == 0
+    [err] = report.errors
+    assert (err.row, err.column, err.value) == (2, "statut_gogocarto", "42")

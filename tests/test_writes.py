@@ -231,6 +231,8 @@ def test_delete_closes_and_never_removes(api, engine, tokens) -> None:  # type: 
         ({"opened_on": "2020-02-31"}, "opened_on", "date illisible"),
         ({"esus": "souvent"}, "esus", "oui/non"),
         ({"status": "peut-être"}, "status", "statut"),
+        ({"status": "hidden"}, "status", "statut modifiable"),  # not served: no hand edit
+        ({"status": "en attente"}, "status", "statut modifiable"),
         ({"geometry": {"type": "Point", "coordinates": [48.85, 2.35]}}, "geometry", "inversées"),
         ({"geometry": {"type": "Point", "coordinates": [-74.0, 40.7]}}, "geometry", "France"),
         ({"geometry": {"type": "Point", "coordinates": ["2", "48"]}}, "geometry", "illisibles"),

@@ -34,6 +34,7 @@ from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
+from carteco.models import PUBLIC_STATUSES
 from carteco.settings import Settings
 from carteco.structure_fields import (
     EDITABLE_FIELDS,
@@ -171,6 +172,10 @@ def structure_changes(changes: dict[str, Any]) -> dict[str, Any]:
         FieldError("geometry", e.value, e.reason) if e.field == "location" else e
         for e in field_errors
     ]
+    # Only public statuses by hand: a pending or hidden structure is not served, so the edit
+    # could neither be returned nor undone through this API (sources set those statuses).
+    if "status" in clean and clean["status"] not in PUBLIC_STATUSES:
+        errors.append(FieldError("status", clean["status"], "statut modifiable : active ou closed"))
     if errors:
         raise field_problem(errors)
     return clean

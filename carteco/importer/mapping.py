@@ -16,7 +16,7 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
     "source_id": ("source_id", "id", "identifiant", "uid", "id_structure"),
     "siret": ("siret", "n_siret", "numero_siret", "siret_siege", "siret_etablissement"),
     "siren": ("siren", "n_siren", "numero_siren"),
-    "rna": ("rna", "numero_rna", "n_rna", "waldec"),
+    "rna": ("rna", "numero_rna", "n_rna", "waldec", "identifiantassociationunitelegale"),
     "name": (
         "nom",
         "name",
@@ -27,8 +27,16 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
         "titre",
         "enseigne",
         "nom_de_la_structure",
+        "denominationunitelegale",  # SIRENE stock: denominationUniteLegale
     ),
-    "legal_category": ("categorie_juridique", "code_categorie_juridique", "cat_juridique", "cj"),
+    "legal_category": (
+        "categorie_juridique",
+        "code_categorie_juridique",
+        "cat_juridique",
+        "cj",
+        "categoriejuridiqueunitelegale",  # SIRENE stock: categorieJuridiqueUniteLegale
+        "categorie_juridique_unite_legale",
+    ),
     "legal_form": (
         "forme_juridique",
         "nature_juridique",
@@ -37,6 +45,15 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
         "statut",
     ),
     "ess_family": ("famille_ess", "famille"),
+    # SIRENE's ESS flag (O/N): makes a commercial company "societe_commerciale_ess".
+    "ess_flag": (
+        "economiesocialesolidaireunitelegale",  # SIRENE stock: economieSocialeSolidaireUniteLegale
+        "economie_sociale_solidaire_unite_legale",
+        "economie_sociale_solidaire",
+        "flag_ess_sirene",
+        "flag_ess",
+        "indicateur_ess",
+    ),
     "esus": ("esus", "agrement_esus", "agree_esus"),
     "sectors": (
         "secteurs",
@@ -62,7 +79,14 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
     "x": ("x", "x_l93", "x_lambert93", "coord_x", "xl93"),
     "y": ("y", "y_l93", "y_lambert93", "coord_y", "yl93"),
     "website": ("site_web", "site_internet", "website", "site", "url", "web"),
-    "status": ("etat", "statut_activite", "est_active", "actif", "etat_administratif"),
+    "status": (
+        "etat",
+        "statut_activite",
+        "est_active",
+        "actif",
+        "etat_administratif",
+        "statut_gogocarto",  # set by the GoGoCarto reader from the element's "status"
+    ),
     "opened_on": ("date_creation", "date_ouverture", "opened_on"),
     "closed_on": ("date_fermeture", "date_cessation", "closed_on"),
 }

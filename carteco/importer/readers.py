@@ -396,6 +396,28 @@ def _read_geojson(path: Path, doc: dict[str, Any]) -> SourceTable:
     return SourceTable("geojson", headers, rows)
 
 
+# GoGoCarto element statuses (ElementStatus): -6 duplicate, -4 deleted, -3 refused by votes,
+# -2 refused by an admin, -1 modifications pending, 0 creation pending, 1..7 validated, added
+# or modified (by an admin, votes, the owner, a direct link) or imported.
+_GOGOCARTO_STATUS = {
+    **dict.fromkeys((-6, -4, -3, -2), "hidden"),
+    **dict.fromkeys((-1, 0), "pending"),
+    **dict.fromkeys(range(1, 8), "active"),
+}
+
+
+def gogocarto_status(value: Any) -> Any:
+    """Carteco status of a GoGoCarto element status; None when absent, the value if unknown."""
+    if value is None or value == "":
+        return None
+    try:
+        code = int(str(value).strip())
+    except ValueError:
+        return value
+    # An unknown code stays as given: validation rejects it, naming the column.
+    return _GOGOCARTO_STATUS.get(code, str(value))
+
+
 def _read_gogocarto(path: Path, doc: Any) -> SourceTable:
     elements = doc["data"] if isinstance(doc, dict) else doc
     headers: list[str] = []
@@ -445,6 +467,11 @@ def _read_gogocarto(path: Path, doc: Any) -> SourceTable:
                 # Any other value is kept as it is: validation says "texte attendu" for a
                 # dict where a text is expected, extra keeps it as (bounded) JSON.
                 values[k] = v
+        # The moderation status decides visibility: deleted, refused and duplicate elements
+        # are hidden, pending ones pending. The raw "status" stays (extra) for reference.
+        status = gogocarto_status(el.get("status"))
+        if status is not None:
+            values["statut_gogocarto"] = status
         for k in values:
             if k not in seen:
                 seen.add(k)

@@ -28,6 +28,10 @@ from carteco.structure_fields import (
 )
 from carteco.text import fold
 
+# SIRENE writes economieSocialeSolidaireUniteLegale as O/N; other sources use oui/non, true/false.
+_FLAG_TRUE = {"o", "oui", "true", "vrai", "1", "yes", "y"}
+_FLAG_FALSE = {"n", "non", "false", "faux", "0", "no"}
+
 # Re-exported: callers import them from here since the importer came first.
 __all__ = ["FRANCE_BOXES", "L93_BOX", "MAX_CELL", "RowValidator", "cell_error", "in_france"]
 
@@ -159,7 +163,10 @@ class RowValidator:
             err(fe.field, fe.value, fe.reason)
         v["siren"] = v.get("siren") or (v["siret"][:9] if v.get("siret") else None)
         v["ess_family"] = derive_family(
-            v.get("ess_family"), v.get("legal_category"), v.get("legal_form")
+            v.get("ess_family"),
+            v.get("legal_category"),
+            v.get("legal_form"),
+            self._ess_flag(row, err),
         )
         v["lon"], v["lat"] = self._location(row, err)
         v["extra"] = self._extra(row, err)
@@ -169,6 +176,22 @@ class RowValidator:
         v = {k: v.get(k) for k in RECORD_FIELDS}
         source_id = self._source_id(row, v)
         return Record(n, source_id, v), []
+
+    def _ess_flag(self, row: SourceRow, err: Any) -> bool | None:
+        """SIRENE's ESS flag (O/N, oui/non, true/false), None when absent or empty."""
+        col, value = self._raw(row, "ess_flag")
+        if isinstance(value, bool):
+            return value
+        text = as_text(value)
+        if text is None or not text.strip():
+            return None
+        f = fold(text)
+        if f in _FLAG_TRUE:
+            return True
+        if f in _FLAG_FALSE:
+            return False
+        err(col, text, "indicateur ESS (SIRENE) : O ou N attendu")
+        return None
 
     def _address(self, row: SourceRow) -> tuple[str, str | None]:
         """The address line, from one column or from number + street (+ complement)."""
