@@ -185,7 +185,10 @@ def website_error(value: str) -> str | None:
 
 def in_france(lon: float, lat: float) -> bool:
     """True when (lon, lat) falls in metropolitan or overseas France's boxes."""
-    return any(b[0] <= lon <= b[2] and b[1] <= lat <= b[3] for b in FRANCE_BOXES)
+    for lon_min, lat_min, lon_max, lat_max in FRANCE_BOXES:  # a plain loop: once per row
+        if lon_min <= lon <= lon_max and lat_min <= lat <= lat_max:
+            return True
+    return False
 
 
 def point_error(lon: float, lat: float) -> str | None:
