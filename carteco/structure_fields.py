@@ -247,7 +247,8 @@ class StructureValidator:
         # Known answers, so that a row's many empty or absent fields and its few repeated
         # sector labels cost a lookup: a field's clean value for None and for "" when that
         # value is accepted (the checks are pure), and each label's code (bounded).
-        self._blank: dict[tuple[str, Any], Any] = {}
+        self._blank_none: dict[str, Any] = {}
+        self._blank_empty: dict[str, Any] = {}
         refused: list[str] = []
 
         def note(fld: str, value: Any, reason: str) -> None:
@@ -258,7 +259,7 @@ class StructureValidator:
                 refused.clear()
                 out = check(self, fld, blank, note)
                 if not refused and out is not _INVALID and not isinstance(out, list):
-                    self._blank[(fld, blank)] = out
+                    (self._blank_none if blank is None else self._blank_empty)[fld] = out
         self._sector_codes: dict[str, str | None] = {}
 
     def validate(
@@ -275,10 +276,13 @@ class StructureValidator:
             label = (labels or {}).get(fld) or fld
             errors.append(FieldError(label, _short(value), reason))
 
-        blank = self._blank
+        blank_none, blank_empty = self._blank_none, self._blank_empty
         for fld, value in fields.items():
-            if (value is None or value == "") and (fld, value) in blank:
-                clean[fld] = blank[(fld, value)]
+            if value is None and fld in blank_none:
+                clean[fld] = blank_none[fld]
+                continue
+            if value == "" and fld in blank_empty:
+                clean[fld] = blank_empty[fld]
                 continue
             check = _CHECKS.get(fld)
             if check is None:
@@ -296,7 +300,7 @@ class StructureValidator:
 
     # Each check returns the clean value, or _INVALID after calling err.
     def _text(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
-        text = as_text(value)
+        text = value.strip() if type(value) is str else as_text(value)
         if text is None:
             err(fld, value, "texte attendu")
             return _INVALID
