@@ -72,6 +72,10 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 # that no export can carry it to another spreadsheet.
 _FORMULA = re.compile(r"^\s*[=@]|^\s*[+\-]\s*[A-Za-z_][A-Za-z0-9_.]*\s*\(")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Either of the two above, in one pass: most cells match neither, and then one search proves it.
+_FORMULA_OR_CONTROL = re.compile(f"{_FORMULA.pattern}|{_CONTROL.pattern}")
+_SPACES = re.compile(r"\s+")
+_SECTOR_SEPARATORS = re.compile(r"[;|\n]")
 # Browsers drop leading C0 controls and spaces and any tab / newline inside a URL before
 # reading its scheme ("java\tscript:" runs): compare after the same clean-up.
 _URL_NOISE = re.compile(r"[\t\n\r]")
@@ -150,6 +154,10 @@ def cell_error(value: str) -> str | None:
     """Why a text value is refused anywhere (length, formula, control characters, script URL)."""
     if not value:
         return None
+    # Fast path for the usual clean cell (every rule below holds): one regex search, and no
+    # scheme to read without a colon. Any hit goes the long way for the precise reason.
+    if len(value) <= MAX_CELL and ":" not in value and not _FORMULA_OR_CONTROL.search(value):
+        return None
     if len(value) > MAX_CELL:
         return f"cellule trop longue ({len(value)} caractères, maximum {MAX_CELL})"
     if _FORMULA.match(value):
@@ -180,7 +188,10 @@ def website_error(value: str) -> str | None:
 
 def in_france(lon: float, lat: float) -> bool:
     """True when (lon, lat) falls in metropolitan or overseas France's boxes."""
-    return any(b[0] <= lon <= b[2] and b[1] <= lat <= b[3] for b in FRANCE_BOXES)
+    for lon_min, lat_min, lon_max, lat_max in FRANCE_BOXES:  # a plain loop: once per row
+        if lon_min <= lon <= lon_max and lat_min <= lat <= lat_max:
+            return True
+    return False
 
 
 def point_error(lon: float, lat: float) -> str | None:
@@ -198,6 +209,8 @@ def point_error(lon: float, lat: float) -> str | None:
 
 def as_text(value: Any) -> str | None:
     """A scalar as text (spreadsheet numbers and dates included); None for a dict, list or bool."""
+    if type(value) is str:  # the usual case, first (a str subclass takes the long way)
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool) or isinstance(value, (dict, list, tuple, set)):
@@ -234,6 +247,23 @@ class StructureValidator:
         self.sector_index: dict[str, str] = self.taxonomy.label_index()
         for label, code in (sector_labels or {}).items():
             self.sector_index[fold(label)] = code or ""
+        # Known answers, so that a row's many empty or absent fields and its few repeated
+        # sector labels cost a lookup: a field's clean value for None and for "" when that
+        # value is accepted (the checks are pure), and each label's code (bounded).
+        self._blank_none: dict[str, Any] = {}
+        self._blank_empty: dict[str, Any] = {}
+        refused: list[str] = []
+
+        def note(fld: str, value: Any, reason: str) -> None:
+            refused.append(reason)
+
+        for fld, check in _CHECKS.items():
+            for blank in (None, ""):
+                refused.clear()
+                out = check(self, fld, blank, note)
+                if not refused and out is not _INVALID and not isinstance(out, list):
+                    (self._blank_none if blank is None else self._blank_empty)[fld] = out
+        self._sector_codes: dict[str, str | None] = {}
 
     def validate(
         self, fields: AnyMapping[str, Any], labels: AnyMapping[str, str | None] | None = None
@@ -249,7 +279,14 @@ class StructureValidator:
             label = (labels or {}).get(fld) or fld
             errors.append(FieldError(label, _short(value), reason))
 
+        blank_none, blank_empty = self._blank_none, self._blank_empty
         for fld, value in fields.items():
+            if value is None and fld in blank_none:
+                clean[fld] = blank_none[fld]
+                continue
+            if value == "" and fld in blank_empty:
+                clean[fld] = blank_empty[fld]
+                continue
             check = _CHECKS.get(fld)
             if check is None:
                 err(fld, None, f"champ inconnu : {fld}")
@@ -266,7 +303,7 @@ class StructureValidator:
 
     # Each check returns the clean value, or _INVALID after calling err.
     def _text(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
-        text = as_text(value)
+        text = value.strip() if type(value) is str else as_text(value)
         if text is None:
             err(fld, value, "texte attendu")
             return _INVALID
@@ -287,14 +324,14 @@ class StructureValidator:
         if not text:
             err(fld, text, "nom de la structure manquant")
             return _INVALID
-        return re.sub(r"\s+", " ", text)
+        return _SPACES.sub(" ", text)
 
     def _free_text(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
         text = self._text(fld, value, err)
         if text is _INVALID:
             return _INVALID
         if fld == "address_line":
-            text = re.sub(r"\s+", " ", text)
+            text = _SPACES.sub(" ", text)
         return text or None
 
     def _website(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
@@ -453,7 +490,7 @@ class StructureValidator:
             if text is None:
                 err(fld, value, "secteurs : texte ou liste de textes attendu")
                 return _INVALID
-            items = re.split(r"[;|\n]", text)
+            items = _SECTOR_SEPARATORS.split(text)
         codes: list[str] = []
         ok = True
         for item in items:
@@ -475,6 +512,15 @@ class StructureValidator:
 
     def sector_code(self, label: str) -> str | None:
         """Code for a code or label; "" for a label to ignore (région names); None if unknown."""
+        cache = self._sector_codes
+        if label in cache:
+            return cache[label]
+        code = self._sector_code(label)
+        if len(cache) < _SECTOR_CACHE_SIZE:  # bounded: a file of unique labels grows nothing
+            cache[label] = code
+        return code
+
+    def _sector_code(self, label: str) -> str | None:
         if label in self.codes:
             return label
         f = fold(label)
@@ -506,6 +552,7 @@ class StructureValidator:
 
 
 _INVALID: Any = object()
+_SECTOR_CACHE_SIZE = 10_000
 _Check = Callable[[StructureValidator, str, Any, Callable[[str, Any, str], None]], Any]
 _CHECKS: dict[str, _Check] = {
     "name": StructureValidator._name,

@@ -90,6 +90,19 @@ class RowValidator:
         self.mapped_headers = set(columns.values())
         # Columns the field validator checks itself (no second, identical error).
         self.field_headers = {columns[f] for f in TEXT_FIELDS if f in columns}
+        # Where each field comes from, resolved once per file rather than once per row.
+        self._given = tuple((fld, *self._source(fld)) for fld in _GIVEN_FIELDS)
+        self._source_only = tuple(
+            (fld, *self._source(fld))
+            for fld in _SOURCE_ONLY_FIELDS
+            if fld in mapping.constants or fld in columns
+        )
+
+    def _source(self, fld: str) -> tuple[str | None, bool, Any]:
+        """(column, is a constant, the constant) of a field."""
+        if fld in self.mapping.constants:
+            return None, True, self.mapping.constants[fld]
+        return self.columns.get(fld), False, None
 
     def _raw(self, row: SourceRow, fld: str) -> tuple[str | None, Any]:
         if fld in self.mapping.constants:
@@ -113,8 +126,10 @@ class RowValidator:
 
         if "__width__" in row.values:
             err(None, None, str(row.values["__width__"]))
-        for header, value in row.values.items():
-            if header.startswith("__") or header in self.field_headers:
+        values = row.values
+        field_headers = self.field_headers
+        for header, value in values.items():
+            if header in field_headers or header.startswith("__"):
                 continue
             if isinstance(value, str):
                 reason = cell_error(value)
@@ -122,37 +137,15 @@ class RowValidator:
                     err(header, value, reason)
 
         # Source-only fields (address parts, source id) are texts too: a dict is not one.
-        for fld in (
-            "address_line",
-            "street_number",
-            "street_name",
-            "address_complement",
-            "source_id",
-        ):
-            col, value = self._raw(row, fld)
+        for _fld, col, is_const, const in self._source_only:
+            value = const if is_const else values.get(col) if col is not None else None
             if value is not None and as_text(value) is None:
                 err(col, _short_repr(value), "texte attendu")
         given: dict[str, Any] = {}
         labels: dict[str, str | None] = {}
-        for fld in (
-            "siret",
-            "siren",
-            "rna",
-            "name",
-            "legal_category",
-            "legal_form",
-            "esus",
-            "sectors",
-            "description",
-            "postcode",
-            "commune_name",
-            "insee_code",
-            "website",
-            "status",
-            "opened_on",
-            "closed_on",
-        ):
-            labels[fld], given[fld] = self._raw(row, fld)
+        for fld, col, is_const, const in self._given:
+            labels[fld] = col
+            given[fld] = const if is_const else values.get(col) if col is not None else None
         labels["name"] = labels["name"] or "nom"
         col, fam = self._raw(row, "ess_family")
         if fam not in (None, ""):
@@ -304,6 +297,34 @@ class RowValidator:
             return None, None
         return round(lon, 7), round(lat, 7)
 
+
+# Fields given to the shared validator on every row (absent ones too: their defaults).
+_GIVEN_FIELDS = (
+    "siret",
+    "siren",
+    "rna",
+    "name",
+    "legal_category",
+    "legal_form",
+    "esus",
+    "sectors",
+    "description",
+    "postcode",
+    "commune_name",
+    "insee_code",
+    "website",
+    "status",
+    "opened_on",
+    "closed_on",
+)
+# Fields only the importer reads (address parts, source id): texts too, a dict is not one.
+_SOURCE_ONLY_FIELDS = (
+    "address_line",
+    "street_number",
+    "street_name",
+    "address_complement",
+    "source_id",
+)
 
 # Unmapped values are stored as JSON: a bounded depth, so that no export or page recurses.
 MAX_EXTRA_DEPTH = 16

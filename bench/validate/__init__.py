@@ -1,0 +1,1 @@
+"""Import row validation benchmark: the current code against an older commit."""
