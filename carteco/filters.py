@@ -39,6 +39,7 @@ from carteco.collections import (
     STRING,
     Collection,
 )
+from carteco.errors import CartecoError
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 from carteco.text import ascii_float, ascii_int
@@ -88,14 +89,23 @@ class FilterLimits:
         return cls(settings.filter_max_chars, settings.filter_max_depth)
 
 
-class FilterError(ValueError):
+class FilterError(CartecoError, ValueError):
     """A filter parameter is invalid; `param` names it (the message is French, for users)."""
+
+    kind = "invalid"
 
     def __init__(self, param: str, message: str, limit: str | None = None) -> None:
         super().__init__(f"{param} : {message}")
         self.param = param
         self.message = message
         self.limit = limit  # the setting that bounded the input, when a limit was hit
+
+    def field_errors(self) -> list[dict[str, str]]:
+        """The one parameter at fault (and the setting that bounded it, when one did)."""
+        error = {"parameter": self.param, "reason": self.message}
+        if self.limit:
+            error["limit"] = self.limit
+        return [error]
 
 
 def parse_crs(value: str | None, param: str) -> tuple[str, int, bool]:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 
 from carteco.collections import get_collection
+from carteco.errors import CartecoError
 from carteco.filters import SIMPLE_FILTERS, FilterLimits, compile_filter
 from tiles.mvt import NO_FILTER, TileFilter
 
@@ -19,8 +20,14 @@ _CQL_LEVELS = {"region": "region_code", "arrondissement": "arrondissement_code",
 _CODE = re.compile(r"^[0-9A-Za-z]{1,15}$")
 
 
-class TerritoryParamError(ValueError):
+class TerritoryParamError(CartecoError, ValueError):
     """A `territoire=niveau:code` parameter that cannot be understood."""
+
+    kind = "invalid"
+
+    def field_errors(self) -> list[dict[str, str]]:
+        """The `territoire` parameter and why it was refused."""
+        return [{"parameter": "territoire", "reason": str(self).removeprefix("territoire : ")}]
 
 
 def parse_territory(value: str) -> tuple[str, str]:
