@@ -42,6 +42,7 @@ from carteco.collections import (
 from carteco.errors import CartecoError
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
+from carteco.territory_levels import FILTER_LEVELS, FILTER_PATTERNS, LEVEL_COLUMNS
 from carteco.text import ascii_float, ascii_int
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -61,15 +62,9 @@ CRS_ALIASES = {
     "[EPSG:2154]": EPSG2154,
 }
 
-SIMPLE_FILTERS = ("sector", "family", "commune", "departement", "epci", "ept", "q")
+SIMPLE_FILTERS = ("sector", "family", *FILTER_LEVELS, "q")
 FILTER_PARAMS = ("bbox", "bbox-crs", "datetime", "filter", "filter-lang", "filter-crs")
-_SIMPLE_COLUMNS = {
-    "commune": "commune_code",
-    "departement": "departement_code",
-    "epci": "epci_code",
-    "ept": "ept_code",
-    "family": "ess_family",
-}
+_SIMPLE_COLUMNS = {**{lv: LEVEL_COLUMNS[lv] for lv in FILTER_LEVELS}, "family": "ess_family"}
 _MAX_LIST = 200
 # Integers bound to SQL stay within PostgreSQL's bigint (larger ones are a client error).
 _MAX_INT = 2**63 - 1
@@ -285,12 +280,7 @@ def _geometry_error(node: dict[str, Any]) -> str | None:
 
 
 # Territory codes have known shapes: a malformed one is a client error, not an empty result.
-_CODE_PATTERNS = {
-    "commune": re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$"),
-    "departement": re.compile(r"^([0-9]{2,3}|2[AB])$"),
-    "epci": re.compile(r"^[0-9]{9}$"),
-    "ept": re.compile(r"^([0-9]{9}|T1)$"),
-}
+_CODE_PATTERNS = FILTER_PATTERNS
 
 
 def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) -> list[str]:

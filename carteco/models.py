@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, TSVECTOR
 
+from carteco.territory_levels import LEVEL_NAMES
+
 ESS_FAMILIES = (
     "association",
     "cooperative",
@@ -28,7 +30,7 @@ ESS_FAMILIES = (
 PRECISIONS = ("provided", "housenumber", "street", "locality", "municipality", "manual")
 GEOCODE_STATUSES = ("to_geocode", "geocoded", "to_review", "failed")
 STATUSES = ("active", "closed")
-TERRITORY_LEVELS = ("region", "departement", "epci", "ept", "commune", "arrondissement", "qpv")
+TERRITORY_LEVELS = LEVEL_NAMES
 
 metadata = sa.MetaData()
 

@@ -22,6 +22,7 @@ from carteco.registry import registry_summary
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 from carteco.stats import territory_stats
+from carteco.territory_levels import LEVEL_COLUMNS
 from tiles.filters import normalise_params, parse_territory
 
 # The page's default view: Île-de-France, where the shipped data lives.
@@ -113,7 +114,7 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
         query = urlencode({level: code})
     else:
         # The code is a checked territory code (letters and digits only).
-        query = urlencode({"filter": f"{carte.LEVEL_COLUMNS[level]} = '{code}'"})
+        query = urlencode({"filter": f"{LEVEL_COLUMNS[level]} = '{code}'"})
     base = "/collections/structures/items?limit=10000&" + query
     return [
         {"label": "GeoJSON", "href": base + "&f=geojson", "type": "application/geo+json"},
@@ -264,7 +265,7 @@ def map_router() -> APIRouter:
     def territoire_page(
         level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
     ) -> HTMLResponse:
-        if level not in carte.LEVEL_COLUMNS:
+        if level not in LEVEL_COLUMNS:
             raise Problem(404, f"niveau de territoire inconnu : {level}")
         terr = carte.territory(conn, level, code)
         if terr is None:
