@@ -90,7 +90,7 @@ async def authenticate(request: Request, scope: str) -> Token:
         found = await run_in_threadpool(check)
     except AuthError as exc:
         headers = {}
-        if exc.status == 401:
+        if exc.kind == "unauthorized":
             await limiter.wait(key)  # one failure counted against the client's address
             headers["WWW-Authenticate"] = 'Bearer realm="carteco"'
         raise Problem(exc.status, exc.message, headers=headers) from exc

@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from carteco.errors import CartecoError
+
 log = logging.getLogger("carteco.api")
 PROBLEM_JSON = "application/problem+json"
 
@@ -30,6 +32,19 @@ TITLES = {
     429: "Trop de requêtes",
     500: "Erreur interne",
     503: "Service momentanément indisponible",
+}
+
+
+# Each kind of domain error (carteco/errors.py) has one status, here and nowhere else.
+KIND_STATUS = {
+    "invalid": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "unavailable": 503,
+    "internal": 500,
 }
 
 
@@ -124,6 +139,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             request, exc.status, exc.detail, exc.title, exc.headers, **exc.extra
         )
+
+    @app.exception_handler(CartecoError)
+    async def _domain(request: Request, exc: CartecoError) -> Response:
+        status = KIND_STATUS.get(exc.kind, 500)
+        if status == 500:
+            # An internal failure's message may name files or SQL: the log has it, not the client.
+            return await _unexpected(request, exc)
+        headers = {"Retry-After": "5"} if status == 503 else None
+        extra: dict[str, Any] = {}
+        errors = exc.field_errors()
+        if errors:
+            extra["errors"] = errors
+        return problem_response(request, status, exc.detail, headers=headers, **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

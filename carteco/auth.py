@@ -15,17 +15,23 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.errors import CartecoError
+
 SCOPES = ("import", "edit", "admin")
 PREFIX = "carteco_"
 
 
-class AuthError(Exception):
-    """Authentication failed: `status` is 401 (no or bad token) or 403 (scope missing)."""
+class AuthError(CartecoError):
+    """Authentication failed: kind `unauthorized` (no or bad token) or `forbidden` (scope)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message, kind=kind)
         self.message = message
+
+    @property
+    def status(self) -> int:
+        """The HTTP-style code of the kind (401 or 403), for callers that still read it."""
+        return 401 if self.kind == "unauthorized" else 403
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,9 @@ def list_tokens(conn: Connection) -> list[dict[str, Any]]:
 def verify_token(conn: Connection, token: str | None, scope: str) -> Token:
     """The token's identity if valid and granted `scope` (or admin); AuthError otherwise."""
     if not token:
-        raise AuthError(401, "jeton manquant : en-tête « Authorization: Bearer <jeton> »")
+        raise AuthError(
+            "unauthorized", "jeton manquant : en-tête « Authorization: Bearer <jeton> »"
+        )
     row = (
         conn.execute(
             sa.text(
@@ -100,10 +108,10 @@ def verify_token(conn: Connection, token: str | None, scope: str) -> Token:
         .first()
     )
     if row is None:
-        raise AuthError(401, "jeton inconnu ou révoqué")
+        raise AuthError("unauthorized", "jeton inconnu ou révoqué")
     scopes = tuple(row["scopes"])
     if scope not in scopes and "admin" not in scopes:
-        raise AuthError(403, f"ce jeton n'a pas la portée « {scope} »")
+        raise AuthError("forbidden", f"ce jeton n'a pas la portée « {scope} »")
     return Token(int(row["id"]), str(row["name"]), scopes)
 
 

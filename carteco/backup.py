@@ -8,10 +8,13 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from carteco.embedded import find_pg_bin
+from carteco.errors import CartecoError
 
 
-class BackupError(RuntimeError):
+class BackupError(CartecoError, RuntimeError):
     """pg_dump or pg_restore failed."""
+
+    kind = "internal"
 
 
 def _libpq_args(url: str) -> tuple[list[str], dict[str, str]]:

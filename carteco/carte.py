@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from carteco.families import FAMILY_LABELS
 from carteco.sectors import load_taxonomy
+from carteco.territory_levels import LEVEL_LABELS
 
 # How a position was obtained, said plainly to the public (honest precision).
 PRECISION_LABELS = {
@@ -19,25 +20,6 @@ PRECISION_LABELS = {
     "locality": "géocodée au lieu-dit (position approximative)",
     "municipality": "placée au centre de la commune (position très approximative)",
     "manual": "placée à la main",
-}
-LEVEL_LABELS = {
-    "region": "Région",
-    "departement": "Département",
-    "epci": "EPCI",
-    "ept": "EPT",
-    "commune": "Commune",
-    "arrondissement": "Arrondissement",
-    "qpv": "Quartier prioritaire",
-}
-# Territory level → the structures column holding its code.
-LEVEL_COLUMNS = {
-    "region": "region_code",
-    "departement": "departement_code",
-    "epci": "epci_code",
-    "ept": "ept_code",
-    "commune": "commune_code",
-    "arrondissement": "arrondissement_code",
-    "qpv": "qpv_code",
 }
 
 

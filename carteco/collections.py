@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from carteco.db import quote_ident
 from carteco.models import PUBLIC_STATUSES
+from carteco.territory_levels import LEVEL_COLUMNS, LEVELS
 
 # JSON Schema types of the queryables (OGC API Features Part 3).
 STRING, INTEGER, NUMBER, BOOLEAN, DATE, DATETIME, ARRAY = (
@@ -203,18 +204,8 @@ COLLECTIONS: dict[str, Collection] = {
             extra_columns=("search", "geocode_status"),
             public_statuses=PUBLIC_STATUSES,
         ),
-        _territory("regions", "region", "Régions", "Régions (COG)."),
-        _territory("departements", "departement", "Départements", "Départements (COG)."),
-        _territory("epci", "epci", "EPCI", "Établissements publics de coopération intercommunale."),
-        _territory("ept", "ept", "EPT", "Établissements publics territoriaux du Grand Paris."),
-        _territory("communes", "commune", "Communes", "Communes (COG)."),
-        _territory(
-            "arrondissements",
-            "arrondissement",
-            "Arrondissements municipaux",
-            "Arrondissements municipaux de Paris, Lyon et Marseille.",
-        ),
-        _territory("qpv", "qpv", "QPV", "Quartiers prioritaires de la politique de la ville."),
+        # One collection per territory level (carteco/territory_levels.py).
+        *(_territory(lv.collection, lv.name, lv.title, lv.description) for lv in LEVELS),
         Collection(
             id="stations",
             title="Gares et stations",
@@ -229,15 +220,7 @@ COLLECTIONS: dict[str, Collection] = {
 }
 
 # Territory level (as in territories.level) → the structures column that holds its code.
-LEVEL_STRUCTURE_COLUMN = {
-    "region": "region_code",
-    "departement": "departement_code",
-    "epci": "epci_code",
-    "ept": "ept_code",
-    "commune": "commune_code",
-    "arrondissement": "arrondissement_code",
-    "qpv": "qpv_code",
-}
+LEVEL_STRUCTURE_COLUMN = LEVEL_COLUMNS
 
 
 def get_collection(cid: str) -> Collection | None:

@@ -11,14 +11,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.embedded import EmbeddedCluster
+from carteco.errors import CartecoError
 from carteco.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQL_DIR = Path(__file__).parent / "sql"
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(CartecoError, RuntimeError):
     """The database is unreachable or not a PostGIS database Carteco can use."""
+
+    kind = "internal"
 
 
 def embedded_cluster(settings: Settings) -> EmbeddedCluster:

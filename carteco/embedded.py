@@ -15,12 +15,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from carteco.errors import CartecoError
+
 DATABASE = "carteco"
 USER = "carteco"
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(CartecoError, RuntimeError):
     """The embedded cluster could not be created, started or stopped."""
+
+    kind = "internal"
 
 
 def find_pg_bin(explicit: Path | None = None) -> Path:

@@ -39,8 +39,10 @@ from carteco.collections import (
     STRING,
     Collection,
 )
+from carteco.errors import CartecoError
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
+from carteco.territory_levels import FILTER_LEVELS, FILTER_PATTERNS, LEVEL_COLUMNS
 from carteco.text import ascii_float, ascii_int
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -60,15 +62,9 @@ CRS_ALIASES = {
     "[EPSG:2154]": EPSG2154,
 }
 
-SIMPLE_FILTERS = ("sector", "family", "commune", "departement", "epci", "ept", "q")
+SIMPLE_FILTERS = ("sector", "family", *FILTER_LEVELS, "q")
 FILTER_PARAMS = ("bbox", "bbox-crs", "datetime", "filter", "filter-lang", "filter-crs")
-_SIMPLE_COLUMNS = {
-    "commune": "commune_code",
-    "departement": "departement_code",
-    "epci": "epci_code",
-    "ept": "ept_code",
-    "family": "ess_family",
-}
+_SIMPLE_COLUMNS = {**{lv: LEVEL_COLUMNS[lv] for lv in FILTER_LEVELS}, "family": "ess_family"}
 _MAX_LIST = 200
 # Integers bound to SQL stay within PostgreSQL's bigint (larger ones are a client error).
 _MAX_INT = 2**63 - 1
@@ -88,14 +84,23 @@ class FilterLimits:
         return cls(settings.filter_max_chars, settings.filter_max_depth)
 
 
-class FilterError(ValueError):
+class FilterError(CartecoError, ValueError):
     """A filter parameter is invalid; `param` names it (the message is French, for users)."""
+
+    kind = "invalid"
 
     def __init__(self, param: str, message: str, limit: str | None = None) -> None:
         super().__init__(f"{param} : {message}")
         self.param = param
         self.message = message
         self.limit = limit  # the setting that bounded the input, when a limit was hit
+
+    def field_errors(self) -> list[dict[str, str]]:
+        """The one parameter at fault (and the setting that bounded it, when one did)."""
+        error = {"parameter": self.param, "reason": self.message}
+        if self.limit:
+            error["limit"] = self.limit
+        return [error]
 
 
 def parse_crs(value: str | None, param: str) -> tuple[str, int, bool]:
@@ -275,12 +280,7 @@ def _geometry_error(node: dict[str, Any]) -> str | None:
 
 
 # Territory codes have known shapes: a malformed one is a client error, not an empty result.
-_CODE_PATTERNS = {
-    "commune": re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$"),
-    "departement": re.compile(r"^([0-9]{2,3}|2[AB])$"),
-    "epci": re.compile(r"^[0-9]{9}$"),
-    "ept": re.compile(r"^([0-9]{9}|T1)$"),
-}
+_CODE_PATTERNS = FILTER_PATTERNS
 
 
 def _simple(collection: Collection, params: Mapping[str, str], binds: _Binds) -> list[str]:

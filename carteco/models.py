@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, JSONB, TSVECTOR
 
+from carteco.territory_levels import LEVEL_NAMES
+
 ESS_FAMILIES = (
     "association",
     "cooperative",
@@ -31,7 +33,7 @@ GEOCODE_STATUSES = ("to_geocode", "geocoded", "to_review", "failed")
 STATUSES = ("active", "closed", "pending", "hidden")
 # What public reads (items, exports, tiles, map, stats) may show; the others stay private.
 PUBLIC_STATUSES = ("active", "closed")
-TERRITORY_LEVELS = ("region", "departement", "epci", "ept", "commune", "arrondissement", "qpv")
+TERRITORY_LEVELS = LEVEL_NAMES
 
 metadata = sa.MetaData()
 

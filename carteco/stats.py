@@ -15,15 +15,14 @@ from sqlalchemy.engine import Connection
 
 from carteco.collections import LEVEL_STRUCTURE_COLUMN
 from carteco.db import quote_ident
+from carteco.territory_levels import BY_NAME
+from carteco.territory_levels import LEVELS as TERRITORY_LEVELS
 
 LEVELS = tuple(LEVEL_STRUCTURE_COLUMN)
 # URL spellings accepted for each level.
 LEVEL_ALIASES = {
     **{lv: lv for lv in LEVELS},
-    "regions": "region",
-    "departements": "departement",
-    "communes": "commune",
-    "arrondissements": "arrondissement",
+    **{lv.collection: lv.name for lv in TERRITORY_LEVELS},  # the collection id (plural)
 }
 # Parent levels of each level, nearest first, and the territory column holding their code.
 PARENTS = {
@@ -35,12 +34,9 @@ PARENTS = {
     "departement": ("region",),
     "region": (),
 }
-_TERRITORY_CODE_COLUMNS = (
-    "region_code",
-    "departement_code",
-    "epci_code",
-    "ept_code",
-    "commune_code",
+# The parent codes a territory row carries (levels above the arrondissement and the QPV).
+_TERRITORY_CODE_COLUMNS = tuple(
+    BY_NAME[lv].column for lv in ("region", "departement", "epci", "ept", "commune")
 )
 
 

@@ -20,6 +20,7 @@ from carteco.families import family_from_category, family_from_label
 from carteco.identifiers import clean_digits, rna_error, siren_error, siret_error
 from carteco.models import ESS_FAMILIES
 from carteco.sectors import Taxonomy, load_taxonomy
+from carteco.territory_levels import COMMUNE_CODE
 from carteco.text import fold
 
 # Bounding boxes (lon_min, lat_min, lon_max, lat_max) of metropolitan France and overseas.
@@ -65,7 +66,7 @@ EDITABLE_FIELDS = (
 # Patterns spell digits [0-9]: `\d` and str.isdigit() also accept Arabic-Indic, fullwidth…
 # digits, which no French code contains.
 _POSTCODE = re.compile(r"[0-9]{5}")
-_INSEE = re.compile(r"[0-9]{5}|2[AB][0-9]{3}")
+_INSEE = COMMUNE_CODE  # used with fullmatch
 _CATEGORY = re.compile(r"[0-9]{4}")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 # A cell that a spreadsheet would run as a formula (=CMD(), @SUM(…), +HYPERLINK(…)): refused, so

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carteco.db import execute_rows
+from carteco.errors import CartecoError
 
 GEODATA_DIR = Path(__file__).parent
 DATA_DIR = GEODATA_DIR / "data"
@@ -40,8 +41,10 @@ class Layer:
         return DATA_DIR / self.file
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(CartecoError, RuntimeError):
     """A shipped file does not match its manifest checksum."""
+
+    kind = "internal"
 
 
 def read_manifest(path: Path = MANIFEST) -> list[Layer]:

@@ -11,7 +11,7 @@ import typer.main
 from carteco.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "deploy.md", ROOT / "docs" / "architecture.md"]
 
 
 def _commands() -> click.Group:

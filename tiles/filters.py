@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 
 from carteco.collections import get_collection
+from carteco.errors import CartecoError
 from carteco.filters import SIMPLE_FILTERS, FilterLimits, compile_filter
+from carteco.territory_levels import FILTER_LEVELS, LEVEL_COLUMNS, TERRITORY_CODE
 from tiles.mvt import NO_FILTER, TileFilter
 
 # Parameters that change tile content (and so the cache key).
 TILE_FILTER_PARAMS = (*SIMPLE_FILTERS, "filter", "filter-lang", "filter-crs", "datetime")
 # French aliases used by the public map and the embed URLs.
 ALIASES = {"secteur": "sector", "famille": "family"}
-_SIMPLE_LEVELS = ("commune", "departement", "epci", "ept")
-_CQL_LEVELS = {"region": "region_code", "arrondissement": "arrondissement_code", "qpv": "qpv_code"}
-_CODE = re.compile(r"^[0-9A-Za-z]{1,15}$")
+# Levels with a plain filter parameter; the others go through a CQL2 equality on their column.
+_SIMPLE_LEVELS = FILTER_LEVELS
+_CQL_LEVELS = {lv: col for lv, col in LEVEL_COLUMNS.items() if lv not in FILTER_LEVELS}
+_CODE = TERRITORY_CODE
 
 
-class TerritoryParamError(ValueError):
+class TerritoryParamError(CartecoError, ValueError):
     """A `territoire=niveau:code` parameter that cannot be understood."""
+
+    kind = "invalid"
+
+    def field_errors(self) -> list[dict[str, str]]:
+        """The `territoire` parameter and why it was refused."""
+        return [{"parameter": "territoire", "reason": str(self).removeprefix("territoire : ")}]
 
 
 def parse_territory(value: str) -> tuple[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from carteco.territory_levels import LEVELS
+
 # Zooms up to this one draw clusters; above it, individual structures.
 CLUSTER_MAXZOOM = 12
 # Cells per tile side for clustering: 16 cells of 32 px on a 512 px tile.
@@ -43,50 +45,19 @@ LAYERS: dict[str, TileLayer] = {
     layer.id: layer
     for layer in (
         TileLayer("structures", "Structures de l'ESS", "structures", 0, 16, None, STRUCTURE_FIELDS),
-        TileLayer("regions", "Régions", "territory", 0, 12, "region", TERRITORY_FIELDS, "polygon"),
-        TileLayer(
-            "departements",
-            "Départements",
-            "territory",
-            0,
-            14,
-            "departement",
-            TERRITORY_FIELDS,
-            "polygon",
-        ),
-        TileLayer("epci", "EPCI", "territory", 5, 14, "epci", TERRITORY_FIELDS, "polygon"),
-        TileLayer(
-            "ept",
-            "Établissements publics territoriaux",
-            "territory",
-            7,
-            14,
-            "ept",
-            TERRITORY_FIELDS,
-            "polygon",
-        ),
-        TileLayer(
-            "communes", "Communes", "territory", 7, 16, "commune", TERRITORY_FIELDS, "polygon"
-        ),
-        TileLayer(
-            "arrondissements",
-            "Arrondissements municipaux",
-            "territory",
-            9,
-            16,
-            "arrondissement",
-            TERRITORY_FIELDS,
-            "polygon",
-        ),
-        TileLayer(
-            "qpv",
-            "Quartiers prioritaires",
-            "territory",
-            9,
-            16,
-            "qpv",
-            TERRITORY_FIELDS,
-            "polygon",
+        # One outline layer per territory level (carteco/territory_levels.py).
+        *(
+            TileLayer(
+                lv.collection,
+                lv.tile_title,
+                "territory",
+                lv.minzoom,
+                lv.maxzoom,
+                lv.name,
+                TERRITORY_FIELDS,
+                "polygon",
+            )
+            for lv in LEVELS
         ),
     )
 }

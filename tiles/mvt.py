@@ -12,6 +12,7 @@ import morecantile
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.errors import CartecoError
 from tiles.layers import BUFFER, CLUSTER_CELLS, CLUSTER_MAXZOOM, EXTENT, TileLayer
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -24,8 +25,10 @@ GRID_ZOOMS = (14, 16)
 ORIGIN = 20037508.342789244
 
 
-class TileRangeError(ValueError):
+class TileRangeError(CartecoError, ValueError):
     """A tile outside the tile matrix set or the layer's zoom range (HTTP 404)."""
+
+    kind = "not_found"
 
 
 @dataclass(frozen=True)

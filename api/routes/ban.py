@@ -20,7 +20,7 @@ from api.routes.writes import expected_version, field_problem, stale
 from api.streaming import content_disposition
 from carteco.auth import Token, audit
 from carteco.geocoding.backends import LocalBackend
-from carteco.geocoding.csvfile import CsvInputError, CsvStats, geocode_csv
+from carteco.geocoding.csvfile import CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
 from carteco.geocoding.registry import set_manual_location
 from carteco.structure_fields import FieldError, cell_error, point_error
@@ -213,10 +213,8 @@ def ban_router() -> APIRouter:
                     gate.leave(client)
 
             handed_over = True
-            try:
-                stats = await run_in_threadpool(job)
-            except CsvInputError as exc:
-                raise Problem(400, str(exc)) from exc
+            # A CsvInputError is a 400 via api/errors.py.
+            stats = await run_in_threadpool(job)
             name = (data.filename or "data.csv").rsplit(".", 1)[0] + ".geocoded.csv"
         finally:
             if not handed_over:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Connection
@@ -12,8 +10,9 @@ from api.deps import get_conn
 from api.errors import Problem
 from carteco.diagnostics.engine import Options, departement_info, foncier_indicators
 from carteco.diagnostics.report import build_report, to_json
+from carteco.territory_levels import DEPARTEMENT_CODE
 
-_DEP = re.compile(r"^(\d{2}|2[AB]|97\d)$")
+_DEP = DEPARTEMENT_CODE
 
 
 def _check(conn: Connection, dep: str, min_sales: int) -> str:

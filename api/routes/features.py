@@ -36,7 +36,6 @@ from carteco.filters import (
     EPSG4326,
     FILTER_PARAMS,
     SIMPLE_FILTERS,
-    FilterError,
     FilterLimits,
     compile_filter,
     equality_params,
@@ -113,14 +112,6 @@ def no_nul(name: str, *values: str) -> None:
         raise Problem(400, f"{name} : caractère NUL interdit")
 
 
-def filter_problem(exc: FilterError) -> Problem:
-    """A FilterError as a 400 problem (naming the setting when a size/depth limit was hit)."""
-    error = {"parameter": exc.param, "reason": exc.message}
-    if exc.limit:
-        error["limit"] = exc.limit
-    return Problem(400, str(exc), errors=[error])
-
-
 def negotiate(request: Request, params: dict[str, str], formats: tuple[str, ...]) -> str:
     """The output format: `f` first, then the Accept header; 400 for an unknown `f`."""
     f = params.get("f")
@@ -170,8 +161,6 @@ def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a query; database refusals become 400/503 problems (never raw errors)."""
     try:
         return fn(*args, **kwargs)
-    except FilterError as exc:
-        raise filter_problem(exc) from exc
     except sa.exc.DBAPIError as exc:
         name = type(exc.orig).__name__ if exc.orig is not None else ""
         if name == "QueryCanceled":
@@ -718,12 +707,10 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         )
         params = query_params(request, allowed)
         fmt = negotiate(request, params, ("json", "geojson", "html", "csv", "gpkg", "fgb"))
-        try:
-            where, binds = compile_filter(c, params, FilterLimits.from_settings(st))
-            props = parse_properties(c, params.get("properties"))
-            crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
-        except FilterError as exc:
-            raise filter_problem(exc) from exc
+        # A FilterError becomes a 400 with errors[] in api/errors.py.
+        where, binds = compile_filter(c, params, FilterLimits.from_settings(st))
+        props = parse_properties(c, params.get("properties"))
+        crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
         if fmt in exp.FORMATS:
             limit = parse_limit(params, st, None) if "limit" in params else None
             if fmt == "geojson" and crs_uri != CRS84:
@@ -797,11 +784,8 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         c = collection_or_404(collectionId)
         params = query_params(request, {"f", "crs", "properties"})
         fmt = negotiate(request, params, ("json", "geojson", "html"))
-        try:
-            crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
-            props = parse_properties(c, params.get("properties"))
-        except FilterError as exc:
-            raise filter_problem(exc) from exc
+        crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
+        props = parse_properties(c, params.get("properties"))
         found = None
         if "\x00" not in featureId:
             found = feature(conn, c, featureId, Output(srid=srid, swap=swap, properties=props))

@@ -17,12 +17,13 @@ from api.urls import public_base
 from carteco import carte
 from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
-from carteco.filters import FilterError, FilterLimits, compile_filter
+from carteco.filters import FilterLimits, compile_filter
 from carteco.registry import registry_summary
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 from carteco.stats import territory_stats
-from tiles.filters import TerritoryParamError, normalise_params, parse_territory
+from carteco.territory_levels import LEVEL_COLUMNS
+from tiles.filters import normalise_params, parse_territory
 
 # The page's default view: Île-de-France, where the shipped data lives.
 DEFAULT_VIEW = {"lon": 2.42, "lat": 48.80, "zoom": 8.3}
@@ -44,10 +45,7 @@ def _has_route(request: Request, path: str) -> bool:
 def _locked_territory(conn: Connection, value: str | None) -> dict[str, Any] | None:
     if not value:
         return None
-    try:
-        level, code = parse_territory(value)
-    except TerritoryParamError as exc:
-        raise Problem(400, str(exc)) from exc
+    level, code = parse_territory(value)  # TerritoryParamError: a 400 via api/errors.py
     terr = carte.territory(conn, level, code)
     if terr is None:
         raise Problem(404, f"territoire inconnu : {level} {code}")
@@ -94,16 +92,14 @@ def map_config(
 
 def _filters(request: Request) -> tuple[str, dict[str, Any]]:
     params = dict(request.query_params)
-    try:
-        norm = normalise_params(params)
-        if params.get("bbox"):
-            norm["bbox"] = params["bbox"]
-        collection = get_collection("structures")
-        assert collection is not None
-        limits = FilterLimits.from_settings(request.app.state.settings)
-        return compile_filter(collection, norm, limits)
-    except (FilterError, TerritoryParamError) as exc:
-        raise Problem(400, str(exc)) from exc
+    # FilterError and TerritoryParamError: a 400 via api/errors.py.
+    norm = normalise_params(params)
+    if params.get("bbox"):
+        norm["bbox"] = params["bbox"]
+    collection = get_collection("structures")
+    assert collection is not None
+    limits = FilterLimits.from_settings(request.app.state.settings)
+    return compile_filter(collection, norm, limits)
 
 
 def _check_filters(request: Request, conn: Connection) -> None:
@@ -118,7 +114,7 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
         query = urlencode({level: code})
     else:
         # The code is a checked territory code (letters and digits only).
-        query = urlencode({"filter": f"{carte.LEVEL_COLUMNS[level]} = '{code}'"})
+        query = urlencode({"filter": f"{LEVEL_COLUMNS[level]} = '{code}'"})
     base = "/collections/structures/items?limit=10000&" + query
     return [
         {"label": "GeoJSON", "href": base + "&f=geojson", "type": "application/geo+json"},
@@ -269,7 +265,7 @@ def map_router() -> APIRouter:
     def territoire_page(
         level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
     ) -> HTMLResponse:
-        if level not in carte.LEVEL_COLUMNS:
+        if level not in LEVEL_COLUMNS:
             raise Problem(404, f"niveau de territoire inconnu : {level}")
         terr = carte.territory(conn, level, code)
         if terr is None:

@@ -18,7 +18,6 @@ from api.routes.features import (
     GEOJSON,
     ITEMS_PARAMS,
     base_url,
-    filter_problem,
     json_bytes,
     no_nul,
     ogc_parameters,
@@ -31,7 +30,6 @@ from carteco.collections import COLLECTIONS, LEVEL_STRUCTURE_COLUMN
 from carteco.features import Output, feature_sql, items_page, parse_properties
 from carteco.filters import (
     SIMPLE_FILTERS,
-    FilterError,
     FilterLimits,
     compile_filter,
     equality_params,
@@ -70,11 +68,9 @@ def _level(level: str, code: str = "") -> str:
 def _filters(
     params: dict[str, str], st: Settings
 ) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
-    try:
-        where, binds = compile_filter(STRUCTURES, params, FilterLimits.from_settings(st))
-        props = parse_properties(STRUCTURES, params.get("properties"))
-    except FilterError as exc:
-        raise filter_problem(exc) from exc
+    # A FilterError becomes a 400 with errors[] in api/errors.py.
+    where, binds = compile_filter(STRUCTURES, params, FilterLimits.from_settings(st))
+    props = parse_properties(STRUCTURES, params.get("properties"))
     return where, binds, props
 
 

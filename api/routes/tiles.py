@@ -11,12 +11,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.errors import Problem
 from api.urls import public_base
-from carteco.filters import FilterError, FilterLimits
+from carteco.filters import FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
-from tiles.filters import TerritoryParamError, tile_filter
+from tiles.filters import tile_filter
 from tiles.layers import LAYERS, TileLayer, get_layer
-from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, TileRangeError, tms
+from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, tms
 
 # Bounds of the data shipped today (Île-de-France); clients use them to frame the first view.
 DEFAULT_BOUNDS = [1.44, 48.12, 3.56, 49.24]
@@ -44,11 +44,9 @@ def request_filter(request: Request, layer: TileLayer) -> TileFilter:
     """The compiled filter of a tile request (structures only), as a 400 when invalid."""
     if layer.kind != "structures":
         return TileFilter()
-    try:
-        settings: Settings = request.app.state.settings
-        return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))
-    except (FilterError, TerritoryParamError) as exc:
-        raise Problem(400, str(exc)) from exc
+    # FilterError and TerritoryParamError: a 400 with errors[] via api/errors.py.
+    settings: Settings = request.app.state.settings
+    return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))
 
 
 def tile_cache(request: Request) -> TileCache:
@@ -284,10 +282,7 @@ def tiles_router() -> APIRouter:
         _tms(tms_id)
         filt = request_filter(request, layer)
         cache = tile_cache(request)
-        try:
-            t = cache.get(layer, z, x, y, filt)
-        except TileRangeError as exc:
-            raise Problem(404, str(exc)) from exc
+        t = cache.get(layer, z, x, y, filt)  # TileRangeError: a 404 via api/errors.py
         settings: Settings = request.app.state.settings
         headers = {
             "ETag": t.etag,

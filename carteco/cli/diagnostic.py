@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +10,10 @@ import typer
 from carteco.cli.common import cli_engine, cli_settings, console
 from carteco.cli.common import out as stdout
 from carteco.diagnostics.options import Options
+from carteco.territory_levels import DEPARTEMENT_CODE
 
 diagnostic_app = typer.Typer(help="Diagnostics territoriaux.", no_args_is_help=True)
-_DEP = re.compile(r"^(\d{2}|2[AB]|97\d)$")
+_DEP = DEPARTEMENT_CODE
 
 
 @diagnostic_app.command("foncier")

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 import sqlalchemy as sa
 
+from carteco.errors import CartecoError
 from carteco.geocoding.engine import GeocodeResult, LocalGeocoder
 
 BACKENDS = ("local", "ban")
@@ -93,8 +94,10 @@ class LocalBackend:
         return out
 
 
-class BanBackendError(RuntimeError):
+class BanBackendError(CartecoError, RuntimeError):
     """The remote api-adresse service failed after the retries."""
+
+    kind = "internal"
 
 
 class BanBackend:

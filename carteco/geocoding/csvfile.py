@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from carteco.errors import CartecoError
 from carteco.geocoding.backends import RESULT_COLUMNS, Backend, Query, result_columns
 from carteco.geocoding.engine import GeocodeResult
 from carteco.text import neutralise_formula
@@ -16,8 +17,10 @@ from carteco.text import neutralise_formula
 SNIFF_BYTES = 64 * 1024
 
 
-class CsvInputError(ValueError):
+class CsvInputError(CartecoError, ValueError):
     """The CSV cannot be geocoded as asked (unknown column, unreadable file)."""
+
+    kind = "invalid"
 
 
 @dataclass

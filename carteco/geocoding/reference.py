@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carteco.db import quote_ident, read_sql
+from carteco.errors import CartecoError
 from carteco.geocoding.normalize import commune_key, street_key, suffix_key
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -41,8 +42,10 @@ def flush_gin(conn: Connection) -> None:
 NO_NUMBER = 99999
 
 
-class AddressFileError(ValueError):
+class AddressFileError(CartecoError, ValueError):
     """An address file Carteco cannot read (names the file, row and reason)."""
+
+    kind = "invalid"
 
 
 @dataclass

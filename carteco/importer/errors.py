@@ -6,12 +6,16 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from carteco.errors import CartecoError
+
 MAX_FILE_NAME = 255
 _NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class ImportFileError(ValueError):
+class ImportFileError(CartecoError, ValueError):
     """The file cannot be read at all (format, encoding, headers); nothing is written."""
+
+    kind = "invalid"
 
     def __init__(self, file: str, reason: str, row: int | None = None) -> None:
         self.file = file

@@ -9,10 +9,11 @@ from typing import Any
 from carteco.identifiers import clean_digits, siret_error
 from carteco.importer.errors import RowError
 from carteco.importer.readers import SourceRow
+from carteco.territory_levels import COMMUNE_CODE, DEPARTEMENT_CODE
 from carteco.text import fold, header_key
 
-_INSEE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
-_DEP = re.compile(r"^(\d{2}|2[AB]|97\d)$")
+_INSEE = COMMUNE_CODE
+_DEP = DEPARTEMENT_CODE
 _WKT_POINT = re.compile(r"^\s*point\s*\(\s*([-\d.eE+]+)\s+([-\d.eE+]+)\s*\)\s*$", re.IGNORECASE)
 
 
