@@ -144,6 +144,7 @@ def search(
         sa.text(_STRUCTURE_SEARCH_SQL),
         {
             "words": words,
+            "patterns": [f"%{w}%" for w in words],
             "limit": limit,
             "has_view": has_view,
             "lon": lon if has_view else 0.0,
@@ -185,6 +186,10 @@ WITH words AS (
       FROM structures s
      -- Not-yet-located structures are found too (their card says so), after located ones.
      WHERE s.status = 'active'
+       -- A cheap first pass (one unaccent per row, no regexp): a folded word holds only
+       -- [a-z0-9], so it is inside the folded text exactly when it is inside this one.
+       AND lower(unaccent(concat_ws(' ', s.name, s.commune_name, s.address_line)))
+           LIKE ALL (CAST(:patterns AS text[]))
 ), hits AS (
     -- Every word must be found somewhere (name, commune or address); the quality sums, per
     -- word, the best kind of match: whole word of the name (4), start of a name word (3),
