@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from carteco.families import FAMILY_LABELS
 from carteco.sectors import load_taxonomy
 from carteco.territory_levels import LEVEL_LABELS
+from carteco.text import fold
 
 # How a position was obtained, said plainly to the public (honest precision).
 PRECISION_LABELS = {
@@ -72,8 +73,19 @@ def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None
     return d
 
 
-def search(conn: Connection, q: str, limit: int = 8) -> dict[str, list[dict[str, Any]]]:
-    """Places (territories by name or postcode) and structures by name, best first."""
+def search(
+    conn: Connection,
+    q: str,
+    limit: int = 8,
+    lon: float | None = None,
+    lat: float | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Places (territories by name or postcode) and structures matching every word, best first.
+
+    A structure matches when every folded word of `q` is found in its name, commune or
+    address; identical records (same folded name, address and commune) are one result with
+    a count; ranking is match quality, then distance to (lon, lat) when the view is given.
+    """
     q = q.strip()[:100]
     if len(q) < 2:
         return {"lieux": [], "structures": []}
@@ -106,18 +118,20 @@ def search(conn: Connection, q: str, limit: int = 8) -> dict[str, list[dict[str,
         }
         for p in places
     ]
+    words = fold(q).split()[:SEARCH_MAX_WORDS]
+    if not words:
+        return {"lieux": lieux, "structures": []}
+    has_view = lon is not None and lat is not None
     rows = conn.execute(
-        sa.text(
-            """
-            SELECT id, name, commune_name, ST_X(geom) AS lon, ST_Y(geom) AS lat
-              FROM structures
-             WHERE status = 'active' AND geom IS NOT NULL
-               AND (name ILIKE '%' || :q || '%' OR name % :q)
-             ORDER BY (name ILIKE :q || '%') DESC, similarity(name, :q) DESC, id
-             LIMIT :limit
-            """
-        ),
-        {"q": q, "limit": limit},
+        sa.text(_STRUCTURE_SEARCH_SQL),
+        {
+            "words": words,
+            "patterns": [f"%{w}%" for w in words],
+            "limit": limit,
+            "has_view": has_view,
+            "lon": lon if has_view else 0.0,
+            "lat": lat if has_view else 0.0,
+        },
     ).mappings()
     structures = [
         {
@@ -126,11 +140,73 @@ def search(conn: Connection, q: str, limit: int = 8) -> dict[str, list[dict[str,
             "label": r["name"] + (f" — {r['commune_name']}" if r["commune_name"] else ""),
             "lon": r["lon"],
             "lat": r["lat"],
+            "count": r["n"],
+            "ids": list(r["ids"]),
         }
         for r in rows
     ]
     return {"lieux": lieux, "structures": structures}
 
+
+# Words of a query beyond this are ignored (each one is a LIKE over every active structure).
+SEARCH_MAX_WORDS = 8
+
+# Folding in SQL mirrors carteco.text.fold (lower case, no accents, non-alphanumerics as one
+# space); the words arrive already folded, so they hold no LIKE wildcard (% and _ are folded
+# away) and are bound as one text[] parameter.
+_STRUCTURE_SEARCH_SQL = """
+WITH words AS (
+    SELECT w, ord FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS u(w, ord)
+), cand AS (
+    SELECT s.id, s.name, s.commune_name, s.geom,
+           ' ' || trim(regexp_replace(lower(unaccent(coalesce(s.name, ''))),
+                               '[^a-z0-9]+', ' ', 'g')) || ' ' AS fname,
+           ' ' || trim(regexp_replace(lower(unaccent(coalesce(s.address_line, ''))),
+                               '[^a-z0-9]+', ' ', 'g')) || ' ' AS faddr,
+           ' ' || trim(regexp_replace(lower(unaccent(coalesce(s.commune_name, ''))),
+                               '[^a-z0-9]+', ' ', 'g')) || ' ' AS fcommune
+      FROM structures s
+     -- Not-yet-located structures are found too (their card says so), after located ones.
+     WHERE s.status = 'active'
+       -- A cheap first pass (one unaccent per row, no regexp): a folded word holds only
+       -- [a-z0-9], so it is inside the folded text exactly when it is inside this one.
+       AND lower(unaccent(concat_ws(' ', s.name, s.commune_name, s.address_line)))
+           LIKE ALL (CAST(:patterns AS text[]))
+), hits AS (
+    -- Every word must be found somewhere (name, commune or address); the quality sums, per
+    -- word, the best kind of match: whole word of the name (4), start of a name word (3),
+    -- inside the name (2), whole word of the commune or address (1), inside them (0).
+    SELECT c.*,
+           sum(CASE WHEN c.fname LIKE '% ' || w.w || ' %' THEN 4
+                    WHEN c.fname LIKE '% ' || w.w || '%' THEN 3
+                    WHEN c.fname LIKE '%' || w.w || '%' THEN 2
+                    WHEN c.fcommune LIKE '% ' || w.w || ' %'
+                      OR c.faddr LIKE '% ' || w.w || ' %' THEN 1
+                    ELSE 0 END) AS quality,
+           bool_and(c.fname LIKE '%' || w.w || '%' OR c.fcommune LIKE '%' || w.w || '%'
+                    OR c.faddr LIKE '%' || w.w || '%') AS all_words
+      FROM cand c CROSS JOIN words w
+     GROUP BY c.id, c.name, c.commune_name, c.geom, c.fname, c.faddr, c.fcommune
+), grouped AS (
+    -- Identical records (same folded name, address and commune) collapse into one result.
+    SELECT min(h.id) AS id, count(*)::integer AS n, array_agg(h.id ORDER BY h.id) AS ids,
+           max(h.quality) AS quality, (array_agg(h.name ORDER BY h.id))[1] AS name,
+           (array_agg(h.commune_name ORDER BY h.id))[1] AS commune_name,
+           (array_agg(h.geom ORDER BY h.id))[1] AS geom
+      FROM hits h
+     WHERE h.all_words
+     GROUP BY h.fname, h.faddr, h.fcommune
+)
+SELECT g.id, g.n, g.ids, g.name, g.commune_name, ST_X(g.geom) AS lon, ST_Y(g.geom) AS lat
+  FROM grouped g
+ ORDER BY g.quality DESC,
+          CASE WHEN :has_view
+               THEN ST_Distance(g.geom::geography,
+                                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
+          END NULLS LAST,
+          g.geom IS NULL, g.name, g.id
+ LIMIT :limit
+"""
 
 _IN_VIEW_SQL = """
 SELECT t.id, t.name, t.sectors, t.commune_name, t.location_precision,

@@ -244,9 +244,12 @@ def map_router() -> APIRouter:
     @router.get("/carte/recherche", summary="Recherche de lieux et de structures")
     def recherche(
         q: str = Query(..., min_length=1, max_length=100),
+        lon: float | None = Query(None, ge=-180, le=180, description="centre de la vue"),
+        lat: float | None = Query(None, ge=-90, le=90, description="centre de la vue"),
         conn: Connection = Depends(get_conn),
     ) -> dict[str, Any]:
-        return carte.search(conn, q)
+        # The view centre (both or neither) breaks ties between equally good matches.
+        return carte.search(conn, q, lon=lon, lat=lat)
 
     @router.get("/carte/liste", summary="Structures dans la vue (liste accessible)")
     def liste(

@@ -6,6 +6,9 @@
   const $ = (id) => document.getElementById(id);
   const origin = window.location.origin;
   const FILTERS = ["secteur", "famille", "territoire"];
+  // Positions known only to the commune (its centre) are drawn apart from exact ones.
+  const COMMUNE_LEVEL = "municipality";
+  const POINT_LAYERS = ["points", "points-commune"];
   const PRECISION = {
     provided: "position fournie par la source", housenumber: "adresse exacte",
     street: "rue (approximative)", locality: "lieu-dit (approximative)",
@@ -120,7 +123,7 @@
       if (!wantArchive) src.setTiles(structuresTiles());
       return;
     }
-    for (const id of ["selection", "points", "clusters"]) if (map.getLayer(id)) map.removeLayer(id);
+    for (const id of ["selection", ...POINT_LAYERS, "clusters"]) if (map.getLayer(id)) map.removeLayer(id);
     if (src) map.removeSource("structures");
     map.addSource("structures", wantArchive ? { type: "vector", url: archive }
       : { type: "vector", tiles: structuresTiles(), minzoom: 0, maxzoom: 16 });
@@ -137,13 +140,24 @@
         "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5,
       },
     });
+    // Honest precision on the marker itself: a structure placed at its commune's centre is a
+    // hollow ring in its sector colour, an exactly placed one a filled disc (see the legend).
     map.addLayer({
       id: "points", type: "circle", source: "structures", "source-layer": "structures",
-      filter: ["==", ["get", "count"], 1],
+      filter: ["all", ["==", ["get", "count"], 1], ["!=", ["get", "precision"], COMMUNE_LEVEL]],
       paint: {
         "circle-color": colourExpr,
         "circle-radius": ["interpolate", ["linear"], ["zoom"], 6, 4, 14, 7],
         "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.2,
+      },
+    });
+    map.addLayer({
+      id: "points-commune", type: "circle", source: "structures", "source-layer": "structures",
+      filter: ["all", ["==", ["get", "count"], 1], ["==", ["get", "precision"], COMMUNE_LEVEL]],
+      paint: {
+        "circle-color": "#ffffff",
+        "circle-radius": ["interpolate", ["linear"], ["zoom"], 6, 4, 14, 7],
+        "circle-stroke-color": colourExpr, "circle-stroke-width": 2.5,
       },
     });
     map.addLayer({
@@ -160,7 +174,7 @@
     labels = [];
     const seen = new Set();
     let rendered = 0;
-    for (const f of map.queryRenderedFeatures({ layers: ["clusters", "points"] })) {
+    for (const f of map.queryRenderedFeatures({ layers: ["clusters", ...POINT_LAYERS] })) {
       const key = f.geometry.coordinates.join(",");
       if (seen.has(key)) continue;  // the same feature drawn in a neighbour tile's buffer
       seen.add(key);
@@ -302,7 +316,11 @@
     input.value = item.label;
     if (item.type === "lieu") map.fitBounds([[item.bbox[0], item.bbox[1]], [item.bbox[2], item.bbox[3]]], { padding: 30, maxZoom: 15 });
     else if (item.type === "adresse") map.flyTo({ center: [item.lon, item.lat], zoom: 16 });
-    else { map.flyTo({ center: [item.lon, item.lat], zoom: 15 }); openCard(item.id); }
+    else {
+      // A structure not located yet has no place to fly to; its card says "non localisée".
+      if (item.lon != null && item.lat != null) map.flyTo({ center: [item.lon, item.lat], zoom: 15 });
+      openCard(item.id);
+    }
   }
   function renderResults() {
     results.replaceChildren();
@@ -312,7 +330,8 @@
       li.setAttribute("role", "option");
       li.setAttribute("aria-selected", i === active ? "true" : "false");
       li.appendChild(el("span", it.label + " "));
-      li.appendChild(el("small", it.type === "lieu" ? "lieu" : it.type === "adresse" ? "adresse" : "structure"));
+      const kind = it.type === "lieu" ? "lieu" : it.type === "adresse" ? "adresse" : "structure";
+      li.appendChild(el("small", kind + (it.count > 1 ? " · " + it.count + " fiches identiques" : "")));
       li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(it); });
       results.appendChild(li);
     });
@@ -325,7 +344,10 @@
     const seq = ++searchSeq;
     if (q.length < 2) { items = []; renderResults(); return; }
     const found = [];
-    const r = await fetch("/carte/recherche?q=" + encodeURIComponent(q));
+    // The view centre ranks equally good matches by distance.
+    const c = map.getCenter();
+    const sq = new URLSearchParams({ q: q, lon: c.lng.toFixed(5), lat: c.lat.toFixed(5) });
+    const r = await fetch("/carte/recherche?" + sq.toString());
     if (r.ok) { const d = await r.json(); found.push(...d.lieux, ...d.structures); }
     if (config.ban && q.length >= 3) {
       try {
@@ -377,8 +399,8 @@
     const f = e.features[0];
     map.easeTo({ center: f.geometry.coordinates, zoom: Math.min(map.getZoom() + 2, 16) });
   });
-  map.on("click", "points", (e) => { openCard(e.features[0].properties.id); });
-  for (const layer of ["clusters", "points"]) {
+  for (const layer of POINT_LAYERS) map.on("click", layer, (e) => { openCard(e.features[0].properties.id); });
+  for (const layer of ["clusters", ...POINT_LAYERS]) {
     map.on("mouseenter", layer, () => { map.getCanvas().style.cursor = "pointer"; });
     map.on("mouseleave", layer, () => { map.getCanvas().style.cursor = ""; });
   }
