@@ -25,3 +25,11 @@ def registry_summary(conn: Connection) -> dict[str, Any]:
         .one()
     )
     return dict(row)
+
+
+def lock_structure_version(conn: Connection, structure_id: int) -> int | None:
+    """Lock a structure's row for this transaction; its version, or None when it is unknown."""
+    version = conn.execute(
+        sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"), {"id": structure_id}
+    ).scalar()
+    return None if version is None else int(version)

@@ -6,7 +6,6 @@ import tempfile
 import threading
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -16,7 +15,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settings, require
 from api.errors import Problem
-from api.routes.writes import expected_version, field_problem, stale
+from api.routes.writes import check_version, expected_version, field_problem
 from api.streaming import content_disposition
 from carteco.auth import Token, audit
 from carteco.geocoding.backends import LocalBackend
@@ -274,14 +273,7 @@ def location_router() -> APIRouter:
             raise field_problem(errors)
         with engine.begin() as conn:
             who = f"token:{tok.name}"
-            current = conn.execute(
-                sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"),
-                {"id": structure_id},
-            ).scalar()
-            if current is None:
-                raise Problem(404, f"structure {structure_id} introuvable")
-            if current != expected:
-                raise stale(int(current))
+            check_version(conn, structure_id, expected)
             score: float | None = None
             if body.address:
                 res = LocalGeocoder(conn).search(body.address, limit=1)

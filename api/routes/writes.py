@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -35,6 +35,7 @@ from carteco.geocoding.registry import set_manual_location
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
 from carteco.models import PUBLIC_STATUSES
+from carteco.registry import lock_structure_version
 from carteco.settings import Settings
 from carteco.structure_fields import (
     EDITABLE_FIELDS,
@@ -133,6 +134,15 @@ def stale(current: int) -> Problem:
         "la structure a changé depuis votre lecture ; relisez-la puis réessayez",
         headers={"ETag": f'"{current}"'},
     )
+
+
+def check_version(conn: Connection, structure_id: int, expected: int) -> None:
+    """Lock the structure for this write and check its `If-Match` version: 404 or 412."""
+    current = lock_structure_version(conn, structure_id)
+    if current is None:
+        raise Problem(404, f"structure inconnue : {structure_id}")
+    if current != expected:
+        raise stale(current)
 
 
 def field_problem(errors: list[FieldError]) -> Problem:
@@ -430,14 +440,7 @@ def writes_router() -> APIRouter:
     ) -> Response:
         expected = expected_version(request)
         with engine.begin() as conn:
-            current = conn.execute(
-                sa.text("SELECT version FROM structures WHERE id = :id FOR UPDATE"),
-                {"id": structure_id},
-            ).scalar()
-            if current is None:
-                raise Problem(404, f"structure inconnue : {structure_id}")
-            if expected != current:
-                raise stale(int(current))
+            check_version(conn, structure_id, expected)
             conn.execute(
                 sa.text(
                     "UPDATE structures SET status = 'closed', "
