@@ -694,3 +694,35 @@ tile_grid = sa.Table(
     sa.Column("sid", sa.Numeric, nullable=False),
     sa.Index("tile_grid_empty_idx", "n", postgresql_where=sa.text("n <= 0")),
 )
+
+# --- 0010_history -------------------------------------------------------------------------
+
+# Every state a structure had: its row as JSON (all columns but geom and search), its point,
+# the period [valid_from, valid_to) it was current (valid_to NULL: the current state), who
+# changed it and in which import run. Filled by statement triggers on structures (and by
+# carteco_record_structure_versions(ids) for writers that bypass them). No foreign key: a
+# deleted structure keeps its past.
+structure_versions = sa.Table(
+    "structure_versions",
+    metadata,
+    _identity(),
+    sa.Column("structure_id", sa.BigInteger, nullable=False),
+    sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("valid_to", sa.DateTime(timezone=True)),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Column("geom", _point()),
+    sa.Column("changed_by", sa.Text),
+    sa.Column("import_run_id", sa.BigInteger),
+    sa.CheckConstraint(
+        "valid_to IS NULL OR valid_to >= valid_from", name="structure_versions_check"
+    ),
+    sa.Index(
+        "structure_versions_current_idx",
+        "structure_id",
+        unique=True,
+        postgresql_where=sa.text("valid_to IS NULL"),
+    ),
+    sa.Index("structure_versions_structure_idx", "structure_id", "valid_from"),
+    sa.Index("structure_versions_period_idx", "valid_from", "valid_to"),
+    sa.Index("structure_versions_geom_idx", "geom", postgresql_using="gist"),
+)

@@ -41,6 +41,9 @@ from carteco.filters import (
     equality_params,
     parse_crs,
 )
+from carteco.gogocarto import gogocarto_meta, gogocarto_stream
+from carteco.history import PARAM as AS_OF
+from carteco.history import cutoff, parse_as_of
 from carteco.registry import registry_summary
 from carteco.settings import Settings
 
@@ -458,7 +461,16 @@ def ogc_parameters(settings: Settings, with_simple: bool = True) -> list[dict[st
             "datetime",
             {"type": "string"},
             "Instant ou intervalle RFC 3339 (`2024-01-01T00:00:00Z`, `2024-01-01/..`), "
-            "sur la date de dernière modification.",
+            "sur la vie de la structure : celles ouvertes (opened_on) et pas encore fermées "
+            "(closed_on) pendant l'intervalle ; une date inconnue ne sélectionne pas.",
+            style="form",
+            explode=False,
+        ),
+        _p(
+            "as_of",
+            {"type": "string", "format": "date"},
+            "Le registre tel qu'il était à la fin de ce jour (AAAA-MM-JJ, UTC ; structures "
+            "seulement, pas de date future).",
             style="form",
             explode=False,
         ),
@@ -705,10 +717,27 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         allowed = (
             ITEMS_PARAMS | (set(SIMPLE_FILTERS) if c.simple_filters else set()) | equality_params(c)
         )
+        if c.history:
+            allowed |= {AS_OF}
         params = query_params(request, allowed)
-        fmt = negotiate(request, params, ("json", "geojson", "html", "csv", "gpkg", "fgb"))
+        formats = ("json", "geojson", "html", "csv", "gpkg", "fgb")
+        fmt = negotiate(request, params, (*formats, "gogocarto") if c.history else formats)
+        if params.get(AS_OF):
+            # An AsOfError (bad or future date) becomes a 400 in api/errors.py.
+            c = c.at(cutoff(parse_as_of(params[AS_OF])))
         # A FilterError becomes a 400 with errors[] in api/errors.py.
         where, binds = compile_filter(c, params, FilterLimits.from_settings(st))
+        if fmt == "gogocarto":
+            limit = parse_limit(params, st, None) if "limit" in params else None
+            return CursorStreamingResponse(
+                gogocarto_stream(engine, c, where, binds, limit, meta=gogocarto_meta(st)),
+                gzip=_wants_gzip(request),
+                media_type="application/json",
+                headers={
+                    "Content-Disposition": content_disposition("elements.json"),
+                    "Link": exp.licence_link(st.data_licence, st.data_attribution),
+                },
+            )
         props = parse_properties(c, params.get("properties"))
         crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
         if fmt in exp.FORMATS:

@@ -34,6 +34,8 @@ from carteco.filters import (
     compile_filter,
     equality_params,
 )
+from carteco.history import PARAM as AS_OF
+from carteco.history import cutoff, parse_as_of
 from carteco.settings import Settings
 from carteco.stats import LEVEL_ALIASES, LEVELS, territory, territory_stats
 from carteco.text import ascii_float
@@ -194,13 +196,20 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
     @router.get(
         "/territories/{level}/{code}/stats",
         summary="Statistiques d'un territoire comparé à ses parents et à ses voisins",
-        openapi_extra={"parameters": [level_param, code_param]},
+        openapi_extra={
+            "parameters": [
+                level_param,
+                code_param,
+                *[p for p in ogc_parameters(settings) if p["name"] == AS_OF],
+            ]
+        },
     )
     def stats(
         level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
     ) -> Response:
-        query_params(request, set())
-        result = territory_stats(conn, _level(level, code), code)
+        params = query_params(request, {AS_OF})
+        as_of = cutoff(parse_as_of(params[AS_OF])) if params.get(AS_OF) else None
+        result = territory_stats(conn, _level(level, code), code, as_of)
         if result is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
         return Response(json_bytes(result), media_type="application/json")

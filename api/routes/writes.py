@@ -32,6 +32,7 @@ from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
+from carteco.history import set_change_context
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
 from carteco.models import PUBLIC_STATUSES
@@ -404,6 +405,7 @@ def writes_router() -> APIRouter:
             sets.append(f"{key} = CAST(:p_{key} AS {cast})" if cast else f"{key} = :p_{key}")
             values[f"p_{key}"] = value.isoformat() if isinstance(value, date) else value
         with engine.begin() as conn:
+            set_change_context(conn, f"api:{token.name}")  # the version's author (history)
             row = conn.execute(
                 sa.text(
                     f"UPDATE structures SET {', '.join(sets) or 'id = id'} "  # noqa: S608 - allow-listed keys
@@ -440,6 +442,7 @@ def writes_router() -> APIRouter:
     ) -> Response:
         expected = expected_version(request)
         with engine.begin() as conn:
+            set_change_context(conn, f"api:{token.name}")  # the version's author (history)
             check_version(conn, structure_id, expected)
             conn.execute(
                 sa.text(

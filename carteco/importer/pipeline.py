@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import execute_rows
+from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
 from carteco.importer.readers import ReadLimits, read_table
@@ -216,6 +217,8 @@ def _run(
             # by its file (rows capped) and stopped by killing it, and must not fail halfway
             # because one big batch ran long on a busy machine.
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            # Who wrote the versions this import records (carteco/history.py).
+            set_change_context(conn, f"import:{report.source}", report.run_id)
             _upsert(conn, report, list(records.values()))
             if dry_run:
                 trans.rollback()
