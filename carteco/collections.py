@@ -226,7 +226,7 @@ COLLECTIONS: dict[str, Collection] = {
             simple_filters=True,
             history=True,
             # extra and source_id: read by the GoGoCarto export only (carteco/gogocarto.py).
-            extra_columns=("search", "geocode_status", "extra", "source_id"),
+            extra_columns=("search", "geocode_status", "extra", "source_id", "insee_code"),
             public_statuses=PUBLIC_STATUSES,
         ),
         # One collection per territory level (carteco/territory_levels.py).

@@ -4,8 +4,9 @@ The shape is the one GoGoCarto's API gives and its importer (and Carteco's reade
 carteco/importer/readers.py) reads: ``{"licence", "ontology", "taxonomy", "data": [element]}``
 where an element has ``id``, ``name``, ``geo`` {latitude, longitude}, ``address``
 {streetAddress, postalCode, addressLocality, addressCountry}, ``categories`` (sector labels),
-``status`` (GoGoCarto's moderation code, 1 = validated) and one key per other field, named as
-Carteco's importer recognises it (carteco/importer/mapping.py). The columns a source had and
+``status`` (the GoGoCarto moderation code the source gave, if any) and one key per other
+known field, named as Carteco's importer recognises it (carteco/importer/mapping.py); a
+field Carteco does not know is left out (no nulls). The columns a source had and
 Carteco did not map (kept in ``extra``) come back as they were, so a file exported here and
 imported again under its source changes nothing ("0 created, 0 updated"). GoGoCarto has no
 "closed": a closed structure carries ``"status": "closed"`` (Carteco's reader reads it back).
@@ -96,7 +97,8 @@ def element_sql(collection: Collection) -> str:
     g = q("geom")
     # Keys are constants, columns allow-listed (collection.q), values bound.
     return (
-        f"((coalesce({q('extra')}, '{{}}'::jsonb) - ARRAY[{own}]::text[]) || jsonb_build_object("  # noqa: S608
+        f"((coalesce({q('extra')}, '{{}}'::jsonb) - ARRAY[{own}]::text[]) || "  # noqa: S608
+        "jsonb_strip_nulls(jsonb_build_object("
         f"'id', {q('source_id')}, 'name', {q('name')}, "
         f"'geo', CASE WHEN {g} IS NULL THEN NULL ELSE jsonb_build_object("
         f"'latitude', ST_Y({g}), 'longitude', ST_X({g})) END, "
@@ -105,9 +107,9 @@ def element_sql(collection: Collection) -> str:
         "'addressCountry', 'FR'), "
         f"'categories', to_jsonb(ARRAY(SELECT coalesce(CAST(:gogo_names AS jsonb) ->> c, c) "
         f"FROM unnest({q('sectors')}) WITH ORDINALITY AS u(c, i) ORDER BY i)), "
-        f"'status', CASE {q('status')} WHEN 'closed' THEN to_jsonb('closed'::text) "
-        "ELSE to_jsonb(1) END, "
-        f"{fields}, {dates}))::text"
+        f"'status', CASE WHEN {q('status')} = 'closed' THEN to_jsonb('closed'::text) "
+        f"ELSE {q('extra')} -> 'status' END, "
+        f"{fields}, {dates})))::text"
     )
 
 
