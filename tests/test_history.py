@@ -188,6 +188,10 @@ def test_tiles_as_of(api) -> None:  # type: ignore[no-untyped-def]
     feats = mapbox_vector_tile.decode(api.get(url, params={"as_of": BEFORE}).content)
     assert sum(f["properties"]["count"] for f in feats["structures"]["features"]) == 3
     assert api.get("/carte", params={"as_of": BEFORE}).status_code == 200
+    # The list beside the map reads the same past registry.
+    bbox = f"{LON - 0.01},{LAT - 0.01},{LON + 0.01},{LAT + 0.01}"
+    assert api.get("/carte/liste", params={"bbox": bbox}).json()["total"] == 4
+    assert api.get("/carte/liste", params={"bbox": bbox, "as_of": BEFORE}).json()["total"] == 3
     assert api.get("/carte", params={"as_of": "2999-01-01"}).status_code == 400
 
 
@@ -239,3 +243,25 @@ def test_gogocarto_export_round_trip(api, engine, tmp_path: Path) -> None:  # ty
     out.write_text(json.dumps(doc), encoding="utf-8")
     third = run_import(engine, out, source="transiscope")
     assert (third.created, third.updated) == (0, 1), third.as_dict()
+
+
+def test_cli_export_gogocarto_as_of(registry, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "CARTECO_DATABASE_URL": settings.database_url}
+    out = tmp_path / "elements.json"
+
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "carteco.cli", "export", *args, str(out)]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    res = export("--format", "gogocarto", "--as-of", BEFORE, "--filter", "source = 'hist-a'")
+    assert res.returncode == 0, res.stderr
+    names = {e["name"] for e in json.loads(out.read_text(encoding="utf-8"))["data"]}
+    assert names == {n for n, *_ in FIRST}  # the names as they were, before any edit
+    bad = export("--format", "gogocarto", "--as-of", "2999-01-01")
+    assert bad.returncode == 2 and "as_of" in bad.stdout + bad.stderr

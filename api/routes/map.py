@@ -19,7 +19,7 @@ from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
 from carteco.filters import FilterLimits, compile_filter
 from carteco.history import PARAM as AS_OF
-from carteco.history import parse_as_of
+from carteco.history import cutoff, parse_as_of
 from carteco.registry import registry_summary
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
@@ -262,7 +262,9 @@ def map_router() -> APIRouter:
         conn: Connection = Depends(get_conn),
     ) -> dict[str, Any]:
         where, binds = _filters(request)
-        return carte.structures_in_view(conn, where, binds, limit)
+        day = request.query_params.get(AS_OF)
+        as_of = cutoff(parse_as_of(day)) if day else None  # the map at a past date
+        return carte.structures_in_view(conn, where, binds, limit, as_of)
 
     @router.get(
         "/territoires/{level}/{code}",
