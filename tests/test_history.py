@@ -265,3 +265,15 @@ def test_cli_export_gogocarto_as_of(registry, settings, tmp_path: Path) -> None:
     assert names == {n for n, *_ in FIRST}  # the names as they were, before any edit
     bad = export("--format", "gogocarto", "--as-of", "2999-01-01")
     assert bad.returncode == 2 and "as_of" in bad.stdout + bad.stderr
+
+
+def test_opening_and_closing_dates_from_sirene_and_rna_headers() -> None:
+    from carteco.importer.mapping import Mapping
+
+    rna = Mapping().resolve("rna.csv", ["id", "titre", "date_creat", "date_disso", "position"])
+    assert (rna["opened_on"], rna["closed_on"]) == ("date_creat", "date_disso")
+    sirene = Mapping().resolve(
+        "StockEtablissement.csv", ["siret", "dateCreationEtablissement", "dateDebut"]
+    )
+    # dateDebut starts the establishment's current period (its closing date when closed).
+    assert sirene["opened_on"] == "dateCreationEtablissement" and "closed_on" not in sirene
