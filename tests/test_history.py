@@ -277,3 +277,9 @@ def test_opening_and_closing_dates_from_sirene_and_rna_headers() -> None:
     )
     # dateDebut starts the establishment's current period (its closing date when closed).
     assert sirene["opened_on"] == "dateCreationEtablissement" and "closed_on" not in sirene
+
+
+def test_territory_page_shows_creations_and_closures(api) -> None:  # type: ignore[no-untyped-def]
+    page = api.get("/territoires/commune/93048")
+    assert page.status_code == 200
+    assert "Créations et fermetures par année" in page.text and "<td>2023</td>" in page.text
