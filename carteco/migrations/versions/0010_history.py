@@ -69,7 +69,14 @@ DECLARE
     ids bigint[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(id) INTO ids FROM new_rows;
+        -- New rows have no version yet: record them straight from the transition table.
+        INSERT INTO structure_versions (structure_id, valid_from, data, geom, changed_by,
+                                        import_run_id)
+        SELECT n.id, now(), to_jsonb(n) - 'search' - 'geom', n.geom,
+               nullif(current_setting('carteco.changed_by', true), ''),
+               nullif(current_setting('carteco.import_run_id', true), '')::bigint
+          FROM new_rows n;
+        RETURN NULL;
     ELSIF TG_OP = 'DELETE' THEN
         SELECT array_agg(id) INTO ids FROM old_rows;
     ELSE
