@@ -694,3 +694,42 @@ tile_grid = sa.Table(
     sa.Column("sid", sa.Numeric, nullable=False),
     sa.Index("tile_grid_empty_idx", "n", postgresql_where=sa.text("n <= 0")),
 )
+
+# --- 0011_proposals -----------------------------------------------------------------------
+
+PROPOSAL_KINDS = ("create", "update", "close")
+PROPOSAL_ORIGINS = ("contribution", "self_update", "reconcile", "staff")
+# "received": stored as sent, not yet checked; "pending": checked, awaiting a moderator.
+PROPOSAL_STATUSES = ("received", "pending", "approved", "rejected", "needs_info", "spam")
+
+proposals = sa.Table(
+    "proposals",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'received'")),
+    sa.Column("structure_id", sa.BigInteger, sa.ForeignKey("structures.id", ondelete="SET NULL")),
+    sa.Column("base_version", sa.Integer),
+    # The submission exactly as received, stored before any check that could fail.
+    sa.Column("raw", JSONB, nullable=False),
+    sa.Column("changes", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("previous", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("origin_detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("contributor_email", sa.Text),
+    sa.Column("client_key", sa.Text),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(_in("kind", PROPOSAL_KINDS), name="proposals_kind_check"),
+    sa.CheckConstraint(_in("origin", PROPOSAL_ORIGINS), name="proposals_origin_check"),
+    sa.CheckConstraint(_in("status", PROPOSAL_STATUSES), name="proposals_status_check"),
+    sa.Index("proposals_status_idx", "status", "created_at"),
+    sa.Index(
+        "proposals_structure_idx",
+        "structure_id",
+        postgresql_where=sa.text("structure_id IS NOT NULL"),
+    ),
+)
