@@ -495,7 +495,7 @@ import_jobs = sa.Table(
 
 # --- 0004_land ----------------------------------------------------------------------------
 
-LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv")
+LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
 
 # One row per imported land layer (source): what it is, its vintage and how it was loaded.
 land_layers = sa.Table(
@@ -577,6 +577,8 @@ land_sites = sa.Table(
     sa.Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
     sa.Column("content_hash", sa.Text, nullable=False),
     sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    # 0014: the inventory a site comes from (Cartofriches: Fonds Friches, MTE, Basias/Basol…).
+    sa.Column("origin", sa.Text),
     sa.UniqueConstraint("source", "source_id", name="land_sites_source_source_id_key"),
     sa.CheckConstraint(
         _in("kind", ("friche", "local_vacant", "terrain_public")), name="land_sites_kind_check"
@@ -584,7 +586,15 @@ land_sites = sa.Table(
     sa.CheckConstraint(
         _in(
             "status",
-            ("sans_projet", "avec_projet", "reconvertie", "potentielle", "disponible", "occupe"),
+            (
+                "sans_projet",
+                "avec_projet",
+                "reconvertie",
+                "potentielle",
+                "disponible",
+                "occupe",
+                "inconnu",
+            ),
         ),
         name="land_sites_status_check",
     ),
@@ -732,4 +742,20 @@ proposals = sa.Table(
         "structure_id",
         postgresql_where=sa.text("structure_id IS NOT NULL"),
     ),
+)
+
+# --- 0014_land_context --------------------------------------------------------------------
+
+# Context figures per commune (LOVAC vacancy…), one row per source, commune and indicator;
+# a null value is a figure the source withholds (statistical secrecy), never a zero.
+commune_indicators = sa.Table(
+    "commune_indicators",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("commune_code", sa.Text, primary_key=True),
+    sa.Column("indicator", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double),
+    sa.Column("vintage", sa.Text),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Index("commune_indicators_lookup_idx", "indicator", "commune_code"),
 )

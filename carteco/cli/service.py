@@ -14,8 +14,9 @@ from carteco.cli.db import db_upgrade
 from carteco.cli.geocode import run_geocode
 from carteco.cli.geodata import geodata_load
 from carteco.cli.imports import import_file
-from carteco.demo import DEMO_SOURCES
+from carteco.demo import DEMO_LAND, DEMO_SOURCES
 from carteco.importer.mapping import Mapping
+from carteco.land import run_land_import
 
 
 def serve(
@@ -61,6 +62,18 @@ def demo(
             engine, d.path, d.source, Mapping.from_file(d.mapping_path), skip_invalid=d.skip_invalid
         )
         if report.status != "succeeded":
+            raise typer.Exit(1)
+    for layer in DEMO_LAND:
+        land = run_land_import(
+            engine,
+            layer.kind,
+            layer.path,
+            source=layer.source,
+            description=layer.description,
+            vintage=layer.vintage,
+        )
+        if land.status != "succeeded":
+            out.print(f"[red]{layer.file} : {land.message}[/red]")
             raise typer.Exit(1)
     # SIAE rows carry addresses only: place them (commune precision without a BAN file).
     run_geocode(engine, None, False, 0.5, "local", None)

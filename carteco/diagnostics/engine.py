@@ -47,6 +47,7 @@ STATUS_LABELS = {
     "potentielle": "potentielle",
     "disponible": "disponible",
     "occupe": "occupé",
+    "inconnu": "statut inconnu",
 }
 AVAILABLE_STATUSES = ("sans_projet", "potentielle", "disponible")
 Progress = Callable[[str], None]
@@ -113,8 +114,8 @@ def foncier_indicators(
         dict(r)
         for r in conn.execute(
             sa.text(
-                "SELECT commune_code, kind, year, price_m2, valeur_fonciere, nature_mutation"
-                " FROM land_transactions WHERE departement_code = :dep"
+                "SELECT commune_code, kind, year, price_m2, valeur_fonciere, nature_mutation,"
+                " qpv_code FROM land_transactions WHERE departement_code = :dep"
             ),
             {"dep": dep},
         ).mappings()
@@ -136,6 +137,7 @@ def foncier_indicators(
     commune_rows = [
         _commune_row(c, structures, sales, sites, needs, matching, layers, opts) for c in communes
     ]
+    _commune_context(conn, commune_rows, layers)
     inter_rows = _inter_rows(communes, commune_rows, structures, sales, layers, opts)
     dep_row = _area_figures(
         "departement",
@@ -165,6 +167,7 @@ def foncier_indicators(
         "communes": commune_rows,
         "price_trend": trend,
         "supply": _supply(sites, layers, opts),
+        "qpv_figures": _qpv_figures(conn, dep, structures, sales, layers, opts),
         "needs": {
             "available": layers["needs"]["available"],
             "count": len(needs) if layers["needs"]["available"] else None,
@@ -293,6 +296,24 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
         .mappings()
         .one()
     )
+    lovac = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(DISTINCT i.commune_code) AS n,
+                       count(DISTINCT i.commune_code) FILTER (WHERE i.value IS NOT NULL) AS known,
+                       string_agg(DISTINCT i.source, ', ') AS sources,
+                       string_agg(DISTINCT i.vintage, ', ') AS vintage
+                  FROM commune_indicators i
+                 WHERE i.indicator = 'logements_vacants_2ans_pct'
+                   AND i.commune_code = ANY(:codes)
+                """
+            ),
+            {"codes": [c["code"] for c in communes]},
+        )
+        .mappings()
+        .one()
+    )
     ref = {
         r["name"]: r
         for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
@@ -385,6 +406,21 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
             "note": None
             if needs["n"]
             else "Aucun besoin déclaré pour ce département : pas d'appariement.",
+        },
+        "lovac": {
+            "available": lovac["n"] > 0,
+            "label": "Vacance des logements privés (LOVAC)",
+            "source": lovac["sources"],
+            "description": prov(lovac["sources"])["description"],
+            "vintage": lovac["vintage"],
+            "coverage": f"{lovac['known']}/{n_communes} communes avec un taux publié"
+            if lovac["n"]
+            else None,
+            "scope": "logements du parc privé vacants depuis 2 ans ou plus : un indicateur de "
+            "contexte, pas une mesure des locaux d'activité",
+            "note": None
+            if lovac["n"]
+            else "Aucune donnée LOVAC chargée pour ce département : la vacance n'est pas indiquée.",
         },
         "stations": {
             "available": stations["n"] > 0,
@@ -701,6 +737,71 @@ def _trend(sales: list[dict[str, Any]], opts: Options) -> dict[str, Any]:
     return {"years": rows, "local_change": change, "local_change_withheld": withheld}
 
 
+def _commune_context(conn: Connection, rows: list[dict[str, Any]], layers: dict[str, Any]) -> None:
+    """LOVAC vacancy of each commune, or null with the reason (layer absent, rate withheld)."""
+    values: dict[str, float | None] = {}
+    if layers["lovac"]["available"]:
+        values = dict(
+            conn.execute(
+                sa.text(
+                    """
+                    SELECT DISTINCT ON (commune_code) commune_code, value
+                      FROM commune_indicators
+                     WHERE indicator = 'logements_vacants_2ans_pct'
+                       AND commune_code = ANY(:codes)
+                     ORDER BY commune_code, source
+                    """
+                ),
+                {"codes": [r["code"] for r in rows]},
+            ).all()
+        )
+    for row in rows:
+        value = values.get(row["code"])
+        if value is not None:
+            reason = None
+        elif not layers["lovac"]["available"]:
+            reason = "couche LOVAC absente"
+        elif row["code"] in values:
+            reason = "taux non publié (secret statistique)"
+        else:
+            reason = "commune absente du fichier LOVAC"
+        row["context"] = {"logements_vacants_2ans_pct": value, "reason": reason}
+
+
+def _qpv_figures(
+    conn: Connection,
+    dep: str,
+    structures: list[dict[str, Any]],
+    sales: list[dict[str, Any]],
+    layers: dict[str, Any],
+    opts: Options,
+) -> dict[str, Any]:
+    """Structures and market prices of premises per QPV, or why there are none."""
+    if not layers["qpv"]["available"]:
+        return {"available": False, "reason": layers["qpv"]["note"], "quartiers": []}
+    qpvs = conn.execute(
+        sa.text(
+            "SELECT code, name FROM territories WHERE level = 'qpv' AND departement_code = :d "
+            "ORDER BY code"
+        ),
+        {"d": dep},
+    ).all()
+    out = []
+    for code, name in qpvs:
+        mine = [s for s in structures if s["precise"] and s["qpv_code"] == code]
+        qs = [s for s in sales if s["qpv_code"] == code]
+        out.append(
+            {
+                "code": code,
+                "name": name,
+                "structures": len(mine),
+                "sales": len(qs),
+                "local": _median_block(_market_prices(qs, "local"), opts),
+            }
+        )
+    return {"available": True, "reason": None, "quartiers": out}
+
+
 def _known_sum(rows: list[dict[str, Any]], key: str) -> int | None:
     """Sum of a column over the rows where it is known; None when it is known for none."""
     known = [r[key] for r in rows if r[key] is not None]
@@ -732,11 +833,23 @@ def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) 
         }
         for (k, st), v in sorted(groups.items())
     ]
+    by_origin: Counter[tuple[str, str]] = Counter(
+        (s["origin"] or "non renseignée", s["status"]) for s in sites if s["kind"] == "friche"
+    )
     with_st = layers["stations"]["available"]
     dists = [s["station_distance_m"] for s in sites if s["station_distance_m"] is not None]
     return {
         "available": True,
         "by_kind_status": by,
+        "friches_by_origin_status": [
+            {
+                "origin": o,
+                "status": st,
+                "status_label": STATUS_LABELS.get(st, st),
+                "sites": n,
+            }
+            for (o, st), n in sorted(by_origin.items())
+        ],
         "station_distance": {
             "available": with_st,
             "median_m": round(statistics.median(dists)) if dists else None,
@@ -756,6 +869,7 @@ def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) 
                 "built_surface_m2": s["built_surface_m2"],
                 "owner_type": s["owner_type"],
                 "pollution": s["pollution"],
+                "origin": s["origin"],
                 "rent_eur_month": s["rent_eur_month"],
                 "price_eur": s["price_eur"],
                 "commune_code": s["commune_code"],

@@ -111,6 +111,9 @@ def _evaluate(
         return "territory", details
     points += STATUS_POINTS.get(site["status"], 5)
     pollution = POLLUTED.get((site.get("pollution") or "").strip().lower())
+    if pollution is None and "basias" in (site.get("origin") or "").lower():
+        # Basias/Basol list former industrial sites: soil pollution is possible until studied.
+        pollution = "possible (ancien site industriel Basias/Basol)"
     if pollution:
         # Growing food on polluted soil is not a match one may make silently: say so, and
         # rank the site after clean ones for farmland needs.
