@@ -3,12 +3,18 @@ diagnostics built from them, checked against independent pandas computations."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
 from carteco.diagnostics.engine import foncier_indicators
@@ -16,6 +22,7 @@ from carteco.diagnostics.report import build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
+from tests.conftest import ARTIFACTS, ROOT
 from tests.test_land_import import reset_land
 
 LAYERS = {layer.kind: layer for layer in DEMO_LAND}
@@ -154,3 +161,36 @@ def test_93_and_94_reports_say_where_the_friches_are(
         assert "Appel à projet Fonds Friches" in html
         assert "statut inconnu" in html
         assert "Chiffres par QPV non établis" in html
+
+
+def test_93_pdf_report_printed_by_chromium(
+    idf: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    """`carteco diagnostic foncier 93 --pdf`: a one-page summary first, then the report."""
+    out = tmp_path / "d93"
+    res = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "diagnostic", "foncier", "93", "--pdf"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CARTECO_DATABASE_URL": database_url},
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    pdf = out / "rapport.pdf"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "diagnostic_93.pdf").write_bytes(pdf.read_bytes())
+    reader = PdfReader(pdf)
+    # NFKC: Chromium's fonts set ligatures ("ﬀ") that text extraction keeps.
+    pages = [unicodedata.normalize("NFKC", p.extract_text() or "") for p in reader.pages]
+    assert 6 <= len(pages) <= 60
+    first = pages[0]
+    assert "L'essentiel en une page" in first and "Seine-Saint-Denis" in first
+    assert "Leviers proposés" in first or "Aucune" in first or "Offre" in first
+    # The summary holds on its page: the next page starts the detailed report.
+    assert "L'essentiel en une page" not in pages[1]
+    text = "\n".join(pages)
+    for expected in ("Pression foncière", "Offre foncière", "Recommandations", "Méthode"):
+        assert expected in text
+    assert "Appel à projet Fonds Friches" in text
