@@ -29,7 +29,14 @@ from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import export as exp
 from carteco.collections import COLLECTIONS, Collection, get_collection
-from carteco.features import Output, feature, items_page, parse_properties
+from carteco.features import (
+    Output,
+    collection_extent,
+    feature,
+    items_page,
+    loaded_levels,
+    parse_properties,
+)
 from carteco.filters import (
     CRS84,
     EPSG2154,
@@ -227,30 +234,6 @@ def collection_doc(c: Collection, root: str, extent: list[float] | None) -> dict
     if extent:
         doc["extent"] = {"spatial": {"bbox": [extent], "crs": CRS84}}
     return doc
-
-
-def collection_extent(conn: Connection, c: Collection) -> list[float] | None:
-    """Bounding box of a collection (estimated from statistics for structures)."""
-    if c.table == "structures":
-        sql = "SELECT ST_EstimatedExtent('public', 'structures', 'geom')::box2d::text"
-        try:
-            with conn.begin_nested():
-                box = conn.execute(sa.text(sql)).scalar()
-        except sa.exc.DBAPIError:
-            box = None
-        if not box:
-            box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM structures")).scalar()
-    elif c.table == "territories":
-        box = conn.execute(
-            sa.text("SELECT ST_Extent(geom)::text FROM territories WHERE level = :l"),
-            {"l": c.level},
-        ).scalar()
-    else:
-        box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM stations")).scalar()
-    if not box:
-        return None
-    inner = box[box.index("(") + 1 : box.index(")")].replace(",", " ").split()
-    return [round(float(v), 6) for v in inner]
 
 
 def queryables_doc(c: Collection, root: str) -> dict[str, Any]:
@@ -627,7 +610,7 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         params = query_params(request, {"f"})
         fmt = negotiate(request, params, ("json", "html"))
         root = base_url(request, st)
-        levels = set(conn.execute(sa.text("SELECT DISTINCT level FROM territories")).scalars())
+        levels = loaded_levels(conn)
         docs = [
             collection_doc(c, root, collection_extent(conn, c))
             for c in COLLECTIONS.values()

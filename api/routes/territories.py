@@ -7,7 +7,6 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Connection
@@ -26,8 +25,16 @@ from api.routes.features import (
     query_params,
     run_db,
 )
-from carteco.collections import COLLECTIONS, LEVEL_STRUCTURE_COLUMN
-from carteco.features import Output, feature_sql, items_page, parse_properties
+from carteco.collections import COLLECTIONS
+from carteco.features import (
+    Output,
+    in_polygon,
+    in_territory,
+    items_page,
+    parse_properties,
+    polygon_validity,
+)
+from carteco.features import nearby as nearby_features
 from carteco.filters import (
     SIMPLE_FILTERS,
     FilterLimits,
@@ -161,9 +168,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         if territory(conn, lv, code, geometry=False) is None:
             raise Problem(404, f"territoire inconnu : {level} {code}")
         where, binds, props = _filters(params, st)
-        col = STRUCTURES.q(LEVEL_STRUCTURE_COLUMN[lv])
-        where = f"({where} AND {col} = :_tcode)"
-        binds = {**binds, "_tcode": code}
+        where, binds = in_territory(where, binds, lv, code)
         limit = parse_limit(params, st, st.default_limit) or st.default_limit
         offset = parse_offset(params)
         page = run_db(
@@ -241,35 +246,18 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         if ("radius" in params) == ("nearest" in params):
             raise Problem(400, "donnez soit radius (mètres), soit nearest (nombre)")
         where, binds, props = _filters(params, st)
-        feat = feature_sql(STRUCTURES, Output(properties=props))
-        pt = "ST_SetSRID(ST_MakePoint(:_lon, :_lat), 4326)"
-        dist = f"ST_Distance(t.geom::geography, {pt}::geography)"
-        values: dict[str, Any] = {**binds, "_lon": lon, "_lat": lat}
+        out = Output(properties=props)
         if "radius" in params:
             radius = _float(params, "radius", 0, MAX_RADIUS_M)
             limit = parse_limit(params, st, st.max_features) or st.max_features
-            # Degree box first so the GiST index works; the geography test is exact.
-            cond = (
-                f"t.geom && ST_Expand({pt}, :_r / 111000.0 / greatest(cos(radians(:_lat)), 0.01))"
-                f" AND ST_DWithin(t.geom::geography, {pt}::geography, :_r)"
-            )
-            sql = (
-                f"SELECT {feat} AS f, {dist} AS d {STRUCTURES.from_sql()} "  # noqa: S608
-                f"AND {cond} AND {where} ORDER BY d, t.id LIMIT :_lim"
-            )
-            values.update({"_r": radius, "_lim": limit})
+            rows = run_db(
+                nearby_features, conn, STRUCTURES, where, binds, out, lon, lat,
+                radius=radius, limit=limit,
+            )  # fmt: skip
         else:
-            raw = params["nearest"]
-            n = int_param(raw, "nearest", 1, MAX_NEAREST)
-            # KNN on the index (planar order), then the exact geodesic order.
-            sql = (
-                f"SELECT f, d FROM (SELECT {feat} AS f, {dist} AS d, t.id "  # noqa: S608
-                f"{STRUCTURES.from_sql()} AND t.geom IS NOT NULL AND {where} "
-                f"ORDER BY t.geom <-> {pt} LIMIT :_k) c ORDER BY d, id LIMIT :_n"
-            )
-            values.update({"_k": n * 2 + 20, "_n": n})
-        rows = run_db(lambda: conn.execute(sa.text(sql), values).all())
-        feats = [_with_distance(r.f, r.d) for r in rows]
+            n = int_param(params["nearest"], "nearest", 1, MAX_NEAREST)
+            rows = run_db(nearby_features, conn, STRUCTURES, where, binds, out, lon, lat, nearest=n)
+        feats = [_with_distance(f, d) for f, d in rows]
         return _collection("[" + ",".join(feats) + "]", {"numberReturned": len(feats)})
 
     @router.post(
@@ -300,22 +288,14 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         no_nul("geometry", text.replace("\\u0000", "\x00"))
         if text.count(",") > MAX_POLYGON_VERTICES * 2:
             raise Problem(413, f"polygone trop détaillé ({MAX_POLYGON_VERTICES} sommets au plus)")
-        try:
-            valid, reason = conn.execute(
-                sa.text(
-                    "SELECT ST_IsValid(g), ST_IsValidReason(g) FROM "
-                    "(SELECT ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326) AS g) s"
-                ),
-                {"g": text},
-            ).one()
-        except sa.exc.DBAPIError as exc:
-            conn.rollback()
-            raise Problem(400, "géométrie GeoJSON illisible") from exc
+        validity = polygon_validity(conn, text)
+        if validity is None:
+            raise Problem(400, "géométrie GeoJSON illisible")
+        valid, reason = validity
         if not valid:
             raise Problem(400, f"polygone invalide : {reason}")
         where, binds, props = _filters(params, st)
-        poly = "ST_SetSRID(ST_GeomFromGeoJSON(:_poly), 4326)"
-        where = f"({where} AND t.geom && {poly} AND ST_Intersects(t.geom, {poly}))"
+        where, binds = in_polygon(where, binds, text)
         limit = parse_limit(params, st, st.default_limit) or st.default_limit
         offset = parse_offset(params)
         page = run_db(
@@ -323,7 +303,7 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
             conn,
             STRUCTURES,
             where,
-            {**binds, "_poly": text},
+            binds,
             limit=limit,
             offset=offset,
             out=Output(properties=props),

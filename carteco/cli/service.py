@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 
 from carteco import db
@@ -16,6 +15,7 @@ from carteco.cli.geodata import geodata_load
 from carteco.cli.imports import import_file
 from carteco.demo import DEMO_SOURCES
 from carteco.importer.mapping import Mapping
+from carteco.registry import registry_summary
 
 
 def serve(
@@ -65,7 +65,8 @@ def demo(
     # SIAE rows carry addresses only: place them (commune precision without a BAN file).
     run_geocode(engine, None, False, 0.5, "local", None)
     with engine.connect() as conn:
-        n, located = conn.execute(sa.text("SELECT count(*), count(geom) FROM structures")).one()
+        summary = registry_summary(conn)
+        n, located = summary["structures"], summary["located"]
     out.print(f"Démo prête : {n} structures, dont {located} localisées.")
     if serve_after:
         url = f"http://{host or settings.host}:{port or settings.port}/"
