@@ -25,7 +25,9 @@ from starlette.datastructures import FormData, UploadFile
 
 from api.deps import AuthFirstRoute, bearer, get_engine, get_settings, require
 from api.errors import Problem
-from api.routes.features import GEOJSON, base_url, json_bytes, no_nul
+from api.params import no_nul
+from api.responses import GEOJSON, json_bytes
+from api.urls import public_base
 from carteco import import_jobs, registry
 from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
@@ -272,7 +274,7 @@ def writes_router() -> APIRouter:
             job_id = await run_in_threadpool(_enqueue, engine, token, file, mapping, source, opts)
         finally:
             await form.close()
-        href = f"{base_url(request, st)}/imports/{job_id}"
+        href = f"{public_base(request)}/imports/{job_id}"
         return Response(
             json_bytes({"id": job_id, "status": "queued", "href": href}),
             status_code=202,
