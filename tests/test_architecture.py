@@ -309,3 +309,16 @@ def test_no_sql_in_api_nor_cli() -> None:
     # the commands call a function that takes a connection.
     bad = [f for m, p in MODULES.items() if _is_outer(m) for f in _sql_findings(p)]
     assert not bad, _report("SQL in api/ or carteco/cli/ (move it to a core module)", bad)
+
+
+def test_absolute_urls_start_in_one_place() -> None:
+    # Links, Location headers, TileJSON: every absolute URL starts from api.urls.public_base
+    # (public_url, or a checked Host), never from the request's own base URL.
+    bad = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.attr}"
+        for module, path in MODULES.items()
+        if _within(module, "api") and module != "api.urls"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("base_url", "url_for")
+    ]
+    assert not bad, _report("absolute URLs built outside api/urls.py", bad)

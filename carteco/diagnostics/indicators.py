@@ -59,17 +59,7 @@ def departement_info(conn: Connection, dep: str) -> dict[str, Any] | None:
     """Name, région and population of a département, or None when it is unknown."""
     row = (
         conn.execute(
-            sa.text(
-                """
-                SELECT c.departement_code AS code, c.region_code,
-                       sum(c.population) AS population, count(*) AS communes,
-                       (SELECT name FROM territories WHERE level = 'departement' AND code = :d
-                         LIMIT 1) AS name
-                  FROM communes_ref c
-                 WHERE c.type = 'commune-actuelle' AND c.departement_code = :d
-                 GROUP BY 1, 2
-                """
-            ),
+            _sql("departement.sql"),
             {"d": dep},
         )
         .mappings()
@@ -111,10 +101,7 @@ def foncier_indicators(
     sales = [
         dict(r)
         for r in conn.execute(
-            sa.text(
-                "SELECT commune_code, kind, year, price_m2, valeur_fonciere FROM land_transactions"
-                " WHERE departement_code = :dep"
-            ),
+            _sql("transactions.sql"),
             {"dep": dep},
         ).mappings()
     ]
@@ -199,12 +186,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     n_communes = len(communes)
     with_geom = sum(1 for c in communes if c["area_m2"] is not None)
     with_pop = sum(1 for c in communes if c["population"] is not None)
-    meta = {
-        r["source"]: r
-        for r in conn.execute(
-            sa.text("SELECT source, description, vintage, loaded_at FROM land_layers")
-        ).mappings()
-    }
+    meta = {r["source"]: r for r in conn.execute(_sql("land_layers.sql")).mappings()}
 
     def prov(sources: str | None) -> dict[str, Any]:
         """Description and vintage of the land layers behind some figures (by source)."""
@@ -222,14 +204,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
 
     dvf = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, min(date_mutation) AS first, max(date_mutation) AS last,
-                       count(DISTINCT commune_code) AS communes,
-                       string_agg(DISTINCT source, ', ') AS sources
-                  FROM land_transactions WHERE departement_code = :d
-                """
-            ),
+            _sql("layer_dvf.sql"),
             {"d": dep},
         )
         .mappings()
@@ -237,13 +212,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     qpv = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, string_agg(DISTINCT vintage, ', ') AS vintage,
-                       string_agg(DISTINCT layer, ', ') AS layers
-                  FROM territories WHERE level = 'qpv' AND departement_code = :d
-                """
-            ),
+            _sql("layer_qpv.sql"),
             {"d": dep},
         )
         .mappings()
@@ -251,14 +220,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     sites = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, count(geom) AS located,
-                       string_agg(DISTINCT source, ', ') AS sources,
-                       string_agg(DISTINCT kind, ', ') AS kinds
-                  FROM land_sites WHERE departement_code = :d
-                """
-            ),
+            _sql("layer_sites.sql"),
             {"d": dep},
         )
         .mappings()
@@ -266,10 +228,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     needs = (
         conn.execute(
-            sa.text(
-                "SELECT count(*) AS n, string_agg(DISTINCT source, ', ') AS sources "
-                "FROM land_needs WHERE departement_code = :d"
-            ),
+            _sql("layer_needs.sql"),
             {"d": dep},
         )
         .mappings()
@@ -277,22 +236,13 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     stations = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, string_agg(DISTINCT st.layer, ', ') AS layers
-                  FROM stations st JOIN territories d
-                    ON d.level = 'departement' AND d.code = :d AND ST_Intersects(d.geom, st.geom)
-                """
-            ),
+            _sql("layer_stations.sql"),
             {"d": dep},
         )
         .mappings()
         .one()
     )
-    ref = {
-        r["name"]: r
-        for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
-    }
+    ref = {r["name"]: r for r in conn.execute(_sql("reference_layers.sql")).mappings()}
 
     def vintage(*names: str) -> str | None:
         return ", ".join(sorted({ref[n]["vintage"] for n in names if n in ref})) or None
@@ -399,12 +349,7 @@ def _structure_layer(
     sources = sorted({s["source"] for s in structures})
     # The registry's vintage is that of its imports: the last successful run of each source.
     runs = conn.execute(
-        sa.text(
-            """
-            SELECT source, max(finished_at) FROM import_runs
-             WHERE status = 'succeeded' AND source = ANY(:s) GROUP BY source ORDER BY source
-            """
-        ),
+        _sql("import_runs.sql"),
         {"s": sources},
     ).all()
     layers["structures"].update(
@@ -702,16 +647,7 @@ def _needs(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> list[d
     return [
         dict(r)
         for r in conn.execute(
-            sa.text(
-                """
-                SELECT n.id, n.source_id, n.name, n.siret, n.structure_id, n.kind,
-                       n.surface_min_m2, n.surface_max_m2, n.budget_rent_eur_month,
-                       n.budget_purchase_eur, n.territories, n.max_distance_km, n.declared_on,
-                       n.commune_code, n.departement_code, ST_X(n.geom) AS lon,
-                       ST_Y(n.geom) AS lat
-                  FROM land_needs n WHERE n.departement_code = :d ORDER BY n.source_id
-                """
-            ),
+            _sql("needs.sql"),
             {"d": dep},
         ).mappings()
     ]
