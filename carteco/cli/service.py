@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from carteco import db
+from carteco import db, registry
 from carteco.cli.common import cli_engine, cli_settings, out
 from carteco.cli.db import db_upgrade
 from carteco.cli.geocode import run_geocode
@@ -15,7 +15,6 @@ from carteco.cli.geodata import geodata_load
 from carteco.cli.imports import import_file
 from carteco.demo import DEMO_SOURCES
 from carteco.importer.mapping import Mapping
-from carteco.registry import registry_summary
 
 
 def serve(
@@ -65,7 +64,7 @@ def demo(
     # SIAE rows carry addresses only: place them (commune precision without a BAN file).
     run_geocode(engine, None, False, 0.5, "local", None)
     with engine.connect() as conn:
-        summary = registry_summary(conn)
+        summary = registry.registry_summary(conn)
         n, located = summary["structures"], summary["located"]
     out.print(f"Démo prête : {n} structures, dont {located} localisées.")
     if serve_after:

@@ -16,7 +16,7 @@ from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
 from carteco.diagnostics.charts import bar_chart, trend_chart
-from carteco.diagnostics.indicators import (
+from carteco.diagnostics.engine import (
     FAMILY_LABELS,
     SITE_KIND_LABELS,
     STATUS_LABELS,

@@ -59,7 +59,17 @@ def departement_info(conn: Connection, dep: str) -> dict[str, Any] | None:
     """Name, région and population of a département, or None when it is unknown."""
     row = (
         conn.execute(
-            _sql("departement.sql"),
+            sa.text(
+                """
+                SELECT c.departement_code AS code, c.region_code,
+                       sum(c.population) AS population, count(*) AS communes,
+                       (SELECT name FROM territories WHERE level = 'departement' AND code = :d
+                         LIMIT 1) AS name
+                  FROM communes_ref c
+                 WHERE c.type = 'commune-actuelle' AND c.departement_code = :d
+                 GROUP BY 1, 2
+                """
+            ),
             {"d": dep},
         )
         .mappings()
@@ -101,7 +111,10 @@ def foncier_indicators(
     sales = [
         dict(r)
         for r in conn.execute(
-            _sql("transactions.sql"),
+            sa.text(
+                "SELECT commune_code, kind, year, price_m2, valeur_fonciere FROM land_transactions"
+                " WHERE departement_code = :dep"
+            ),
             {"dep": dep},
         ).mappings()
     ]
@@ -186,7 +199,12 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     n_communes = len(communes)
     with_geom = sum(1 for c in communes if c["area_m2"] is not None)
     with_pop = sum(1 for c in communes if c["population"] is not None)
-    meta = {r["source"]: r for r in conn.execute(_sql("land_layers.sql")).mappings()}
+    meta = {
+        r["source"]: r
+        for r in conn.execute(
+            sa.text("SELECT source, description, vintage, loaded_at FROM land_layers")
+        ).mappings()
+    }
 
     def prov(sources: str | None) -> dict[str, Any]:
         """Description and vintage of the land layers behind some figures (by source)."""
@@ -204,7 +222,14 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
 
     dvf = (
         conn.execute(
-            _sql("layer_dvf.sql"),
+            sa.text(
+                """
+                SELECT count(*) AS n, min(date_mutation) AS first, max(date_mutation) AS last,
+                       count(DISTINCT commune_code) AS communes,
+                       string_agg(DISTINCT source, ', ') AS sources
+                  FROM land_transactions WHERE departement_code = :d
+                """
+            ),
             {"d": dep},
         )
         .mappings()
@@ -212,7 +237,13 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     qpv = (
         conn.execute(
-            _sql("layer_qpv.sql"),
+            sa.text(
+                """
+                SELECT count(*) AS n, string_agg(DISTINCT vintage, ', ') AS vintage,
+                       string_agg(DISTINCT layer, ', ') AS layers
+                  FROM territories WHERE level = 'qpv' AND departement_code = :d
+                """
+            ),
             {"d": dep},
         )
         .mappings()
@@ -220,7 +251,14 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     sites = (
         conn.execute(
-            _sql("layer_sites.sql"),
+            sa.text(
+                """
+                SELECT count(*) AS n, count(geom) AS located,
+                       string_agg(DISTINCT source, ', ') AS sources,
+                       string_agg(DISTINCT kind, ', ') AS kinds
+                  FROM land_sites WHERE departement_code = :d
+                """
+            ),
             {"d": dep},
         )
         .mappings()
@@ -228,7 +266,10 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     needs = (
         conn.execute(
-            _sql("layer_needs.sql"),
+            sa.text(
+                "SELECT count(*) AS n, string_agg(DISTINCT source, ', ') AS sources "
+                "FROM land_needs WHERE departement_code = :d"
+            ),
             {"d": dep},
         )
         .mappings()
@@ -236,13 +277,22 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     stations = (
         conn.execute(
-            _sql("layer_stations.sql"),
+            sa.text(
+                """
+                SELECT count(*) AS n, string_agg(DISTINCT st.layer, ', ') AS layers
+                  FROM stations st JOIN territories d
+                    ON d.level = 'departement' AND d.code = :d AND ST_Intersects(d.geom, st.geom)
+                """
+            ),
             {"d": dep},
         )
         .mappings()
         .one()
     )
-    ref = {r["name"]: r for r in conn.execute(_sql("reference_layers.sql")).mappings()}
+    ref = {
+        r["name"]: r
+        for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
+    }
 
     def vintage(*names: str) -> str | None:
         return ", ".join(sorted({ref[n]["vintage"] for n in names if n in ref})) or None
@@ -349,7 +399,12 @@ def _structure_layer(
     sources = sorted({s["source"] for s in structures})
     # The registry's vintage is that of its imports: the last successful run of each source.
     runs = conn.execute(
-        _sql("import_runs.sql"),
+        sa.text(
+            """
+            SELECT source, max(finished_at) FROM import_runs
+             WHERE status = 'succeeded' AND source = ANY(:s) GROUP BY source ORDER BY source
+            """
+        ),
         {"s": sources},
     ).all()
     layers["structures"].update(
@@ -647,7 +702,16 @@ def _needs(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> list[d
     return [
         dict(r)
         for r in conn.execute(
-            _sql("needs.sql"),
+            sa.text(
+                """
+                SELECT n.id, n.source_id, n.name, n.siret, n.structure_id, n.kind,
+                       n.surface_min_m2, n.surface_max_m2, n.budget_rent_eur_month,
+                       n.budget_purchase_eur, n.territories, n.max_distance_km, n.declared_on,
+                       n.commune_code, n.departement_code, ST_X(n.geom) AS lon,
+                       ST_Y(n.geom) AS lat
+                  FROM land_needs n WHERE n.departement_code = :d ORDER BY n.source_id
+                """
+            ),
             {"d": dep},
         ).mappings()
     ]

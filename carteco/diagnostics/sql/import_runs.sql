@@ -1,3 +1,0 @@
--- The last successful import of each of some sources: the registry's vintage.
-SELECT source, max(finished_at) FROM import_runs
- WHERE status = 'succeeded' AND source = ANY(:s) GROUP BY source ORDER BY source

@@ -1,2 +1,0 @@
--- Description and vintage of every loaded land layer, by source.
-SELECT source, description, vintage, loaded_at FROM land_layers

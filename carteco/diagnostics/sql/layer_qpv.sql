@@ -1,4 +1,0 @@
--- Coverage of the QPV outlines of a département: count, vintages, layers.
-SELECT count(*) AS n, string_agg(DISTINCT vintage, ', ') AS vintage,
-       string_agg(DISTINCT layer, ', ') AS layers
-  FROM territories WHERE level = 'qpv' AND departement_code = :d
