@@ -231,9 +231,12 @@ def test_sirene_unite_legale_sets_family_and_closes(
         (r["status"], r["closed_on"]) == ("closed", date(2022, 9, 30)) for r in ceased
     )
     assert {(e.row, e.column) for e in report.errors} == {
-        (8, "categorieJuridiqueUniteLegale"),
-        (9, "economieSocialeSolidaireUniteLegale"),
+        (9, "categorieJuridiqueUniteLegale"),
+        (10, "economieSocialeSolidaireUniteLegale"),
     }
+    # The unit's creation date opens only its head office, not another establishment.
+    other = _by_siret(engine, "39343298400051")[0]
+    assert (other["opened_on"], other["legal_category"]) == (None, "9220")
     assert _by_siret(engine, "37966556500022")[0]["legal_category"] is None  # bad row skipped
 
     # The ESS flag withdrawn (O → N): the commercial company is no longer ESS.
@@ -246,6 +249,21 @@ def test_sirene_unite_legale_sets_family_and_closes(
     again = reconcile_file(engine, changed, SIRENE_KINDS, None)
     assert again.counts["family_changed"] == 1
     assert _by_siret(engine, "48044602000079")[0]["ess_family"] == "inconnue"
+
+
+def test_undecodable_bytes_are_reported_by_row(sirene_registry: sa.Engine, tmp_path: Path) -> None:
+    lines = ETAB.read_bytes().splitlines(keepends=True)
+    unknown = next(x for x in lines if x.startswith(b"100029172,"))
+    known = next(x for x in lines if x.startswith(b"794995274,"))
+    # UTF-8 for the first 64 KB (the encoding sample), then one Windows-1252 byte in a row of
+    # the registry: that row is refused by name, the others are read.
+    body = [lines[0], *[unknown] * 600, known.replace(b"MICHELET", b"MICH\xe9LET")]
+    path = tmp_path / "StockEtablissement_utf8.csv"
+    path.write_bytes(b"".join(body))
+    report = reconcile_file(sirene_registry, path, SIRENE_KINDS, None, dry_run=True)
+    assert report.encoding == "utf-8-sig" and report.rows_read == 601
+    assert [(e.row, e.column) for e in report.errors] == [(602, "libelleVoieEtablissement")]
+    assert "UTF-8" in report.errors[0].reason
 
 
 def test_rna_waldec_closes_dissolved_and_proposes_moves(reference: sa.Engine) -> None:

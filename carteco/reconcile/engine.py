@@ -105,6 +105,9 @@ class Official:
     legal_category: str | None = None
     ess_flag: bool | None = None
     family_hint: str | None = None
+    # StockUniteLegale: the head office's NIC; the unit's creation date is only the head
+    # office's opening date (another establishment may have opened later).
+    head_nic: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
 
 
@@ -364,7 +367,8 @@ def _decide(ctx: _Context, plan: _Plan, s: dict[str, Any], o: Official) -> None:
                     ctx.moves.append((s, o, reason))
                     did = True
     did = _family(report, plan, s, o) or did
-    if o.opened_on is not None and s["opened_on"] is None:
+    opens = o.head_nic is None or not s["siret"] or s["siret"][9:] == o.head_nic
+    if o.opened_on is not None and s["opened_on"] is None and opens:
         plan.update(s["id"], opened_on=o.opened_on)
         counts["opened_on_set"] += 1
         did = True
@@ -677,7 +681,9 @@ def _unite_legale(c: _RowCheck, raw: dict[str, str]) -> Official:
     flag = {"O": True, "N": False, "": None}.get(flag_text)
     if flag_text not in ("O", "N", ""):
         c.bad("economieSocialeSolidaireUniteLegale", flag_text, "indicateur ESS O ou N attendu")
-    return Official(c.row, key, closed, closed_on, opened_on, None, category, flag, raw=raw)
+    head = c.get("nicSiegeUniteLegale") or ""
+    return Official(c.row, key, closed, closed_on, opened_on, None, category, flag,
+                    head_nic=head, raw=raw)  # fmt: skip
 
 
 def _waldec(c: _RowCheck, raw: dict[str, str]) -> Official:

@@ -204,6 +204,7 @@ UNITE_LEGALE = FileFormat(
         "etatAdministratifUniteLegale",
         "categorieJuridiqueUniteLegale",
         "economieSocialeSolidaireUniteLegale",
+        "nicSiegeUniteLegale",
     ),
 )
 WALDEC = FileFormat(
