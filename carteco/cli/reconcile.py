@@ -90,10 +90,13 @@ def _reconcile(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     try:
-        with progress(path.name) as advance:
+        with progress(f"{path.name} (Mio)") as advance:
             report = reconcile_file(
                 engine, path, kinds, geocoder, dry_run=dry_run, strict=strict,
-                progress=lambda done, total: advance(done, total),
+                # In MiB read: the bar of a 8 GB stock stays readable.
+                progress=lambda done, total: advance(
+                    done >> 20, None if total is None else total >> 20
+                ),
             )  # fmt: skip
     except ImportFileError as exc:
         console.print(f"[red]Rapprochement refusé :[/red] {exc}", highlight=False)
