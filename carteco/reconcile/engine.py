@@ -219,6 +219,8 @@ def _run(
         # Batch work over a file of millions of rows: the interactive statement timeout does
         # not apply (the run is stopped by stopping the command).
         conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+        # Between two chunks the transaction waits on the file (minutes on a 40 M-row stock).
+        conn.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         buffer: list[tuple[int, list[str]]] = []
         records = opened.records
         n = 0
