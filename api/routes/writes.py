@@ -35,6 +35,7 @@ from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
+from carteco.importer.missing import MISSING_ACTIONS
 from carteco.models import PUBLIC_STATUSES
 from carteco.registry import lock_structure_version
 from carteco.settings import Settings
@@ -83,6 +84,13 @@ IMPORT_BODY: dict[str, Any] = {
                         },
                         "skip_invalid": {"type": "boolean", "default": False},
                         "dry_run": {"type": "boolean", "default": False},
+                        "missing": {
+                            "type": "string",
+                            "enum": list(MISSING_ACTIONS),
+                            "default": "flag",
+                            "description": "Structures de la source absentes du fichier : "
+                            "flag (signalées), close (fermées ce jour), keep (rien).",
+                        },
                     },
                 }
             }
@@ -212,6 +220,7 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
             dry_run=opts["dry_run"],
             skip_invalid=opts["skip_invalid"],
             limits=opts.get("limits"),
+            missing=opts.get("missing", "flag"),
         )
         status, report = rep.status, rep.as_dict()
     except ImportFileError as exc:
@@ -229,7 +238,7 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
 
 def _queue_job(engine: Engine, token: Token, name: str, opts: dict[str, Any]) -> int:
     """Record a queued import job (and its audit line); its id."""
-    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid")}
+    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid", "missing")}
     with engine.begin() as conn:
         job_id = import_jobs.queue_job(conn, name, opts["source"], token.id)
         audit(conn, token, "import", f"imports/{job_id}", {"file": name, **shown})
@@ -266,9 +275,13 @@ def writes_router() -> APIRouter:
                 raise Problem(400, "mapping : un fichier est attendu")
             if source is not None and not isinstance(source, str):
                 raise Problem(400, "source : un texte est attendu")
+            missing = form.get("missing") or "flag"
+            if missing not in MISSING_ACTIONS:
+                raise Problem(400, f"missing : {', '.join(MISSING_ACTIONS)} attendu")
             opts: dict[str, Any] = {
                 "skip_invalid": _form_bool(form, "skip_invalid"),
                 "dry_run": _form_bool(form, "dry_run"),
+                "missing": missing,
                 "limits": ReadLimits.from_settings(st),
             }
             job_id = await run_in_threadpool(_enqueue, engine, token, file, mapping, source, opts)
