@@ -1,6 +1,6 @@
 """History of structures: `as_of` dates, the registry as it stood then, and who changed what.
 
-Migration 0010 keeps every state of every structure in ``structure_versions`` (its row as
+Migration 0016 keeps every state of every structure in ``structure_versions`` (its row as
 JSON, its geometry, the period [valid_from, valid_to) during which it was current), filled by
 statement triggers on ``structures``. :func:`structures_source` is the SQL that rebuilds the
 ``structures`` table as it stood at an instant from those versions: the collections, the

@@ -495,7 +495,7 @@ import_jobs = sa.Table(
 
 # --- 0004_land ----------------------------------------------------------------------------
 
-LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv")
+LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
 
 # One row per imported land layer (source): what it is, its vintage and how it was loaded.
 land_layers = sa.Table(
@@ -577,6 +577,8 @@ land_sites = sa.Table(
     sa.Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
     sa.Column("content_hash", sa.Text, nullable=False),
     sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    # 0014: the inventory a site comes from (Cartofriches: Fonds Friches, MTE, Basias/Basol…).
+    sa.Column("origin", sa.Text),
     sa.UniqueConstraint("source", "source_id", name="land_sites_source_source_id_key"),
     sa.CheckConstraint(
         _in("kind", ("friche", "local_vacant", "terrain_public")), name="land_sites_kind_check"
@@ -584,7 +586,15 @@ land_sites = sa.Table(
     sa.CheckConstraint(
         _in(
             "status",
-            ("sans_projet", "avec_projet", "reconvertie", "potentielle", "disponible", "occupe"),
+            (
+                "sans_projet",
+                "avec_projet",
+                "reconvertie",
+                "potentielle",
+                "disponible",
+                "occupe",
+                "inconnu",
+            ),
         ),
         name="land_sites_status_check",
     ),
@@ -695,7 +705,87 @@ tile_grid = sa.Table(
     sa.Index("tile_grid_empty_idx", "n", postgresql_where=sa.text("n <= 0")),
 )
 
-# --- 0010_history -------------------------------------------------------------------------
+# --- 0011_proposals -----------------------------------------------------------------------
+
+PROPOSAL_KINDS = ("create", "update", "close")
+PROPOSAL_ORIGINS = ("contribution", "self_update", "reconcile", "staff")
+# "received": stored as sent, not yet checked; "pending": checked, awaiting a moderator.
+PROPOSAL_STATUSES = ("received", "pending", "approved", "rejected", "needs_info", "spam")
+
+proposals = sa.Table(
+    "proposals",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'received'")),
+    sa.Column("structure_id", sa.BigInteger, sa.ForeignKey("structures.id", ondelete="SET NULL")),
+    sa.Column("base_version", sa.Integer),
+    # The submission exactly as received, stored before any check that could fail.
+    sa.Column("raw", JSONB, nullable=False),
+    sa.Column("changes", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("previous", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("origin_detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("contributor_email", sa.Text),
+    sa.Column("client_key", sa.Text),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(_in("kind", PROPOSAL_KINDS), name="proposals_kind_check"),
+    sa.CheckConstraint(_in("origin", PROPOSAL_ORIGINS), name="proposals_origin_check"),
+    sa.CheckConstraint(_in("status", PROPOSAL_STATUSES), name="proposals_status_check"),
+    sa.Index("proposals_status_idx", "status", "created_at"),
+    sa.Index(
+        "proposals_structure_idx",
+        "structure_id",
+        postgresql_where=sa.text("structure_id IS NOT NULL"),
+    ),
+)
+
+# --- 0013_reconcile -----------------------------------------------------------------------
+
+RECONCILE_KINDS = ("sirene_etablissement", "sirene_unite_legale", "rna")
+RECONCILE_STATUSES = ("running", "succeeded", "rejected", "failed", "dry_run")
+
+reconcile_runs = sa.Table(
+    "reconcile_runs",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("file_bytes", sa.BigInteger),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'running'")),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    # Counters of the run (closed, moved, family…): one JSON object, the CLI's summary.
+    sa.Column("summary", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("errors", JSONB, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("message", sa.Text),
+    sa.CheckConstraint(_in("kind", RECONCILE_KINDS), name="reconcile_runs_kind_check"),
+    sa.CheckConstraint(_in("status", RECONCILE_STATUSES), name="reconcile_runs_status_check"),
+)
+
+# --- 0014_land_context --------------------------------------------------------------------
+
+# Context figures per commune (LOVAC vacancy…), one row per source, commune and indicator;
+# a null value is a figure the source withholds (statistical secrecy), never a zero.
+commune_indicators = sa.Table(
+    "commune_indicators",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("commune_code", sa.Text, primary_key=True),
+    sa.Column("indicator", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double),
+    sa.Column("vintage", sa.Text),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Index("commune_indicators_lookup_idx", "indicator", "commune_code"),
+)
+
+# --- 0016_history -------------------------------------------------------------------------
 
 # Every state a structure had: its row as JSON (all columns but geom and search), its point,
 # the period [valid_from, valid_to) it was current (valid_to NULL: the current state), who

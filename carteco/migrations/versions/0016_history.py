@@ -11,15 +11,15 @@ closed); a TRUNCATE of structures empties the history too.
 
 Existing rows are backfilled with valid_from = created_at.
 
-Revision ID: 0010_history
-Revises: 0008_structure_visibility
+Revision ID: 0016_history
+Revises: 0014_land_context
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
-revision = "0010_history"
-down_revision = "0008_structure_visibility"
+revision = "0016_history"
+down_revision = "0014_land_context"
 branch_labels = None
 depends_on = None
 
@@ -110,7 +110,7 @@ CREATE TRIGGER structures_history_trunc AFTER TRUNCATE ON structures
 
 -- Backfill: each existing structure's state, valid since it was created.
 INSERT INTO structure_versions (structure_id, valid_from, data, geom, changed_by)
-SELECT s.id, s.created_at, to_jsonb(s) - 'search' - 'geom', s.geom, 'migration 0010'
+SELECT s.id, s.created_at, to_jsonb(s) - 'search' - 'geom', s.geom, 'migration 0016'
   FROM structures s;
 """
 
