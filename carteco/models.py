@@ -759,3 +759,18 @@ commune_indicators = sa.Table(
     sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
     sa.Index("commune_indicators_lookup_idx", "indicator", "commune_code"),
 )
+
+# --- 0015_population_grid -----------------------------------------------------------------
+
+# INSEE Filosofi 200 m squares (idcar_200m, ind) when a deployment loads them.
+population_grid = sa.Table(
+    "population_grid",
+    metadata,
+    sa.Column("idcar", sa.Text, primary_key=True),
+    sa.Column("population", sa.Double, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("geom", Geometry("POLYGON", srid=4326, spatial_index=False), nullable=False),
+    sa.Column("centre", _point(), nullable=False),
+    sa.CheckConstraint("population >= 0", name="population_grid_population_check"),
+    sa.Index("population_grid_centre_idx", "centre", postgresql_using="gist"),
+)
