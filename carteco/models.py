@@ -744,6 +744,31 @@ proposals = sa.Table(
     ),
 )
 
+# --- 0013_reconcile -----------------------------------------------------------------------
+
+RECONCILE_KINDS = ("sirene_etablissement", "sirene_unite_legale", "rna")
+RECONCILE_STATUSES = ("running", "succeeded", "rejected", "failed", "dry_run")
+
+reconcile_runs = sa.Table(
+    "reconcile_runs",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("file_bytes", sa.BigInteger),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'running'")),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    # Counters of the run (closed, moved, family…): one JSON object, the CLI's summary.
+    sa.Column("summary", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("errors", JSONB, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("message", sa.Text),
+    sa.CheckConstraint(_in("kind", RECONCILE_KINDS), name="reconcile_runs_kind_check"),
+    sa.CheckConstraint(_in("status", RECONCILE_STATUSES), name="reconcile_runs_status_check"),
+)
+
 # --- 0014_land_context --------------------------------------------------------------------
 
 # Context figures per commune (LOVAC vacancy…), one row per source, commune and indicator;

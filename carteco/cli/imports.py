@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,14 @@ from carteco.cli.geocode import run_geocode
 from carteco.importer import ImportFileError, ImportReport, ReadLimits, run_import
 from carteco.importer.mapping import Mapping
 from carteco.sectors import load_taxonomy
+
+
+class MissingAction(StrEnum):
+    """`--missing`: the choices of carteco.importer.missing.MISSING_ACTIONS."""
+
+    flag = "flag"
+    close = "close"
+    keep = "keep"
 
 
 def sectors_list() -> None:
@@ -42,6 +51,23 @@ def print_report(report: ImportReport, max_errors: int = 50) -> None:
         console.print(f"  … et {len(report.errors) - max_errors} autres erreurs")
     if report.message:
         console.print("  " + report.message, markup=False)
+    print_missing(report)
+
+
+def print_missing(report: ImportReport, shown: int = 20) -> None:
+    """The source's structures absent from the file, and what was done with them."""
+    m = report.missing
+    if not m or (not m["count"] and not m["back"]):
+        return
+    verb = {"flag": "signalées", "close": "fermées", "keep": "gardées telles quelles"}
+    applied = m.get("applied", m["action"])
+    out.print(f"  absentes du fichier : {m['count']} ({verb[applied]}) · revenues : {m['back']}")
+    for s in m["structures"][:shown]:
+        out.print(f"    {s['source_id']} — {s['name']} (id {s['id']})", markup=False)
+    if m["count"] > shown:
+        out.print(f"    … et {m['count'] - shown} autres")
+    if m.get("note"):
+        console.print("  " + m["note"], markup=False)
 
 
 def import_file(
@@ -52,6 +78,7 @@ def import_file(
     dry_run: bool = False,
     skip_invalid: bool = False,
     limits: ReadLimits | None = None,
+    missing: str = "flag",
 ) -> ImportReport:
     """Import one file with a progress bar; print the report."""
     with progress(path.name) as advance:
@@ -64,6 +91,7 @@ def import_file(
             skip_invalid=skip_invalid,
             progress=advance,
             limits=limits,
+            missing=missing,
         )
     print_report(report)
     return report
@@ -82,6 +110,13 @@ def import_cmd(
     geocode: Annotated[
         bool, typer.Option("--geocode", help="Géocoder ensuite les structures de la source")
     ] = False,
+    missing: Annotated[
+        MissingAction,
+        typer.Option(
+            help="Structures de la source absentes du fichier : flag (signaler), "
+            "close (fermer à la date du jour) ou keep (ne rien faire)"
+        ),
+    ] = MissingAction.flag,
 ) -> None:
     """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
     settings = cli_settings()
@@ -89,7 +124,7 @@ def import_cmd(
     try:
         m = Mapping.from_file(mapping) if mapping else None
         limits = ReadLimits.from_settings(settings)
-        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits)
+        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits, missing.value)
     except ImportFileError as exc:
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc

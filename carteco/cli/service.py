@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 
-from carteco import db
+from carteco import db, registry
 from carteco.cli.common import cli_engine, cli_settings, out
 from carteco.cli.db import db_upgrade
 from carteco.cli.geocode import run_geocode
@@ -78,7 +77,8 @@ def demo(
     # SIAE rows carry addresses only: place them (commune precision without a BAN file).
     run_geocode(engine, None, False, 0.5, "local", None)
     with engine.connect() as conn:
-        n, located = conn.execute(sa.text("SELECT count(*), count(geom) FROM structures")).one()
+        summary = registry.registry_summary(conn)
+        n, located = summary["structures"], summary["located"]
     out.print(f"Démo prête : {n} structures, dont {located} localisées.")
     if serve_after:
         url = f"http://{host or settings.host}:{port or settings.port}/"

@@ -6,7 +6,7 @@ never guessed. Each site keeps the inventory it comes from (Fonds Friches, MTE, 
 Ademe…) in `origin`, so the report can count friches by status and by source.
 
 Revision ID: 0014_land_context
-Revises: 0011_proposals, 0004_land
+Revises: 0013_reconcile, 0004_land
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision = "0014_land_context"
 # Also after 0004_land, whose tables it alters (the early migrations are parallel branches).
-down_revision = ("0011_proposals", "0004_land")
+down_revision = ("0013_reconcile", "0004_land")
 branch_labels = None
 depends_on = None
 
