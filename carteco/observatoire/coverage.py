@@ -111,6 +111,9 @@ def coverage(
     say("Unités de population")
     use_grid = grid_covers(conn, level, code)
     say("Plus proche structure de chaque unité")
+    # One cheap index lookup per unit, but the planner's cost for the whole lateral join is
+    # high enough to trigger JIT compilation, which alone takes seconds: off for this query.
+    conn.execute(sa.text("SET LOCAL jit = off"))
     units = [
         dict(r)
         for r in conn.execute(

@@ -18,7 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create population_grid."""
+    """Create population_grid; territories get their Lambert-93 centre."""
     op.execute(
         """
         CREATE TABLE population_grid (
@@ -31,8 +31,15 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX population_grid_centre_idx ON population_grid USING gist (centre)")
+    # Where a territory's population is placed for coverage: the centroid of its Lambert-93
+    # outline, computed once when the outline is written (not at every coverage request).
+    op.execute(
+        "ALTER TABLE territories ADD COLUMN centre_l93 geometry(Point, 2154) "
+        "GENERATED ALWAYS AS (ST_Centroid(ST_Transform(geom, 2154))) STORED"
+    )
 
 
 def downgrade() -> None:
-    """Drop population_grid."""
+    """Drop population_grid and the territories' Lambert-93 centres."""
+    op.execute("ALTER TABLE territories DROP COLUMN centre_l93")
     op.execute("DROP TABLE population_grid")

@@ -6,7 +6,7 @@ WITH terr AS (
     SELECT geom FROM territories WHERE level = :level AND code = :code
 ), communes AS (
     SELECT t.level, t.code, t.name, t.population::float8 AS population, t.geom,
-           coalesce(t.commune_code, t.code) AS commune_code
+           coalesce(t.commune_code, t.code) AS commune_code, t.centre_l93 AS p2154
       FROM territories t
      WHERE NOT :use_grid
        AND t.level IN ('commune', 'arrondissement')
@@ -21,16 +21,15 @@ WITH terr AS (
                 SELECT 1 FROM territories a
                  WHERE a.level = 'arrondissement' AND a.commune_code = t.code))
 ), squares AS (
-    SELECT 'carreau' AS level, g.idcar AS code, g.idcar AS name, g.population, g.geom,
+    SELECT 'carreau' AS level, g.idcar AS code, g.idcar AS name, g.population,
+           ST_Multi(g.geom) AS geom,
            (SELECT c.code FROM territories c
-             WHERE c.level = 'commune' AND ST_Intersects(c.geom, g.centre) LIMIT 1) AS commune_code
+             WHERE c.level = 'commune' AND ST_Intersects(c.geom, g.centre) LIMIT 1) AS commune_code,
+           ST_Centroid(ST_Transform(g.geom, 2154)) AS p2154
       FROM population_grid g, terr
      WHERE :use_grid AND ST_Intersects(terr.geom, g.centre)
-), units AS (
-    SELECT * FROM communes UNION ALL SELECT * FROM squares
 ), placed AS (
-    SELECT u.*, ST_Centroid(ST_Transform(u.geom, 2154)) AS p2154
-      FROM units u
+    SELECT * FROM communes UNION ALL SELECT * FROM squares
 )
 SELECT p.level, p.code, p.name, p.population, p.commune_code,
        ST_X(ST_Transform(p.p2154, 4326)) AS lon, ST_Y(ST_Transform(p.p2154, 4326)) AS lat,
