@@ -21,6 +21,7 @@ from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
 from api.routes.health import health_router
 from api.routes.map import map_router
+from api.routes.observatoire import observatoire_router
 from api.routes.ops import docs_router, ops_router
 from api.routes.territories import territories_router
 from api.routes.tiles import tiles_router
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(writes_router())
     app.include_router(tiles_router())
     app.include_router(map_router())
+    app.include_router(observatoire_router())
     app.include_router(diagnostics_router())
     install_openapi(app)
     return app

@@ -557,3 +557,58 @@ def queryable_parameters(taken: set[str]) -> list[dict[str, Any]]:
         where = "toutes les collections" if len(ids) == len(COLLECTIONS) else ", ".join(sorted(ids))
         out.append(_p(name, schema, f"Égalité sur la propriété interrogeable `{name}` ({where})."))
     return out
+
+
+# -- request objects of the Observatoire -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoverageQuery:
+    """`/coverage`: sectors, a territory, radii in km, and the output format."""
+
+    sectors: list[str]
+    level: str
+    code: str
+    radii_km: list[float]
+    f: str
+
+
+COVERAGE_FORMATS = ("json", "csv", "geojson")
+
+
+def coverage_query(request: Request) -> CoverageQuery:
+    """Dependency: `sector` (comma list), `territoire=niveau:code`, `radii` (km, comma list)."""
+    params = query_params(request, {"sector", "territoire", "radii", "f"})
+    sectors = [s.strip() for s in params.get("sector", "").split(",") if s.strip()]
+    if not sectors:
+        raise Problem(
+            400,
+            "sector : au moins un secteur est attendu (ex. sector=alimentation)",
+            errors=[{"parameter": "sector", "reason": "obligatoire"}],
+        )
+    terr = params.get("territoire", "")
+    level, sep, code = terr.partition(":")
+    if not sep or not code:
+        raise Problem(
+            400,
+            "territoire : niveau:code attendu (ex. territoire=departement:93)",
+            errors=[{"parameter": "territoire", "reason": "niveau:code attendu"}],
+        )
+    level = territory_level(level, code)
+    radii: list[float] = []
+    for raw in params.get("radii", "1,2,5,10").split(","):
+        value = ascii_float(raw.strip())
+        if value is None:
+            raise Problem(
+                400,
+                "radii : distances en km séparées par des virgules attendues",
+                errors=[{"parameter": "radii", "reason": "nombre attendu"}],
+            )
+        radii.append(value)
+    f = negotiate(request, params, COVERAGE_FORMATS)
+    return CoverageQuery(sectors, level, code, radii, f)
+
+
+def panorama_format(request: Request) -> str:
+    """Dependency: `f` of the panorama (json, csv or html; else the Accept header)."""
+    return negotiate(request, query_params(request, {"f"}), ("json", "csv", "html"))

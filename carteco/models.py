@@ -99,6 +99,12 @@ territories = sa.Table(
     ),
     sa.Column("vintage", sa.Text, nullable=False),
     sa.Column("layer", sa.Text, nullable=False),
+    # 0015: the centroid of the Lambert-93 outline, where coverage places the population.
+    sa.Column(
+        "centre_l93",
+        Geometry("POINT", srid=2154, spatial_index=False),
+        sa.Computed("ST_Centroid(ST_Transform(geom, 2154))", persisted=True),
+    ),
     sa.UniqueConstraint("level", "code", name="territories_level_code_key"),
     sa.CheckConstraint(_in("level", TERRITORY_LEVELS), name="territories_level_check"),
     sa.Index("territories_geom_idx", "geom", postgresql_using="gist"),
@@ -815,4 +821,19 @@ structure_versions = sa.Table(
     sa.Index("structure_versions_structure_idx", "structure_id", "valid_from"),
     sa.Index("structure_versions_period_idx", "valid_from", "valid_to"),
     sa.Index("structure_versions_geom_idx", "geom", postgresql_using="gist"),
+)
+
+# --- 0015_population_grid -----------------------------------------------------------------
+
+# INSEE Filosofi 200 m squares (idcar_200m, ind) when a deployment loads them.
+population_grid = sa.Table(
+    "population_grid",
+    metadata,
+    sa.Column("idcar", sa.Text, primary_key=True),
+    sa.Column("population", sa.Double, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("geom", Geometry("POLYGON", srid=4326, spatial_index=False), nullable=False),
+    sa.Column("centre", _point(), nullable=False),
+    sa.CheckConstraint("population >= 0", name="population_grid_population_check"),
+    sa.Index("population_grid_centre_idx", "centre", postgresql_using="gist"),
 )

@@ -270,6 +270,11 @@ def per_year(
     }
 
 
+def territory_figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """Counts, densities and QPV shares of several territories of one level, keyed by code."""
+    return _figures(conn, level, codes)
+
+
 def _per_10k(n: float, population: int | None) -> float | None:
     return round(n * 10000 / population, 3) if population else None
 

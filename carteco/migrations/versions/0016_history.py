@@ -12,14 +12,14 @@ closed); a TRUNCATE of structures empties the history too.
 Existing rows are backfilled with valid_from = created_at.
 
 Revision ID: 0016_history
-Revises: 0014_land_context
+Revises: 0015_population_grid
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0016_history"
-down_revision = "0014_land_context"
+down_revision = "0015_population_grid"
 branch_labels = None
 depends_on = None
 
