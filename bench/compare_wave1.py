@@ -81,12 +81,12 @@ class Side:
     def start(self, role: str, extra: dict[str, str], workers: int = 1) -> None:
         """Start one server for a role and wait until it answers."""
         port = features.free_port()
-        if workers > 1:
-            cmd = [sys.executable, "-m", "carteco.cli", "serve", "--port", str(port),
-                   "--workers", str(workers)]  # fmt: skip
-        else:
-            cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.factory:app_from_env",
-                   "--port", str(port), "--log-level", "warning"]  # fmt: skip
+        # bench/load starts `carteco serve --workers N`; wave-1's `serve` refuses a schema newer
+        # than its own, so both sides get the uvicorn command it runs (no proxy headers, as
+        # main's `serve` without trusted proxies), the same for both.
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.factory:app_from_env",
+               "--port", str(port), "--workers", str(workers), "--no-proxy-headers",
+               "--log-level", "info" if workers > 1 else "warning"]  # fmt: skip
         proc = subprocess.Popen(
             cmd,
             cwd=self.tree,
