@@ -65,6 +65,20 @@ class Side:
         }
         self.procs: list[subprocess.Popen[bytes]] = []
         self.bases: dict[str, str] = {}
+        self.sessions: dict[str, int] = {}
+
+    def cpu_seconds(self, role: str) -> float:
+        """CPU time (user + system) used so far by a role's server processes (workers too)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.sessions[role]:  # session id: the server's own group
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
 
     def imported(self) -> str:
         """Where this side's `api` and `carteco` packages are imported from."""
@@ -96,6 +110,7 @@ class Side:
             start_new_session=True,
         )
         self.procs.append(proc)
+        self.sessions[role] = proc.pid
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
         while True:
@@ -154,7 +169,9 @@ def prepare_tiles(url: str) -> None:
             conn.execute("VACUUM ANALYZE tile_grid")
 
 
-def scenarios(args: argparse.Namespace, url: str, work: Path) -> dict[str, Callable[[Side], Any]]:
+def scenarios(
+    args: argparse.Namespace, url: str, work: Path
+) -> dict[str, tuple[str, Callable[[Side], Any]]]:
     """Each measured figure: a function of a side, returning a dict with rps (and latencies)."""
     asset = ASSETS.url(static.FILES[0])
 
@@ -206,12 +223,36 @@ def scenarios(args: argparse.Namespace, url: str, work: Path) -> dict[str, Calla
 
         return run
 
-    out: dict[str, Callable[[Side], Any]] = {"static maplibre-gl.js": static_js}
-    out["load mix"] = load_mix
-    out.update({name: feature_scenario(qs) for name, qs in feats.items()})
-    out["tiles cold"] = tile_scenario("cold")
-    out["tiles warm"] = tile_scenario("one")
+    out: dict[str, tuple[str, Callable[[Side], Any]]] = {
+        "static maplibre-gl.js": ("one", static_js)
+    }
+    out["load mix"] = ("load", load_mix)
+    out.update({name: ("one", feature_scenario(qs)) for name, qs in feats.items()})
+    out["tiles cold"] = ("cold", tile_scenario("cold"))
+    out["tiles warm"] = ("one", tile_scenario("one"))
     return out
+
+
+def measured(side: Side, role: str, run: Callable[[Side], Any]) -> dict[str, float]:
+    """One run, with the server's CPU milliseconds per request (steadier than req/s here)."""
+    cpu0, t0 = side.cpu_seconds(role), time.perf_counter()
+    r = dict(run(side))
+    wall, cpu = time.perf_counter() - t0, side.cpu_seconds(role) - cpu0
+    r["cpu_ms"] = cpu * 1000 / max(1.0, r["rps"] * wall)
+    return r
+
+
+def stack_cpu(side: Side) -> str:
+    """bench/middleware_stack.py run in the side's tree: CPU µs per request of its stack."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "middleware_stack.py"), "--n", "3000"],
+        cwd=side.tree,
+        env=side.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
 
 
 def main() -> None:
@@ -253,37 +294,42 @@ def main() -> None:
             if "load mix" in runs:
                 side.start("load", {}, workers=2)
             # Warm: connection pools, PostgreSQL's buffers, the tile cache (as the benches do).
-            for name, run in runs.items():
+            for name, (_, run) in runs.items():
                 if not name.startswith("static"):
                     run(side)
         for rep in range(args.reps):
-            for name, run in runs.items():
+            for name, (role, run) in runs.items():
                 order = sides if rep % 2 == 0 else sides[::-1]
                 for side in order:
-                    r = run(side)
+                    r = measured(side, role, run)
                     results[name][side.name].append(r)
                     extra = f", errors {r['errors']}" if r.get("errors") else ""
-                    print(f"rep {rep + 1} {name:<28} {side.name:<5} {r['rps']:9.1f} req/s"
-                          f"{extra}", flush=True)  # fmt: skip
+                    print(f"rep {rep + 1} {name:<28} {side.name:<5} {r['rps']:9.1f} req/s "
+                          f"{r['cpu_ms']:7.2f} server CPU ms/req{extra}", flush=True)  # fmt: skip
     finally:
         for side in sides:
             side.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    for side in sides:
+        print(f"middleware stack alone, {side.name}: {stack_cpu(side)}")
     print()
-    print(f"{'scenario':<28}{'main req/s':>12}{'old req/s':>12}{'ratio':>8}"
-          f"{'main p50':>10}{'old p50':>10}  runs (main | old)")  # fmt: skip
+    print("medians; req/s ratio main / old (> 1: main faster); server CPU ms per request,")
+    print("ratio main / old (< 1: main cheaper)")
+    print(f"{'scenario':<28}{'main req/s':>11}{'old req/s':>10}{'ratio':>8}"
+          f"{'main CPU':>10}{'old CPU':>9}{'ratio':>8}  req/s runs (main | old)")  # fmt: skip
     for name, by in results.items():
         m = statistics.median(r["rps"] for r in by["main"])
         o = statistics.median(r["rps"] for r in by["old"])
-        mp = statistics.median(r.get("p50", float("nan")) for r in by["main"])
-        op = statistics.median(r.get("p50", float("nan")) for r in by["old"])
+        mc = statistics.median(r["cpu_ms"] for r in by["main"])
+        oc = statistics.median(r["cpu_ms"] for r in by["old"])
         runs_txt = (
             " ".join(f"{r['rps']:.0f}" for r in by["main"])
             + " | "
             + " ".join(f"{r['rps']:.0f}" for r in by["old"])
         )
-        print(f"{name:<28}{m:>12.1f}{o:>12.1f}{m / o:>7.3f}×{mp:>10.1f}{op:>10.1f}  {runs_txt}")
+        print(f"{name:<28}{m:>11.1f}{o:>10.1f}{m / o:>7.3f}x{mc:>10.2f}{oc:>9.2f}"
+              f"{mc / oc:>7.3f}x  {runs_txt}")  # fmt: skip
 
 
 if __name__ == "__main__":
