@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api.assets import ASSETS
 from api.errors import install_error_handlers
-from api.guards import BodyLimitMiddleware, HostMiddleware
+from api.guards import GuardMiddleware
 from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
 from api.ratelimit import make_limiter, redis_client
@@ -85,10 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         burst=float(max(1, settings.auth_failures_per_minute)),
     )
     install_error_handlers(app)
-    # Innermost: body caps and the Host check see the request before any route, inside CORS
+    # Innermost: the Host check and body caps see the request before any route, inside CORS
     # (browsers can read the refusal) and the service middleware (logged, request id).
-    app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(HostMiddleware, settings=settings)
+    app.add_middleware(GuardMiddleware, settings=settings)
     # Downloads and pages are gzipped when the client asks (Accept-Encoding).
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(

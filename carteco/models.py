@@ -208,6 +208,12 @@ structures = sa.Table(
         "location_check",
         postgresql_where=sa.text("location_check IS DISTINCT FROM 'ok'"),
     ),
+    # The ids public reads page and count (PUBLIC_STATUSES): index-only scans (0009).
+    sa.Index(
+        "structures_public_id_idx",
+        "id",
+        postgresql_where=sa.text("status IN ('active', 'closed')"),
+    ),
 )
 
 # Every (source, source id) that feeds a structure: its owner row and the rows of other

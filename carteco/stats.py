@@ -112,19 +112,24 @@ REASON_QPV = (
 )
 
 # The départements a territory spans (from the COG table, else its own row): a QPV share is a
-# figure only when every one of them has its QPV outlines loaded.
+# figure only when every one of them has its QPV outlines loaded. The COG branch filters on the
+# level's own column (one scan of communes_ref for all the codes, not one per code).
+_COG_COLUMN = {
+    "region": "region_code",
+    "departement": "departement_code",
+    "epci": "epci_code",
+    "ept": "ept_code",
+    "commune": "code",
+}
+_QPV_COVERAGE_COG = """
+    SELECT c.{col} AS code, c.departement_code FROM communes_ref c
+     WHERE c.type = 'commune-actuelle' AND c.{col} = ANY(CAST(:codes AS text[]))
+    UNION"""
 _QPV_COVERAGE_SQL = """
-WITH t AS (SELECT * FROM unnest(CAST(:codes AS text[])) AS t(code)),
-deps AS (
-    SELECT t.code, c.departement_code
-      FROM t JOIN communes_ref c ON c.type = 'commune-actuelle'
-       AND CASE :lvl WHEN 'region' THEN c.region_code WHEN 'departement' THEN c.departement_code
-                     WHEN 'epci' THEN c.epci_code WHEN 'ept' THEN c.ept_code
-                     WHEN 'commune' THEN c.code END = t.code
-    UNION
-    SELECT t.code, r.departement_code
-      FROM t JOIN territories r ON r.level = :lvl AND r.code = t.code
-     WHERE r.departement_code IS NOT NULL
+WITH deps AS ({cog}
+    SELECT r.code, r.departement_code FROM territories r
+     WHERE r.level = :lvl AND r.code = ANY(CAST(:codes AS text[]))
+       AND r.departement_code IS NOT NULL
 )
 SELECT code FROM deps GROUP BY code
 HAVING bool_and(EXISTS (SELECT 1 FROM territories q
@@ -138,7 +143,14 @@ def qpv_covered(conn: Connection, level: str, codes: list[str]) -> set[str]:
         return set()
     if level == "qpv":
         return set(codes)
-    rows = conn.execute(sa.text(_QPV_COVERAGE_SQL), {"codes": codes, "lvl": level})
+    if conn.execute(
+        sa.text("SELECT NOT EXISTS (SELECT 1 FROM territories WHERE level = 'qpv')")
+    ).scalar():
+        return set()  # no QPV layer at all: nothing is covered (an index probe, not a scan)
+    col = _COG_COLUMN.get(level)
+    cog = _QPV_COVERAGE_COG.format(col=quote_ident(col, _COG_COLUMN.values())) if col else ""
+    sql = _QPV_COVERAGE_SQL.format(cog=cog)
+    rows = conn.execute(sa.text(sql), {"codes": codes, "lvl": level})
     return {r.code for r in rows}
 
 
