@@ -5,15 +5,15 @@ the id page of `items` and the exact `numberMatched` count lost their index-only
 primary key (bench/features, items limit=1000 at a random offset: 20 ms → 149 ms for the id
 page, 52 ms → 186 ms for the count, on 98,000 rows). This index gives them back.
 
-Revision ID: 0009_public_structures_index
-Revises: 0008_structure_visibility
+Revision ID: 0017_public_structures_index
+Revises: 0016_history
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
-revision = "0009_public_structures_index"
-down_revision = "0008_structure_visibility"
+revision = "0017_public_structures_index"
+down_revision = "0016_history"
 branch_labels = None
 depends_on = None
 
