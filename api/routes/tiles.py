@@ -6,20 +6,39 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy.engine import Connection
 
+from api.deps import get_conn
 from api.errors import Problem
 from api.urls import public_base
 from carteco.filters import FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
+from tiles.export import layer_bounds
 from tiles.filters import tile_filter
 from tiles.layers import LAYERS, TileLayer, get_layer
 from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, tms
 
-# Bounds of the data shipped today (Île-de-France); clients use them to frame the first view.
+# Bounds when a layer has no data yet (the shipped demo's Île-de-France); otherwise TileJSON and
+# the tileset metadata give the data's own extent, which clients use to frame the first view.
 DEFAULT_BOUNDS = [1.44, 48.12, 3.56, 49.24]
+
+
+def bounds_of(conn: Connection, layers: list[TileLayer]) -> list[float]:
+    """The union of the layers' data extents (lon/lat), DEFAULT_BOUNDS when they hold nothing."""
+    boxes = [b for la in layers if (b := layer_bounds(conn, la))]
+    if not boxes:
+        return DEFAULT_BOUNDS
+    return [
+        round(min(b[0] for b in boxes), 6),
+        round(min(b[1] for b in boxes), 6),
+        round(max(b[2] for b in boxes), 6),
+        round(max(b[3] for b in boxes), 6),
+    ]
+
+
 DEFAULT_CENTER = [2.35, 48.86, 9]
 
 
@@ -73,10 +92,14 @@ def _query_suffix(request: Request) -> str:
     return ("?" + q) if q else ""
 
 
-def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
+def tilejson(
+    request: Request, layers: list[TileLayer], bounds: list[float] | None = None
+) -> dict[str, Any]:
     """A TileJSON 3.0 document for one layer (or several sharing the same URL scheme)."""
     base = base_url(request)
     layer = layers[0]
+    bounds = bounds or DEFAULT_BOUNDS
+    zoom = min(max(min(la.minzoom for la in layers), DEFAULT_CENTER[2]), 14)
     return {
         "tilejson": "3.0.0",
         "name": layer.title,
@@ -87,8 +110,12 @@ def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
         ],
         "minzoom": min(la.minzoom for la in layers),
         "maxzoom": max(la.maxzoom for la in layers),
-        "bounds": DEFAULT_BOUNDS,
-        "center": DEFAULT_CENTER,
+        "bounds": bounds,
+        "center": [
+            round((bounds[0] + bounds[2]) / 2, 6),
+            round((bounds[1] + bounds[3]) / 2, 6),
+            zoom,
+        ],
         "attribution": request.app.state.settings.data_attribution,
         "vector_layers": [
             {
@@ -103,8 +130,11 @@ def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
     }
 
 
-def tileset_metadata(request: Request, layer: TileLayer) -> dict[str, Any]:
+def tileset_metadata(
+    request: Request, layer: TileLayer, bounds: list[float] | None = None
+) -> dict[str, Any]:
     """The OGC API – Tiles tileset description of a layer in WebMercatorQuad."""
+    bounds = bounds or DEFAULT_BOUNDS
     base = base_url(request)
     t = tms()
     own = f"{base}/collections/{layer.id}/tiles/{TMS_ID}"
@@ -143,8 +173,8 @@ def tileset_metadata(request: Request, layer: TileLayer) -> dict[str, Any]:
             }
         ],
         "boundingBox": {
-            "lowerLeft": DEFAULT_BOUNDS[:2],
-            "upperRight": DEFAULT_BOUNDS[2:],
+            "lowerLeft": bounds[:2],
+            "upperRight": bounds[2:],
             "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
         },
         "links": [
@@ -215,8 +245,9 @@ def tiles_router() -> APIRouter:
         )
 
     @router.get("/tiles/tilejson.json", summary="TileJSON de toutes les couches tuilées")
-    def all_tilejson(request: Request) -> dict[str, Any]:
-        doc = tilejson(request, list(LAYERS.values()))
+    def all_tilejson(request: Request, conn: Connection = Depends(get_conn)) -> dict[str, Any]:
+        layers = list(LAYERS.values())
+        doc = tilejson(request, layers, bounds_of(conn, layers))
         doc["tiles"] = []
         doc["name"] = "Carteco"
         doc["description"] = "Une URL de tuiles par couche : voir collections/{id}/tiles."
@@ -259,17 +290,21 @@ def tiles_router() -> APIRouter:
         "/collections/{collection_id}/tiles/{tms_id}",
         summary="Description du jeu de tuiles (OGC API – Tiles)",
     )
-    def tileset(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
+    def tileset(
+        collection_id: str, tms_id: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> dict[str, Any]:
         layer = _layer(collection_id)
         _tms(tms_id)
-        return tileset_metadata(request, layer)
+        return tileset_metadata(request, layer, bounds_of(conn, [layer]))
 
     @router.get("/collections/{collection_id}/tiles/{tms_id}/tilejson.json", summary="TileJSON 3.0")
-    def layer_tilejson(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
+    def layer_tilejson(
+        collection_id: str, tms_id: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> dict[str, Any]:
         layer = _layer(collection_id)
         _tms(tms_id)
         request_filter(request, layer)  # refuse bad filters here rather than on every tile
-        return tilejson(request, [layer])
+        return tilejson(request, [layer], bounds_of(conn, [layer]))
 
     @router.get(
         "/collections/{collection_id}/tiles/{tms_id}/{z}/{y}/{x}",
