@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from api.assets import STATIC_DIR
 from api.deps import get_conn
 from api.errors import Problem
+from api.observability import map_origins
 from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import carte
@@ -260,7 +261,13 @@ def map_router() -> APIRouter:
             request,
             "carte_integrer.html",
             # The snippet's iframe points at the public URL, never at a Host header.
-            {"config": map_config(request, conn), "base": public_base(request)},
+            {
+                "config": map_config(request, conn),
+                "base": public_base(request),
+                # The origins the embedded map reads from besides Carteco (online basemap,
+                # PMTiles archive on a CDN): what a partner's own CSP must not block.
+                "origins": map_origins(request.app.state.settings),
+            },
         )
 
     @router.get(
