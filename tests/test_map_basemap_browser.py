@@ -163,9 +163,22 @@ def test_clusters_never_overlap(browser: Browser) -> None:
 
 
 def test_chart_labels_do_not_touch_bars_or_values(browser: Browser) -> None:
-    page = browser.page(1400, 900)
+    for w, h in SIZES.values():
+        _check_charts(browser, w, h)
+
+
+def _check_charts(browser: Browser, w: int, h: int) -> None:
+    page = browser.page(w, h)
     page.goto(browser.base + "/territoires/departement/93")
     page.wait_for_selector("svg text.etiquette")
+    # Nothing wider than the screen (a phone scrolls the table, not the page).
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= w
+    # Type readable on a phone as on a desktop: at least 9 px high once the SVG is scaled.
+    heights = page.evaluate(
+        "() => Array.from(document.querySelectorAll('svg text')).map("
+        "t => t.getBoundingClientRect().height)"
+    )
+    assert heights and min(heights) >= 9, (w, heights)
     boxes = page.evaluate(
         """() => Array.from(document.querySelectorAll('svg g.barre')).map(g => {
           const r = (el) => { if (!el) return null; const b = el.getBoundingClientRect();
@@ -191,6 +204,7 @@ def test_chart_labels_do_not_touch_bars_or_values(browser: Browser) -> None:
     # Nor across rows.
     for a, b in itertools.combinations(everything, 2):
         assert apart(a, b) or a == b, (a, b)
+    page.context.close()
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):

@@ -155,8 +155,9 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
     ]
 
 
-# Longest bar (px) in the 560 px wide charts: its value is written after it, its label above.
-BAR_SCALE = 440
+# Longest bar (units) in the 420-unit wide charts: its value is written after it, its label
+# above it, so neither runs into a bar.
+BAR_SCALE = 320
 
 
 def _bar(
