@@ -180,7 +180,7 @@
       filter: [">", ["get", "count"], 1],
       paint: {
         "circle-color": colourExpr, "circle-opacity": 0.85,
-        // Kept in step with tiles/layers.py CLUSTER_MARGIN_SQL: at most 16 px with the stroke,
+        // Kept in step with tiles/sql/structures_{clusters,grid}.sql: at most 16 px with the stroke,
         // half a 32 px cluster cell, so that clusters never overlap.
         "circle-radius": ["min", 14.5, ["+", 9, ["*", 2, ["log10", ["get", "count"]]]]],
         "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5,
