@@ -94,6 +94,21 @@ def test_place_names_and_stations_tiles(client, demo_data) -> None:
     found = {f["properties"]["name"]: f["properties"] for f in names}
     assert found["Montreuil"]["level"] == "commune" and found["Montreuil"]["code"] == "93048"
     assert found["Montreuil"]["population"] > 100_000
+    # The basemap's one tile per request holds every basemap layer.
+    both = client.get(f"/tiles/fond/11/{t.x}/{t.y}.pbf")
+    assert both.status_code == 200 and both.headers["etag"]
+    assert set(mapbox_vector_tile.decode(both.content)) == {
+        "departements",
+        "communes",
+        "arrondissements",
+        "noms",
+        "gares",
+    }
+    etag = both.headers["etag"]
+    again = client.get(f"/tiles/fond/11/{t.x}/{t.y}.pbf", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert_problem(client.get("/tiles/fond/17/0/0.pbf"), 404)
+    assert_problem(client.get("/tiles/fond/3/8/0.pbf"), 404)
     # At zoom 7 only départements and the largest communes are named.
     t7 = TMS.tile(*MONTREUIL, 7)
     low = mapbox_vector_tile.decode(

@@ -13,11 +13,11 @@ from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 from sqlalchemy.engine import Connection, Engine
 
-from tiles.layers import LAYERS, TileLayer
+from tiles.layers import BASEMAP_LAYER_IDS, LAYERS, TileLayer
 from tiles.mvt import NO_FILTER, TileFilter, grid_available, render_tile, tms
 
 # The structures and the offline basemap (outlines, place names, stations): what the map draws.
-DEFAULT_LAYERS = ("structures", "departements", "communes", "arrondissements", "noms", "gares")
+DEFAULT_LAYERS = ("structures", *BASEMAP_LAYER_IDS)
 
 
 @dataclass(frozen=True)

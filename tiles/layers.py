@@ -73,6 +73,10 @@ LAYERS: dict[str, TileLayer] = {
 }
 
 
+# The offline basemap's layers, in one tile at /tiles/fond/{z}/{x}/{y}.pbf and in the export.
+BASEMAP_LAYER_IDS = ("departements", "communes", "arrondissements", "noms", "gares")
+
+
 def get_layer(layer_id: str) -> TileLayer | None:
     """The tiled layer with this collection id, or None."""
     return LAYERS.get(layer_id)

@@ -93,6 +93,7 @@ def map_config(
         "glyphs": GLYPH_URL,
         "pmtiles": settings.map_pmtiles_url,
         "structuresTiles": "/collections/structures/tiles/WebMercatorQuad/{z}/{y}/{x}",
+        "basemapTiles": "/tiles/fond/{z}/{x}/{y}.pbf",
         "territoryTiles": "/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}",
         "sectors": sectors,
         "families": [{"code": k, "label": v} for k, v in FAMILY_LABELS.items()],

@@ -18,8 +18,8 @@ from carteco.settings import Settings
 from tiles.cache import TileCache
 from tiles.export import layer_bounds
 from tiles.filters import tile_filter
-from tiles.layers import LAYERS, TileLayer, get_layer
-from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, tms
+from tiles.layers import BASEMAP_LAYER_IDS, LAYERS, TileLayer, get_layer
+from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, etag_of, tms
 
 # Bounds when a layer has no data yet (the shipped demo's Île-de-France); otherwise TileJSON and
 # the tileset metadata give the data's own extent, which clients use to frame the first view.
@@ -79,6 +79,7 @@ def tile_cache(request: Request) -> TileCache:
     return cache
 
 
+BASEMAP_LAYERS = [LAYERS[lid] for lid in BASEMAP_LAYER_IDS]
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -243,6 +244,34 @@ def tiles_router() -> APIRouter:
             media_type="application/vnd.pmtiles",
             headers={"Cache-Control": f"public, max-age={settings.tile_max_age_s}"},
         )
+
+    @router.get(
+        "/tiles/fond/{z}/{x}/{y}.pbf",
+        summary="Fond de carte hors ligne : contours, noms de lieux et gares en une tuile",
+        response_class=Response,
+        responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 204: {"description": "Tuile vide"}},
+    )
+    def basemap_tile(z: int, x: int, y: int, request: Request) -> Response:
+        # One request per tile for the offline basemap instead of one per layer: the layers'
+        # cached MVT tiles concatenate into one tile holding them all (as in the PMTiles export).
+        if not 0 <= z <= 16:
+            raise Problem(404, f"niveau {z} hors de la plage du fond de carte (0 à 16)")
+        cache = tile_cache(request)
+        parts = [
+            cache.get(la, z, x, y)  # TileRangeError (outside the grid): a 404 via api/errors.py
+            for la in BASEMAP_LAYERS
+            if la.minzoom <= z <= la.maxzoom
+        ]
+        data = b"".join(t.data for t in parts)
+        settings: Settings = request.app.state.settings
+        etag = etag_of(data)
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.tile_max_age_s}"}
+        inm = request.headers.get("if-none-match")
+        if inm and etag in [v.strip() for v in inm.split(",")]:
+            return Response(status_code=304, headers=headers)
+        if not data:
+            return Response(status_code=204, headers=headers)
+        return Response(data, media_type=MVT_MEDIA_TYPE, headers=headers)
 
     @router.get("/tiles/tilejson.json", summary="TileJSON de toutes les couches tuilées")
     def all_tilejson(request: Request, conn: Connection = Depends(get_conn)) -> dict[str, Any]:

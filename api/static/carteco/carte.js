@@ -50,9 +50,6 @@
   colourExpr.push("#777777");
 
   // ---- style ---------------------------------------------------------------------------------
-  function tileURL(template, layer) {
-    return origin + template.replace("{layer}", layer);
-  }
   // A static PMTiles archive (carteco tiles export) replaces the live endpoint when configured.
   const archive = config.pmtiles ? "pmtiles://" + new URL(config.pmtiles, origin).href : null;
   if (archive) {
@@ -68,12 +65,10 @@
   // with no outside request. One archive source when a PMTiles export is configured.
   const FONT = ["Noto Sans Regular"], FONT_BOLD = ["Noto Sans Bold"];
   function ownStyle() {
-    const names = ["departements", "communes", "arrondissements", "noms", "gares"];
-    const zooms = { departements: [0, 14], communes: [7, 16], arrondissements: [9, 16], noms: [5, 16], gares: [11, 16] };
-    const sources = {};
-    if (archive) sources.fond = { type: "vector", url: archive };
-    else for (const n of names) sources[n] = { type: "vector", tiles: [tileURL(config.territoryTiles, n)], minzoom: zooms[n][0], maxzoom: zooms[n][1] };
-    const src = (n, extra) => Object.assign({ source: archive ? "fond" : n, "source-layer": n }, extra);
+    // One tile per request holds every basemap layer (/tiles/fond/…), as the archive does.
+    const sources = { fond: archive ? { type: "vector", url: archive }
+      : { type: "vector", tiles: [origin + config.basemapTiles], minzoom: 0, maxzoom: 14 } };
+    const src = (n, extra) => Object.assign({ source: "fond", "source-layer": n }, extra);
     const halo = { "text-color": "#2b2f29", "text-halo-color": "rgba(255,255,255,0.9)", "text-halo-width": 1.4 };
     return {
       version: 8,
