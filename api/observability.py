@@ -137,14 +137,25 @@ class _PoolCollector:
 INLINE_SCRIPT_PATHS = ("/docs", "/diagnostics/")
 
 
+def _origin(url: str | None) -> str | None:
+    m = re.match(r"^(https?://[^/?#]+)", url or "")
+    return m.group(1) if m else None
+
+
+def map_origins(settings: Settings) -> list[str]:
+    """Other origins the public map reads from: the online basemap's and the PMTiles archive's."""
+    found = [
+        _origin(settings.basemap_style_url),
+        *(_origin(o) for o in settings.basemap_origins),
+        _origin(settings.map_pmtiles_url),
+    ]
+    return list(dict.fromkeys(o for o in found if o))
+
+
 def security_headers(settings: Settings, inline_scripts: bool = False) -> list[tuple[bytes, bytes]]:
     """Headers added to HTML pages: a CSP that lets the map run and partners embed it."""
     ancestors = " ".join(settings.frame_ancestors) or "'none'"
-    style = settings.basemap_style_url if hasattr(settings, "basemap_style_url") else None
-    extra_src = ""
-    if style:
-        m = re.match(r"^(https?://[^/]+)", style)
-        extra_src = f" {m.group(1)}" if m else ""
+    extra_src = "".join(f" {o}" for o in map_origins(settings))
     inline = " 'unsafe-inline'" if inline_scripts else ""
     csp = (
         "default-src 'self'; "

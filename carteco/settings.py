@@ -92,11 +92,22 @@ class Settings(BaseSettings):
     # Vector tiles and the public map.
     basemap_style_url: str | None = Field(
         default=None,
-        description="MapLibre style of the basemap (e.g. IGN Plan v2); unset = territory tiles.",
+        description="Online MapLibre style of the basemap (e.g. Plan IGN); unset = the offline "
+        "style built from the shipped reference data (names, boundaries, stations).",
+    )
+    basemap_origins: list[str] = Field(
+        default_factory=list,
+        description="Further origins the online style loads tiles, glyphs or sprites from "
+        "(JSON list), allowed by the pages' CSP beside the style's own origin.",
+    )
+    basemap_attribution: str | None = Field(
+        default=None,
+        description="Attribution of the online basemap shown on the map (e.g. © IGN).",
     )
     map_pmtiles_url: str | None = Field(
         default=None,
-        description="PMTiles archive (carteco tiles export) the map reads instead of live tiles.",
+        description="PMTiles archive (carteco tiles export) the map reads instead of live tiles; "
+        "on another origin (a CDN), that origin is allowed by the pages' CSP.",
     )
     tile_cache_enabled: bool = True
     tile_cache_max_tiles: int = 100_000

@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carteco.errors import CartecoError
-from tiles.layers import BUFFER, CLUSTER_CELLS, CLUSTER_MAXZOOM, EXTENT, TileLayer
+from tiles.layers import (
+    BUFFER,
+    CLUSTER_CELLS,
+    CLUSTER_MAXZOOM,
+    EXTENT,
+    LABEL_ZOOMS,
+    TileLayer,
+)
 
 SQL_DIR = Path(__file__).parent / "sql"
 TMS_ID = "WebMercatorQuad"
@@ -110,9 +117,10 @@ def tile_query(
             params.update(gz=gz, shift=gz - z, cshift=gz - z - 4)
         elif z <= CLUSTER_MAXZOOM:
             sql = _sql("structures_clusters.sql")
-            params["cell"] = tile_size_m(z) / CLUSTER_CELLS
         else:
             sql = _sql("structures_points.sql")
+        if z <= CLUSTER_MAXZOOM:
+            params["cell"] = tile_size_m(z) / CLUSTER_CELLS
         # The fragment comes from the filter compiler: parameterised, identifiers allow-listed.
         sql = sql.replace("/*filter*/", (" AND (" + filt.sql + ")") if filt.sql else "")
         if filt.source:
@@ -120,6 +128,11 @@ def tile_query(
             sql = sql.replace("FROM structures t", f"FROM {filt.source} t")
             sql = sql.replace("LEFT JOIN structures s", f"LEFT JOIN {filt.source} s")
         params.update(filt.params)
+    elif layer.kind == "labels":
+        sql = _sql("labels.sql")
+        params.update(LABEL_ZOOMS)
+    elif layer.kind == "stations":
+        sql = _sql("stations.sql")
     else:
         sql = _sql("territories.sql").replace("/*filter*/", "")
         params.update(layer=layer.id, level=layer.level, tolerance=360.0 / (1 << z) / 1024)

@@ -7,11 +7,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.engine import Connection
 
+from api.assets import STATIC_DIR
 from api.deps import get_conn
 from api.errors import Problem
+from api.observability import map_origins
 from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import carte
@@ -29,6 +31,26 @@ from tiles.filters import normalise_params, parse_territory
 
 # The page's default view: Île-de-France, where the shipped data lives.
 DEFAULT_VIEW = {"lon": 2.42, "lat": 48.80, "zoom": 8.3}
+# Île-de-France, fitted on the first view of /carte (padding keeps its east and west on a phone).
+DEFAULT_BOUNDS = [1.44, 48.12, 3.56, 49.24]
+
+# The offline basemap's glyphs (scripts/build-glyphs.sh): <font stack>/<start>-<end>.pbf.
+GLYPHS_DIR = STATIC_DIR / "glyphs"
+GLYPH_FONTS = ("Noto Sans Regular", "Noto Sans Bold")
+GLYPH_URL = "/carte/glyphs/{fontstack}/{range}.pbf"
+
+
+def glyph_range(fontstack: str, start: int, end: int) -> bytes:
+    """One glyph range of the first font of the stack Carteco has; b"" (no glyph) otherwise."""
+    if start % 256 or end != start + 255 or not 0 <= start <= 65280:
+        raise Problem(404, f"plage de glyphes invalide : {start}-{end}")
+    fonts = [f.strip() for f in fontstack.split(",")]
+    font = next((f for f in fonts if f in GLYPH_FONTS), None)
+    if font is None:
+        raise Problem(404, f"police inconnue : {fontstack} (polices : {', '.join(GLYPH_FONTS)})")
+    path = GLYPHS_DIR / font / f"{start}-{end}.pbf"
+    # A range the names never use (no file built): an empty PBF, so the rest still renders.
+    return path.read_bytes() if path.is_file() else b""
 
 
 def _has_route(request: Request, path: str) -> bool:
@@ -67,9 +89,13 @@ def map_config(
     sectors = carte.sector_tree(conn)
     return {
         "embed": embed,
+        # Unset: the offline style drawn by carte.js from Carteco's own tiles and glyphs.
         "basemap": settings.basemap_style_url,
+        "basemapAttribution": settings.basemap_attribution,
+        "glyphs": GLYPH_URL,
         "pmtiles": settings.map_pmtiles_url,
         "structuresTiles": "/collections/structures/tiles/WebMercatorQuad/{z}/{y}/{x}",
+        "basemapTiles": "/tiles/fond/{z}/{x}/{y}.pbf",
         "territoryTiles": "/collections/{layer}/tiles/WebMercatorQuad/{z}/{y}/{x}",
         "sectors": sectors,
         "families": [{"code": k, "label": v} for k, v in FAMILY_LABELS.items()],
@@ -88,6 +114,7 @@ def map_config(
         "preset": preset or {},
         "ban": _has_route(request, "/ban/search/") or _has_route(request, "/ban/search"),
         "view": DEFAULT_VIEW,
+        "bounds": DEFAULT_BOUNDS,
         "attribution": settings.data_attribution,
     }
 
@@ -133,6 +160,11 @@ def download_links(level: str, code: str) -> list[dict[str, str]]:
     ]
 
 
+# Longest bar (units) in the 420-unit wide charts: its value is written after it, its label
+# above it, so neither runs into a bar.
+BAR_SCALE = 320
+
+
 def _bar(
     label: str, value: float | None, vmax: float, color: str, note: str = ""
 ) -> dict[str, Any]:
@@ -140,14 +172,14 @@ def _bar(
     return {
         "label": label,
         "value": value,
-        "width": 0 if value is None or vmax <= 0 else round(300 * value / vmax, 1),
+        "width": 0 if value is None or vmax <= 0 else round(BAR_SCALE * value / vmax, 1),
         "color": color,
         "note": note,
     }
 
 
 def stats_charts(stats: dict[str, Any]) -> dict[str, Any]:
-    """Bars (widths in px on a 300 px scale) for the collectivité view's inline SVG charts."""
+    """Bars (widths in px on a BAR_SCALE px scale) for the collectivité view's SVG charts."""
     taxonomy = {n.code: n for n in load_taxonomy().nodes}
     own = stats["figures"]
 
@@ -235,7 +267,26 @@ def map_router() -> APIRouter:
             request,
             "carte_integrer.html",
             # The snippet's iframe points at the public URL, never at a Host header.
-            {"config": map_config(request, conn), "base": public_base(request)},
+            {
+                "config": map_config(request, conn),
+                "base": public_base(request),
+                # The origins the embedded map reads from besides Carteco (online basemap,
+                # PMTiles archive on a CDN): what a partner's own CSP must not block.
+                "origins": map_origins(request.app.state.settings),
+            },
+        )
+
+    @router.get(
+        "/carte/glyphs/{fontstack}/{start}-{end}.pbf",
+        summary="Glyphes du fond de carte hors ligne (SDF, MapLibre)",
+        response_class=Response,
+        responses={200: {"content": {"application/x-protobuf": {}}}},
+    )
+    def glyphs(fontstack: str, start: int, end: int) -> Response:
+        return Response(
+            glyph_range(fontstack, start, end),
+            media_type="application/x-protobuf",
+            headers={"Cache-Control": "public, max-age=86400"},
         )
 
     @router.get("/carte/structures/{structure_id}.json", summary="Fiche d'une structure")

@@ -6,20 +6,39 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy.engine import Connection
 
+from api.deps import get_conn
 from api.errors import Problem
 from api.urls import public_base
 from carteco.filters import FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
+from tiles.export import layer_bounds
 from tiles.filters import tile_filter
-from tiles.layers import LAYERS, TileLayer, get_layer
-from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, tms
+from tiles.layers import BASEMAP_LAYER_IDS, LAYERS, TileLayer, get_layer
+from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, etag_of, tms
 
-# Bounds of the data shipped today (Île-de-France); clients use them to frame the first view.
+# Bounds when a layer has no data yet (the shipped demo's Île-de-France); otherwise TileJSON and
+# the tileset metadata give the data's own extent, which clients use to frame the first view.
 DEFAULT_BOUNDS = [1.44, 48.12, 3.56, 49.24]
+
+
+def bounds_of(conn: Connection, layers: list[TileLayer]) -> list[float]:
+    """The union of the layers' data extents (lon/lat), DEFAULT_BOUNDS when they hold nothing."""
+    boxes = [b for la in layers if (b := layer_bounds(conn, la))]
+    if not boxes:
+        return DEFAULT_BOUNDS
+    return [
+        round(min(b[0] for b in boxes), 6),
+        round(min(b[1] for b in boxes), 6),
+        round(max(b[2] for b in boxes), 6),
+        round(max(b[3] for b in boxes), 6),
+    ]
+
+
 DEFAULT_CENTER = [2.35, 48.86, 9]
 
 
@@ -55,6 +74,7 @@ def tile_cache(request: Request) -> TileCache:
     return cache
 
 
+BASEMAP_LAYERS = [LAYERS[lid] for lid in BASEMAP_LAYER_IDS]
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -68,10 +88,14 @@ def _query_suffix(request: Request) -> str:
     return ("?" + q) if q else ""
 
 
-def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
+def tilejson(
+    request: Request, layers: list[TileLayer], bounds: list[float] | None = None
+) -> dict[str, Any]:
     """A TileJSON 3.0 document for one layer (or several sharing the same URL scheme)."""
     base = public_base(request)
     layer = layers[0]
+    bounds = bounds or DEFAULT_BOUNDS
+    zoom = min(max(min(la.minzoom for la in layers), DEFAULT_CENTER[2]), 14)
     return {
         "tilejson": "3.0.0",
         "name": layer.title,
@@ -82,8 +106,12 @@ def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
         ],
         "minzoom": min(la.minzoom for la in layers),
         "maxzoom": max(la.maxzoom for la in layers),
-        "bounds": DEFAULT_BOUNDS,
-        "center": DEFAULT_CENTER,
+        "bounds": bounds,
+        "center": [
+            round((bounds[0] + bounds[2]) / 2, 6),
+            round((bounds[1] + bounds[3]) / 2, 6),
+            zoom,
+        ],
         "attribution": request.app.state.settings.data_attribution,
         "vector_layers": [
             {
@@ -98,8 +126,11 @@ def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
     }
 
 
-def tileset_metadata(request: Request, layer: TileLayer) -> dict[str, Any]:
+def tileset_metadata(
+    request: Request, layer: TileLayer, bounds: list[float] | None = None
+) -> dict[str, Any]:
     """The OGC API – Tiles tileset description of a layer in WebMercatorQuad."""
+    bounds = bounds or DEFAULT_BOUNDS
     base = public_base(request)
     t = tms()
     own = f"{base}/collections/{layer.id}/tiles/{TMS_ID}"
@@ -138,8 +169,8 @@ def tileset_metadata(request: Request, layer: TileLayer) -> dict[str, Any]:
             }
         ],
         "boundingBox": {
-            "lowerLeft": DEFAULT_BOUNDS[:2],
-            "upperRight": DEFAULT_BOUNDS[2:],
+            "lowerLeft": bounds[:2],
+            "upperRight": bounds[2:],
             "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
         },
         "links": [
@@ -209,9 +240,38 @@ def tiles_router() -> APIRouter:
             headers={"Cache-Control": f"public, max-age={settings.tile_max_age_s}"},
         )
 
+    @router.get(
+        "/tiles/fond/{z}/{x}/{y}.pbf",
+        summary="Fond de carte hors ligne : contours, noms de lieux et gares en une tuile",
+        response_class=Response,
+        responses={200: {"content": {MVT_MEDIA_TYPE: {}}}, 204: {"description": "Tuile vide"}},
+    )
+    def basemap_tile(z: int, x: int, y: int, request: Request) -> Response:
+        # One request per tile for the offline basemap instead of one per layer: the layers'
+        # cached MVT tiles concatenate into one tile holding them all (as in the PMTiles export).
+        if not 0 <= z <= 16:
+            raise Problem(404, f"niveau {z} hors de la plage du fond de carte (0 à 16)")
+        cache = tile_cache(request)
+        parts = [
+            cache.get(la, z, x, y)  # TileRangeError (outside the grid): a 404 via api/errors.py
+            for la in BASEMAP_LAYERS
+            if la.minzoom <= z <= la.maxzoom
+        ]
+        data = b"".join(t.data for t in parts)
+        settings: Settings = request.app.state.settings
+        etag = etag_of(data)
+        headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.tile_max_age_s}"}
+        inm = request.headers.get("if-none-match")
+        if inm and etag in [v.strip() for v in inm.split(",")]:
+            return Response(status_code=304, headers=headers)
+        if not data:
+            return Response(status_code=204, headers=headers)
+        return Response(data, media_type=MVT_MEDIA_TYPE, headers=headers)
+
     @router.get("/tiles/tilejson.json", summary="TileJSON de toutes les couches tuilées")
-    def all_tilejson(request: Request) -> dict[str, Any]:
-        doc = tilejson(request, list(LAYERS.values()))
+    def all_tilejson(request: Request, conn: Connection = Depends(get_conn)) -> dict[str, Any]:
+        layers = list(LAYERS.values())
+        doc = tilejson(request, layers, bounds_of(conn, layers))
         doc["tiles"] = []
         doc["name"] = "Carteco"
         doc["description"] = "Une URL de tuiles par couche : voir collections/{id}/tiles."
@@ -254,17 +314,21 @@ def tiles_router() -> APIRouter:
         "/collections/{collection_id}/tiles/{tms_id}",
         summary="Description du jeu de tuiles (OGC API – Tiles)",
     )
-    def tileset(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
+    def tileset(
+        collection_id: str, tms_id: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> dict[str, Any]:
         layer = _layer(collection_id)
         _tms(tms_id)
-        return tileset_metadata(request, layer)
+        return tileset_metadata(request, layer, bounds_of(conn, [layer]))
 
     @router.get("/collections/{collection_id}/tiles/{tms_id}/tilejson.json", summary="TileJSON 3.0")
-    def layer_tilejson(collection_id: str, tms_id: str, request: Request) -> dict[str, Any]:
+    def layer_tilejson(
+        collection_id: str, tms_id: str, request: Request, conn: Connection = Depends(get_conn)
+    ) -> dict[str, Any]:
         layer = _layer(collection_id)
         _tms(tms_id)
         request_filter(request, layer)  # refuse bad filters here rather than on every tile
-        return tilejson(request, [layer])
+        return tilejson(request, [layer], bounds_of(conn, [layer]))
 
     @router.get(
         "/collections/{collection_id}/tiles/{tms_id}/{z}/{y}/{x}",

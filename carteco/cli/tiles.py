@@ -14,8 +14,8 @@ import typer
 from carteco.cli.common import cli_engine, cli_settings, console, progress
 from carteco.cli.common import out as stdout
 from carteco.filters import FilterError
-from tiles.export import export_pmtiles
-from tiles.filters import TerritoryParamError, tile_filter
+from tiles.export import DEFAULT_LAYERS, export_pmtiles, territory_bounds
+from tiles.filters import TerritoryParamError, parse_territory, tile_filter
 
 tiles_app = typer.Typer(help="Tuiles vectorielles : export PMTiles, cache.", no_args_is_help=True)
 
@@ -25,15 +25,19 @@ def export_cmd(
     out: Annotated[Path, typer.Argument(help="Fichier .pmtiles à écrire")],
     minzoom: Annotated[int, typer.Option("--minzoom", min=0, max=16)] = 0,
     maxzoom: Annotated[int, typer.Option("--maxzoom", min=0, max=16)] = 10,
-    layers: Annotated[
-        str, typer.Option(help="Couches, séparées par des virgules")
-    ] = "structures,departements,communes",
+    layers: Annotated[str, typer.Option(help="Couches, séparées par des virgules")] = ",".join(
+        DEFAULT_LAYERS
+    ),
     secteur: Annotated[str | None, typer.Option(help="Secteur(s), ex. alimentation")] = None,
     famille: Annotated[str | None, typer.Option(help="Famille(s) de l'ESS")] = None,
     territoire: Annotated[
         str | None, typer.Option(help="Territoire niveau:code, ex. departement:93")
     ] = None,
     filter_: Annotated[str | None, typer.Option("--filter", help="Filtre CQL2 (texte)")] = None,
+    bbox: Annotated[
+        str | None,
+        typer.Option(help="Emprise ouest,sud,est,nord (degrés) ; défaut : celle des données"),
+    ] = None,
 ) -> None:
     """Write a PMTiles v3 archive of the tiled layers (same tiles as the live endpoint)."""
     params = {
@@ -51,9 +55,21 @@ def export_cmd(
     except (FilterError, TerritoryParamError) as exc:
         console.print(f"[red]Filtre refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc
+    box: tuple[float, float, float, float] | None = None
+    if bbox:
+        try:
+            w, s, e, n = (float(v) for v in bbox.split(","))
+        except ValueError as exc:
+            console.print(f"[red]--bbox refusé :[/red] {bbox!r} (ouest,sud,est,nord)")
+            raise typer.Exit(1) from exc
+        box = (w, s, e, n)
     engine = cli_engine(cli_settings())
     with progress(out.name) as advance:
         try:
+            if box is None and territoire:
+                # A territory's archive covers that territory, not the whole registry.
+                level, code = parse_territory(territoire)
+                box = territory_bounds(engine, level, code)
             report = export_pmtiles(
                 engine,
                 out,
@@ -62,11 +78,13 @@ def export_cmd(
                 [x.strip() for x in layers.split(",") if x.strip()],
                 filt,
                 progress=advance,
+                bbox=box,
             )
         except ValueError as exc:
             console.print(f"[red]Export impossible :[/red] {exc}", highlight=False)
             raise typer.Exit(1) from exc
     stdout.print(
         f"{report.path} : {report.tiles} tuiles (zooms {report.minzoom}–{report.maxzoom}, "
-        f"{report.empty_skipped} vides omises), {report.bytes / 1e6:.1f} Mo."
+        f"{report.empty_skipped} vides omises), {report.bytes / 1e6:.1f} Mo, "
+        f"emprise {','.join(f'{v:.4f}' for v in report.bounds)}, {report.seconds:.1f} s."
     )

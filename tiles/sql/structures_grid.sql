@@ -16,9 +16,15 @@ WITH g AS (
     SELECT sum(b.n)::integer AS n, sum(b.sx) / sum(b.n)::float8 AS mx,
            sum(b.sy) / sum(b.n)::float8 AS my,
            (array_agg(b.sector ORDER BY b.n DESC, b.sector))[1] AS sector,
-           sum(b.sid) AS sid
+           sum(b.sid) AS sid,
+           -- Cell corners: kx from the west, ky from the north of the Web Mercator square.
+           b.kx * :cell - 20037508.342789244 AS x0,
+           20037508.342789244 - (b.ky + 1) * :cell AS y0
       FROM by_sector b
      GROUP BY b.kx, b.ky
+), placed AS (
+    -- Each symbol is kept inside its own cell (see structures_clusters.sql).
+    SELECT c.*, (CASE WHEN c.n > 1 THEN least(14.5, 9 + 2 * log(c.n::float8)) + 1.5 ELSE 8 END) * :cell / 32.0 AS m FROM cells c
 )
 SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
   FROM (
@@ -27,9 +33,11 @@ SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
            array_to_string(s.sectors, ',') AS sectors,
            s.location_precision AS precision,
            s.ess_family AS family,
-           ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(c.mx, c.my), 3857), ST_TileEnvelope(:z, :x, :y),
-                        4096, 64, true) AS geom
-      FROM cells c
+           ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(
+               greatest(c.x0 + c.m, least(c.x0 + :cell - c.m, c.mx)),
+               greatest(c.y0 + c.m, least(c.y0 + :cell - c.m, c.my))), 3857),
+               ST_TileEnvelope(:z, :x, :y), 4096, 64, true) AS geom
+      FROM placed c
       LEFT JOIN structures s ON c.n = 1 AND s.id = c.sid::bigint
   ) q
  WHERE q.geom IS NOT NULL

@@ -1,4 +1,4 @@
-/* Carteco public map: MapLibre GL on Carteco's own vector tiles (no CDN, no glyphs, no sprite).
+/* Carteco public map: MapLibre GL on Carteco's own vector tiles and glyphs (no CDN, no sprite).
  * State (view, filters, open card) lives in the page URL so a view can be shared. */
 (function () {
   "use strict";
@@ -51,9 +51,6 @@
   colourExpr.push("#777777");
 
   // ---- style ---------------------------------------------------------------------------------
-  function tileURL(template, layer) {
-    return origin + template.replace("{layer}", layer);
-  }
   // A static PMTiles archive (carteco tiles export) replaces the live endpoint when configured.
   const archive = config.pmtiles ? "pmtiles://" + new URL(config.pmtiles, origin).href : null;
   if (archive) {
@@ -64,21 +61,46 @@
     const q = filterQuery().toString();
     return [origin + config.structuresTiles + (q ? "?" + q : "")];
   }
+  // The offline basemap: Carteco's own tiles (territory outlines, place names, stations) and
+  // glyphs built from Noto Sans (scripts/build-glyphs.sh): the map shows where things are
+  // with no outside request. One archive source when a PMTiles export is configured.
+  const FONT = ["Noto Sans Regular"], FONT_BOLD = ["Noto Sans Bold"];
   function ownStyle() {
-    const vt = (layer, minzoom, maxzoom) => archive ? { type: "vector", url: archive } : ({
-      type: "vector", tiles: [tileURL(config.territoryTiles, layer)], minzoom, maxzoom,
-    });
+    // One tile per request holds every basemap layer (/tiles/fond/…), as the archive does.
+    const sources = { fond: archive ? { type: "vector", url: archive }
+      : { type: "vector", tiles: [origin + config.basemapTiles], minzoom: 0, maxzoom: 14 } };
+    const src = (n, extra) => Object.assign({ source: "fond", "source-layer": n }, extra);
+    const halo = { "text-color": "#2b2f29", "text-halo-color": "rgba(255,255,255,0.9)", "text-halo-width": 1.4 };
     return {
       version: 8,
-      sources: { departements: vt("departements", 0, 14), communes: vt("communes", 7, 16) },
+      glyphs: origin + config.glyphs,
+      sources,
       layers: [
         { id: "fond", type: "background", paint: { "background-color": "#eef0ea" } },
-        { id: "departements-fond", type: "fill", source: "departements", "source-layer": "departements",
-          paint: { "fill-color": "#f8f8f4" } },
-        { id: "communes", type: "line", source: "communes", "source-layer": "communes", minzoom: 8,
-          paint: { "line-color": "#c9cec2", "line-width": 0.6 } },
-        { id: "departements", type: "line", source: "departements", "source-layer": "departements",
-          paint: { "line-color": "#7d8776", "line-width": 1.2 } },
+        src("departements", { id: "departements-fond", type: "fill", paint: { "fill-color": "#f8f8f4" } }),
+        src("communes", { id: "communes", type: "line", minzoom: 8, paint: { "line-color": "#c9cec2", "line-width": ["interpolate", ["linear"], ["zoom"], 8, 0.5, 14, 1.5] } }),
+        src("arrondissements", { id: "arrondissements", type: "line", minzoom: 11, paint: { "line-color": "#c9cec2", "line-width": 1, "line-dasharray": [3, 2] } }),
+        src("departements", { id: "departements", type: "line", paint: { "line-color": "#7d8776", "line-width": 1.2 } }),
+        src("gares", { id: "gares", type: "circle", minzoom: 12,
+          filter: ["any", ["<=", ["get", "rank"], 2], [">=", ["zoom"], 13]],
+          paint: { "circle-radius": ["interpolate", ["linear"], ["zoom"], 12, 2.5, 16, 5], "circle-color": "#ffffff",
+            "circle-stroke-color": "#4a5568", "circle-stroke-width": 1.5 } }),
+        src("gares", { id: "gares-noms", type: "symbol", minzoom: 14,
+          layout: { "text-field": ["get", "name"], "text-font": FONT, "text-size": 11, "text-anchor": "top",
+            "text-offset": [0, 0.6], "text-max-width": 8, "symbol-sort-key": ["get", "rank"] },
+          paint: Object.assign({}, halo, { "text-color": "#4a5568" }) }),
+        src("noms", { id: "noms-communes", type: "symbol", filter: ["in", ["get", "level"], ["literal", ["commune", "arrondissement"]]],
+          layout: {
+            "text-field": ["get", "name"], "text-font": FONT, "text-max-width": 7, "text-padding": 3,
+            // The most populated first when names collide; larger towns in larger type.
+            "symbol-sort-key": ["-", 0, ["coalesce", ["get", "population"], 0]],
+            "text-size": ["interpolate", ["linear"], ["coalesce", ["get", "population"], 0], 0, 11, 20000, 12, 100000, 14, 1000000, 16],
+          },
+          paint: halo }),
+        src("noms", { id: "noms-departements", type: "symbol", maxzoom: 10, filter: ["==", ["get", "level"], "departement"],
+          layout: { "text-field": ["get", "name"], "text-font": FONT_BOLD, "text-size": 13, "text-transform": "uppercase",
+            "text-letter-spacing": 0.08, "text-max-width": 8 },
+          paint: Object.assign({}, halo, { "text-color": "#5b6456" }) }),
       ],
     };
   }
@@ -91,19 +113,36 @@
     container: "cc-map",
     style: config.basemap || ownStyle(),
     center: startCenter, zoom: startZoom, maxZoom: 18,
-    attributionControl: { compact: true, customAttribution: config.attribution },
+    attributionControl: { compact: true, customAttribution: [config.attribution, config.basemapAttribution].filter(Boolean) },
     cooperativeGestures: !!config.embed,
   };
+  // First view: the whole région (or the locked territory), fitted with a padding so that a
+  // phone sees its east and west; a shared link's own view (z, lat, lon) wins.
+  if (!params.get("z") && !config.locked && config.bounds) {
+    const [w, s, e, n] = config.bounds;
+    delete mapOptions.center; delete mapOptions.zoom;
+    mapOptions.bounds = [[w, s], [e, n]];
+    mapOptions.fitBoundsOptions = { padding: 12 };
+  }
   let lockedBounds = null;
   if (config.locked) {
     const [w, s, e, n] = config.locked.bbox;
     const dx = (e - w) * 0.15, dy = (n - s) * 0.15;
     lockedBounds = [[w - dx, s - dy], [e + dx, n + dy]];
-    mapOptions.maxBounds = lockedBounds;
     if (!params.get("z")) { delete mapOptions.center; delete mapOptions.zoom; mapOptions.bounds = [[w, s], [e, n]]; mapOptions.fitBoundsOptions = { padding: 20 }; }
   }
   const map = new maplibregl.Map(mapOptions);
   window.ccMap = map;
+  if (lockedBounds) {
+    // Panning stays near the locked territory. The limit is set once the territory is fitted
+    // and includes that first view: on a tall phone screen a box only 15 % wider than the
+    // territory would force a zoom that cuts its east and west.
+    const b = map.getBounds();
+    map.setMaxBounds([
+      [Math.min(lockedBounds[0][0], b.getWest()), Math.min(lockedBounds[0][1], b.getSouth())],
+      [Math.max(lockedBounds[1][0], b.getEast()), Math.max(lockedBounds[1][1], b.getNorth())],
+    ]);
+  }
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
 
   function addOverlays() {
@@ -137,7 +176,9 @@
       filter: [">", ["get", "count"], 1],
       paint: {
         "circle-color": colourExpr, "circle-opacity": 0.85,
-        "circle-radius": ["interpolate", ["linear"], ["get", "count"], 2, 11, 20, 16, 200, 24, 2000, 32],
+        // Kept in step with tiles/sql/structures_{clusters,grid}.sql: at most 16 px with the stroke,
+        // half a 32 px cluster cell, so that clusters never overlap.
+        "circle-radius": ["min", 14.5, ["+", 9, ["*", 2, ["log10", ["get", "count"]]]]],
         "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5,
       },
     });
