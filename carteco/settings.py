@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         description="CSV geocoding jobs at once per worker process, on a pool of their own of "
         "this many connections (503 with Retry-After when full).",
     )
+    geocoder_memory_addresses: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="The geocoder holds the housenumbers in memory in each worker process "
+        "(about 100 bytes each) when the reference has at most this many addresses; beyond, "
+        "they are read from PostGIS, one round trip per batch. 0: always from PostGIS.",
+    )
     ban_csv_per_client: int = Field(
         default=1, description="CSV geocoding jobs at once per client address (429 beyond)."
     )

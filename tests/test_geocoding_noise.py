@@ -78,6 +78,30 @@ def _rates(engine: sa.Engine, part: str, per_kind: int) -> dict[str, tuple[int, 
     return {k: (ok[k], total[k]) for k in total}
 
 
+def test_housenumbers_from_postgis_answer_as_from_memory(
+    noisy_reference: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above CARTECO_GEOCODER_MEMORY_ADDRESSES the housenumbers are read from PostGIS (one
+    round trip per batch): the answers are the same as with the in-memory arrays."""
+    from carteco.geocoding import engine as geo_engine
+
+    queries = [{"q": q, "limit": 2} for _, q, _ in corpus("tuning", 3)]
+
+    def answers() -> list[list[dict]]:
+        geo_engine._INDEXES.clear()
+        with noisy_reference.connect() as conn:
+            return [[r.as_dict() for r in res] for res in LocalGeocoder(conn).search_many(queries)]
+
+    held = answers()
+    assert geo_engine._INDEXES and next(iter(geo_engine._INDEXES.values())).streets.numbers
+    monkeypatch.setenv("CARTECO_GEOCODER_MEMORY_ADDRESSES", "0")
+    from_sql = answers()
+    assert next(iter(geo_engine._INDEXES.values())).streets.numbers is None
+    geo_engine._INDEXES.clear()
+    assert from_sql == held
+    assert sum(1 for res in held if res and res[0]["type"] == "housenumber") > len(queries) // 2
+
+
 @pytest.mark.parametrize("part", ["tuning", "heldout"])
 def test_every_kind_of_noise_within_50m(noisy_reference: sa.Engine, part: str) -> None:
     rates = _rates(noisy_reference, part, 25)

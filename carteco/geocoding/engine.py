@@ -1,19 +1,23 @@
-"""The local geocoder: candidate search in PostGIS, scoring in Python, deterministic.
+"""The local geocoder: candidate search in memory, housenumbers in PostGIS, deterministic.
 
 Retrieval does not depend on a parse: the query is cut into tokens (`analyse`), every run of
 words is looked up as a commune name (exact, word prefix, misspelt; in memory), every 5-digit
 group as a postcode; candidate streets are those of the named communes plus, nationwide, those
-holding the query's rarest words (trigram index). Each candidate is then scored on the run of
-words that best matches it, the commune named by *other* words or a postcode, and the number.
+holding words close to the query's rarest words (in-memory word and trigram index). Each
+candidate is then scored on the run of words that best matches it, the commune named by
+*other* words or a postcode, and the number.
 """
 
 from __future__ import annotations
 
+import array
 import bisect
 import collections
 import difflib
 import functools
 import math
+import re
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from carteco.db import read_sql
 from carteco.geocoding.normalize import TYPE_WORDS, Analysis, analyse, commune_key
+from carteco.settings import get_settings
 
 RESULT_TYPES = ("housenumber", "street", "locality", "municipality")
 # Below this street similarity a candidate street is not the queried one: answer the commune.
@@ -32,7 +37,6 @@ MUNICIPALITY_FALLBACK = 0.4
 # Street similarity required when the street is not in the queried commune (or none given).
 STRICT_STREET_SIM = 0.85
 
-_STREET_TOKENS = sa.text(read_sql("geocoding_streets_tokens.sql"))
 # Longest run of words tried as a commune name, and the words that never start a prefix
 # search on their own (they begin hundreds of names).
 _MAX_GRAM = 5
@@ -197,6 +201,8 @@ class _CommuneIndex:
             self.by_start.setdefault(r.name_key[:2], []).append(r)
         self.names = sorted(self.by_name)
         self.word_freq: collections.Counter[str] = collections.Counter()
+        self.streets = _StreetIndex()
+        self.contexts: dict[str, str] = {}  # département code → "code, name, region"
 
     def prefixed(self, gram: str) -> list[_CommuneRow]:
         """Communes whose name starts with these words ("saint ouen" → Saint-Ouen-sur-Seine)."""
@@ -225,6 +231,10 @@ class _CommuneIndex:
 
 _INDEXES: dict[str, _CommuneIndex] = {}
 _ALL_COMMUNES = sa.text(read_sql("geocoding_communes_all.sql"))
+_ALL_STREETS = sa.text(
+    "SELECT id, street, street_key, insee_code, commune, postcode, old_insee_code, old_commune, "
+    "is_locality, addresses, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM geo_streets ORDER BY id"
+)
 
 
 def _commune_index(conn: Connection) -> _CommuneIndex:
@@ -262,11 +272,236 @@ def _commune_index(conn: Connection) -> _CommuneIndex:
             )
         index = _CommuneIndex(built)
         # How many streets hold each word: the nationwide probes use the rarest words.
-        for (key,) in conn.execute(sa.text("SELECT street_key FROM geo_streets")):
+        for r in conn.execute(_ALL_STREETS).mappings():
+            key = r["street_key"]
             index.word_freq.update(set(key.split()))
+            index.streets.add(
+                _Street(
+                    id=int(r["id"]),
+                    street=r["street"],
+                    street_key=key,
+                    insee_code=r["insee_code"],
+                    commune=r["commune"],
+                    postcode=r["postcode"],
+                    old_insee_code=r["old_insee_code"],
+                    old_commune=r["old_commune"],
+                    is_locality=bool(r["is_locality"]),
+                    addresses=int(r["addresses"]),
+                    lon=float(r["lon"]),
+                    lat=float(r["lat"]),
+                    trgm=_trgm(_ALNUM.findall(key)),
+                    nwords=len(_ALNUM.findall(key)),
+                )
+            )
+        for code, name, region in conn.execute(_CONTEXTS):
+            index.contexts.setdefault(code, ", ".join(p for p in (code, name, region) if p))
+        total = conn.execute(sa.text("SELECT count(*) FROM geo_addresses")).scalar_one()
+        if total <= get_settings().geocoder_memory_addresses:
+            index.streets.numbers = _load_numbers(conn)
         _INDEXES.clear()  # one reference per database: keep the latest only
         _INDEXES[fp] = index
     return _INDEXES[fp]
+
+
+# -- in-memory street index ---------------------------------------------------------------
+# Candidate streets are found in memory (no SQL round trip): the streets of the named
+# communes whose key resembles some run of the query's words, plus, nationwide, the streets
+# holding a word close to one of the query's rarest words (addok's idea). The similarity is
+# pg_trgm's word_similarity (Jaccard of trigram sets against the best run of words), so the
+# candidates are those the SQL of earlier versions found. Only the housenumbers are read from
+# PostGIS, one round trip per batch.
+_MIN_WORD_SIM = 0.3  # pg_trgm's word_similarity floor of the candidate streets
+_RARE_WORD_SIM = 0.6  # pg_trgm.word_similarity_threshold (`street_key %> word`)
+_COMMUNE_LIMIT = 15
+_RARE_LIMIT = 30
+_ALNUM = re.compile(r"[a-z0-9]+")
+_ADDRESSES = sa.text(read_sql("geocoding_street_numbers.sql"))
+_ADDRESS_FIELDS = ("address_id", "ban_id", "number", "suffix", "address_postcode", "lon", "lat")
+
+
+@functools.lru_cache(maxsize=200_000)
+def _word_trgm(word: str) -> frozenset[str]:
+    """pg_trgm's trigrams of one word (two spaces before, one after)."""
+    s = f"  {word} "
+    return frozenset(sys.intern(s[i : i + 3]) for i in range(len(s) - 2))
+
+
+def _trgm(words: list[str] | tuple[str, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for w in words:
+        out |= _word_trgm(w)
+    return frozenset(out)
+
+
+@dataclass(slots=True)
+class _Street:
+    id: int
+    street: str
+    street_key: str
+    insee_code: str
+    commune: str
+    postcode: str | None
+    old_insee_code: str | None
+    old_commune: str | None
+    is_locality: bool
+    addresses: int
+    lon: float
+    lat: float
+    trgm: frozenset[str]
+    nwords: int
+
+
+@dataclass(slots=True)
+class _Numbers:
+    """The numbered addresses of one street, sorted by number, suffix (none first), id."""
+
+    ids: array.array[int]
+    numbers: array.array[int]
+    lons: array.array[float]
+    lats: array.array[float]
+    suffixes: list[str | None]
+    postcodes: list[str | None]
+    ban_ids: list[str | None]
+
+    def near(self, number: int) -> list[dict[str, Any]]:
+        """At most 12 addresses numbered within 60 of `number`, nearest first, then in order."""
+        lo = bisect.bisect_left(self.numbers, number - 60)
+        hi = bisect.bisect_right(self.numbers, number + 60)
+        nums, suf, ids = self.numbers, self.suffixes, self.ids
+        picked = sorted(
+            range(lo, hi),
+            key=lambda k: (
+                abs(nums[k] - number),
+                nums[k],
+                suf[k] is not None,
+                suf[k] or "",
+                ids[k],
+            ),
+        )[:12]
+        picked.sort()  # the arrays are already in (number, suffix, id) order
+        return [
+            {
+                "address_id": ids[k],
+                "ban_id": self.ban_ids[k],
+                "number": nums[k],
+                "suffix": suf[k],
+                "address_postcode": self.postcodes[k],
+                "lon": self.lons[k],
+                "lat": self.lats[k],
+            }
+            for k in picked
+        ]
+
+
+class _StreetIndex:
+    """Every street of the reference in memory: by commune code, by word, by trigram."""
+
+    def __init__(self) -> None:
+        self.by_code: dict[str, list[_Street]] = {}
+        self.by_word: dict[str, list[_Street]] = {}
+        self.by_trgm: dict[str, list[str]] = {}  # trigram → words of the street keys
+        # street id → its numbered addresses, when the reference is small enough to hold them
+        self.numbers: dict[int, _Numbers] | None = None
+
+    def add(self, s: _Street) -> None:
+        """Index one street."""
+        self.by_code.setdefault(s.insee_code, []).append(s)
+        if s.old_insee_code and s.old_insee_code != s.insee_code:
+            self.by_code.setdefault(s.old_insee_code, []).append(s)
+        for w in set(_ALNUM.findall(s.street_key)):
+            streets = self.by_word.get(w)
+            if streets is None:
+                self.by_word[w] = streets = []
+                for t in _word_trgm(w):
+                    self.by_trgm.setdefault(t, []).append(w)
+            streets.append(s)
+
+    def close_words(self, word: str) -> list[str]:
+        """Street words within pg_trgm's word-similarity threshold of this word."""
+        tw = _word_trgm(word)
+        counts: collections.Counter[str] = collections.Counter()
+        for t in tw:
+            counts.update(self.by_trgm.get(t, ()))
+        n = len(tw)
+        out = []
+        for w, c in counts.items():
+            if c / n < _RARE_WORD_SIM:
+                continue  # even a perfect extent could not reach the threshold
+            if c / (n + len(_word_trgm(w)) - c) >= _RARE_WORD_SIM:
+                out.append(w)
+        return out
+
+
+class _Runs:
+    """The trigram sets of every run of the query's words (pg_trgm's extents, word-aligned)."""
+
+    def __init__(self, text: str) -> None:
+        words = _ALNUM.findall(text)
+        self.all = _trgm(words)
+        self.by_len: dict[int, list[tuple[frozenset[str], int]]] = {}
+        n = len(words)
+        for i in range(n):
+            acc: set[str] = set()
+            for j in range(i, min(n, i + 8)):
+                acc |= _word_trgm(words[j])
+                self.by_len.setdefault(j - i + 1, []).append((frozenset(acc), len(acc)))
+        self.cache: dict[int, float] = {}
+
+    def sim(self, s: _Street) -> float:
+        """word_similarity(street_key, query) over word-aligned extents."""
+        got = self.cache.get(s.id)
+        if got is not None:
+            return got
+        k = s.trgm
+        lk = len(k)
+        best = 0.0
+        if lk and len(k & self.all) / lk >= _MIN_WORD_SIM:  # upper bound first
+            for length in range(max(1, s.nwords - 2), s.nwords + 3):
+                for r, lr in self.by_len.get(length, ()):
+                    inter = len(k & r)
+                    if inter:
+                        sim = inter / (lk + lr - inter)
+                        if sim > best:
+                            best = sim
+        best = round(best, 6)
+        self.cache[s.id] = best
+        return best
+
+
+_CONTEXTS = sa.text(
+    "SELECT d.code, d.name, r.name FROM territories d "
+    "LEFT JOIN territories r ON r.level = 'region' AND r.code = d.region_code "
+    "WHERE d.level = 'departement' ORDER BY d.code, d.layer"
+)
+_ALL_NUMBERS = sa.text(
+    "SELECT street_id, id, ban_id, number, suffix, postcode, ST_X(geom) AS lon, ST_Y(geom) AS lat "
+    "FROM geo_addresses WHERE street_id IS NOT NULL AND number IS NOT NULL "
+    "ORDER BY street_id, number, suffix NULLS FIRST, id"
+)
+
+
+def _load_numbers(conn: Connection) -> dict[int, _Numbers]:
+    """Every numbered address, grouped by street, in compact arrays."""
+    out: dict[int, _Numbers] = {}
+    cur: _Numbers | None = None
+    last = None
+    intern: dict[str, str] = {}
+    for sid, aid, ban_id, number, suffix, pc, lon, lat in conn.execute(_ALL_NUMBERS):
+        if sid != last:
+            cur = _Numbers(
+                array.array("q"), array.array("i"), array.array("d"), array.array("d"), [], [], []
+            )
+            out[int(sid)] = cur
+            last = sid
+        assert cur is not None
+        cur.ids.append(int(aid))
+        cur.numbers.append(int(number))
+        cur.lons.append(float(lon))
+        cur.lats.append(float(lat))
+        cur.suffixes.append(intern.setdefault(suffix, suffix) if suffix else None)
+        cur.postcodes.append(intern.setdefault(pc, pc) if pc else None)
+        cur.ban_ids.append(ban_id)
+    return out
 
 
 def _hit(c: _CommuneRow, mode: str, span: tuple[int, int] | None, sim: float) -> _Hit:
@@ -353,10 +588,12 @@ def _best_window(words: tuple[str, ...], key: str) -> tuple[float, tuple[int, in
     """Best similarity of a street key to a run of the query's words, and that run."""
     n = len(key.split())
     best, span = 0.0, None
+    # One matcher per key: difflib indexes its second sequence once, windows change the first.
+    sm = difflib.SequenceMatcher(None, "", key, autojunk=False)
     for length in range(max(1, n - 1), n + 2):
         for i in range(0, len(words) - length + 1):
             window = " ".join(words[i : i + length])
-            sm = difflib.SequenceMatcher(None, window, key, autojunk=False)
+            sm.set_seq1(window)
             # Cheap upper bounds first: most windows are nowhere near the street.
             if sm.real_quick_ratio() <= best or sm.quick_ratio() <= best:
                 continue
@@ -393,6 +630,7 @@ def _importance(n: int | None, scale: float) -> float:
     return round(min(1.0, math.log10((n or 0) + 1) / scale), 4)
 
 
+@functools.lru_cache(maxsize=65536)
 def _ratio(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
@@ -408,25 +646,13 @@ class LocalGeocoder:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self._contexts: dict[str, str] | None = None
         self._commune_idx: _CommuneIndex | None = None
 
     # -- communes -------------------------------------------------------------------------
     def _context(self, dep: str | None) -> str:
-        if self._contexts is None:
-            rows = self.conn.execute(
-                sa.text(
-                    "SELECT d.code, d.name, r.name FROM territories d "
-                    "LEFT JOIN territories r ON r.level = 'region' AND r.code = d.region_code "
-                    "WHERE d.level = 'departement' ORDER BY d.code, d.layer"
-                )
-            )
-            self._contexts = {}
-            for code, name, region in rows:
-                self._contexts.setdefault(code, ", ".join(p for p in (code, name, region) if p))
         if not dep:
             return ""
-        return self._contexts.get(dep, dep)
+        return self._index().contexts.get(dep, dep)
 
     def _index(self) -> _CommuneIndex:
         # Checked once per geocoder (a request, a batch): a reload is seen by the next one.
@@ -504,12 +730,15 @@ class LocalGeocoder:
                             p.hits.extend(_hit(c, mode, span, sim) for span in spans)
 
     def _fetch_streets(self, prepared: list[_Query]) -> None:
-        """Candidate streets of every query in one round trip (see geocoding_streets_tokens)."""
+        """Candidate streets of every query, found in memory (see _StreetIndex), and the
+        addresses numbered around the queried number in one round trip for the batch."""
         todo = [p for p in prepared if p.a.words]
         if not todo:
             return
-        freq = self._index().word_freq
-        texts, codes, words, numbers, limits = [], [], [], [], []
+        index = self._index()
+        freq, streets = index.word_freq, index.streets
+        wanted: set[tuple[int, int]] = set()
+        found: list[list[tuple[_Street, float]]] = []
         for p in todo:
             # The streets of the communes named by a name or a postcode, the best-named first;
             # a prefix can name dozens of communes ("saint denis"): cap their number.
@@ -517,17 +746,67 @@ class LocalGeocoder:
             cc: set[str] = set()
             for h in hits[:40]:
                 cc |= h.street_codes
-            texts.append(p.a.text)
-            codes.append("|".join(sorted(cc)))
-            words.append("|".join(_rare_words(p.a.words, freq)))
-            numbers.append(p.a.number)
-            limits.append(15)
-        rows = self.conn.execute(
-            _STREET_TOKENS,
-            {"texts": texts, "codes": codes, "words": words, "numbers": numbers, "limits": limits},
-        ).mappings()
-        for r in rows:
-            todo[int(r["i"]) - 1].rows.append(r)
+            runs = _Runs(p.a.text)
+            local = []
+            for code in cc:
+                for s in streets.by_code.get(code, ()):
+                    sim = runs.sim(s)
+                    if sim >= _MIN_WORD_SIM:
+                        local.append((s, sim))
+            local.sort(key=lambda x: (-x[1], x[0].id))
+            far: dict[int, _Street] = {}
+            for w in _rare_words(p.a.words, freq):
+                for v in streets.close_words(w):
+                    for s in streets.by_word[v]:
+                        far[s.id] = s
+            wide = [(s, runs.sim(s)) for s in far.values()]
+            wide = [x for x in wide if x[1] >= _MIN_WORD_SIM]
+            wide.sort(key=lambda x: (-x[1], x[0].id))
+            seen: set[int] = set()
+            cands = []
+            for s, sim in local[:_COMMUNE_LIMIT] + wide[:_RARE_LIMIT]:
+                if s.id not in seen:
+                    seen.add(s.id)
+                    cands.append((s, sim))
+            cands.sort(key=lambda x: (-x[1], x[0].id))
+            found.append(cands)
+            if p.a.number is not None:
+                wanted.update((s.id, p.a.number) for s, _ in cands)
+        addrs: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        held = streets.numbers
+        if held is not None:
+            for sid, number in wanted:
+                got = held.get(sid)
+                if got is not None:
+                    addrs[(sid, number)] = got.near(number)
+        elif wanted:
+            pairs = sorted(wanted)
+            rows = self.conn.execute(
+                _ADDRESSES,
+                {"ids": [x[0] for x in pairs], "numbers": [x[1] for x in pairs]},
+            ).mappings()
+            for r in rows:
+                addrs.setdefault((int(r["street_id"]), int(r["qnum"])), []).append(dict(r))
+        none = [dict.fromkeys(_ADDRESS_FIELDS)]
+        for p, cands in zip(todo, found, strict=True):
+            for s, sim in cands:
+                base = {
+                    "street_id": s.id,
+                    "street": s.street,
+                    "street_key": s.street_key,
+                    "insee_code": s.insee_code,
+                    "commune": s.commune,
+                    "postcode": s.postcode,
+                    "old_insee_code": s.old_insee_code,
+                    "old_commune": s.old_commune,
+                    "is_locality": s.is_locality,
+                    "sim": sim,
+                    "addresses": s.addresses,
+                    "street_lon": s.lon,
+                    "street_lat": s.lat,
+                }
+                near = none if p.a.number is None else addrs.get((s.id, p.a.number)) or none
+                p.rows.extend({**base, **a} for a in near)
 
     def _answer(self, p: _Query, q: dict[str, Any]) -> list[GeocodeResult]:
         results = self._street_results(p) + self._municipality_results(p)
