@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from carteco.demo import DEMO_SOURCES
-from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.indicators import foncier_indicators
 from carteco.diagnostics.report import SCHEMA_FILE, build_report, public, write_outputs
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
-from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.indicators import foncier_indicators
 from carteco.diagnostics.report import build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
