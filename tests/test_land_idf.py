@@ -22,8 +22,7 @@ from carteco.diagnostics.report import build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
-from tests.conftest import ARTIFACTS, ROOT
-from tests.test_land_import import reset_land
+from tests.conftest import ARTIFACTS, ROOT, reset_land
 
 LAYERS = {layer.kind: layer for layer in DEMO_LAND}
 CARTOFRICHES = LAYERS["friches"].path
