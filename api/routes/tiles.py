@@ -10,11 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.errors import Problem
+from api.params import tile_request_filter
 from api.urls import public_base
-from carteco.filters import FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
-from tiles.filters import tile_filter
 from tiles.layers import LAYERS, TileLayer, get_layer
 from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, tms
 
@@ -39,9 +38,7 @@ def request_filter(request: Request, layer: TileLayer) -> TileFilter:
     """The compiled filter of a tile request (structures only), as a 400 when invalid."""
     if layer.kind != "structures":
         return TileFilter()
-    # FilterError and TerritoryParamError: a 400 with errors[] via api/errors.py.
-    settings: Settings = request.app.state.settings
-    return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))
+    return tile_request_filter(request)
 
 
 def tile_cache(request: Request) -> TileCache:
