@@ -37,6 +37,8 @@ from carteco.history import cutoff, parse_as_of
 from carteco.settings import Settings
 from carteco.stats import LEVEL_ALIASES, LEVELS, territory
 from carteco.text import ascii_float
+from tiles.filters import normalise_params, tile_filter
+from tiles.mvt import TileFilter
 
 SUPPORTED_CRS = [CRS84, EPSG4326, EPSG2154]
 ITEMS_PARAMS = {
@@ -612,3 +614,35 @@ def coverage_query(request: Request) -> CoverageQuery:
 def panorama_format(request: Request) -> str:
     """Dependency: `f` of the panorama (json, csv or html; else the Accept header)."""
     return negotiate(request, query_params(request, {"f"}), ("json", "csv", "html"))
+
+
+# ---------------------------------------------------------------- map pages and tiles
+
+
+@dataclass(frozen=True)
+class MapFilter:
+    """The structures filter of a map page or its list: a compiled SQL condition and binds."""
+
+    where: str
+    binds: dict[str, Any]
+
+
+def map_filter(request: Request) -> MapFilter:
+    """The map's filters (secteur, famille, territoire, bbox…) compiled, or a 400 / 404."""
+    params = dict(request.query_params)
+    # FilterError and TerritoryParamError: a 400 via api/errors.py.
+    norm = normalise_params(params)
+    if params.get("bbox"):
+        norm["bbox"] = params["bbox"]
+    collection = get_collection("structures")
+    assert collection is not None
+    limits = FilterLimits.from_settings(request.app.state.settings)
+    where, binds = compile_filter(collection, norm, limits)
+    return MapFilter(where, binds)
+
+
+def tile_request_filter(request: Request) -> TileFilter:
+    """The compiled structures filter of a tile request, or a 400 with errors[]."""
+    # FilterError and TerritoryParamError: a 400 with errors[] via api/errors.py.
+    settings: Settings = request.app.state.settings
+    return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))

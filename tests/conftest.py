@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import sqlalchemy as sa
@@ -223,3 +224,144 @@ def assert_html_error(response: object, status: int, says: str = "") -> str:
     for leak in ("Traceback", "psycopg", "sqlalchemy", "SELECT ", '{"type"'):
         assert leak not in text, f"internal detail leaked: {text[:500]}"
     return text
+
+
+# ---------------------------------------------------------------- land layers
+
+LAND = FIXTURES / "foncier"
+LAND_TABLES = "land_needs, land_sites, land_transactions, land_layers, commune_indicators"
+
+
+def reset_land(engine: sa.Engine) -> None:
+    """Empty the land layers, the QPV outlines and the registry."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {LAND_TABLES} RESTART IDENTITY CASCADE"))
+        conn.execute(sa.text("DELETE FROM territories WHERE level = 'qpv'"))
+        conn.execute(
+            sa.text("TRUNCATE structures, structure_sources, import_runs RESTART IDENTITY CASCADE")
+        )
+
+
+@pytest.fixture
+def land(engine: sa.Engine) -> sa.Engine:
+    """A database with no land layer and an empty registry."""
+    reset_land(engine)
+    yield engine
+    reset_land(engine)
+
+
+# ---------------------------------------------------------------- registry digest
+
+REGISTRY_CHECKSUM = """
+SELECT md5(coalesce((SELECT string_agg(s::text, '|' ORDER BY id) FROM structures s), '')
+        || coalesce((SELECT string_agg(l::text, '|' ORDER BY source, source_id)
+                       FROM structure_sources l), ''))
+"""
+
+
+def checksum(engine: sa.Engine) -> str:
+    """Digest of the registry tables."""
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text(REGISTRY_CHECKSUM)).scalar_one())
+
+
+# ---------------------------------------------------------------- browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+
+
+class Browser:
+    """A Chromium context restricted to loopback, collecting console errors."""
+
+    def __init__(self, base: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.base = base
+        self._pw = sync_playwright().start()
+        self.browser = self._pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+
+    def page(self, width: int = 1280, height: int = 800):  # type: ignore[no-untyped-def]
+        ctx = self.browser.new_context(viewport={"width": width, "height": height})
+
+        def route(r):  # type: ignore[no-untyped-def]
+            if urlparse(r.request.url).hostname == "127.0.0.1" or r.request.url.startswith(
+                ("data:", "blob:")
+            ):
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        ctx.route("**/*", route)
+        page = ctx.new_page()
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        return page
+
+    def close(self) -> None:
+        self.browser.close()
+        self._pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(live_server: str, demo_data: sa.Engine) -> Iterator[Browser]:
+    """One Chromium for the module; fails the test that left console errors behind."""
+    b = Browser(live_server)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def no_console_errors(browser: Browser) -> Iterator[None]:
+    """Any console or page error, or any request leaving loopback, fails the test."""
+    browser.errors.clear()
+    browser.blocked.clear()
+    yield
+    assert not browser.errors, browser.errors
+    assert not browser.blocked, browser.blocked
+
+
+def wait_idle(page, timeout: float = 90_000) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the map page says it is ready."""
+    page.wait_for_selector('body[data-ready="1"]', state="attached", timeout=timeout)
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Screenshot of the page into test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"map-{name}.png"))
+
+
+def attr(page, name: str) -> str | None:  # type: ignore[no-untyped-def]
+    return page.get_attribute("body", name)
+
+
+def wait_attr(page, name: str, predicate, timeout: float = 45.0) -> str:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = attr(page, name)
+        if value is not None and predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} = {value!r}")
+        page.wait_for_timeout(100)
+
+
+def scalar(engine: sa.Engine, sql: str, **params):  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).one()

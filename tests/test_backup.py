@@ -7,8 +7,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from carteco import backup
-from tests.conftest import create_database, drop_database
-from tests.test_malformed_imports import REGISTRY_CHECKSUM
+from tests.conftest import REGISTRY_CHECKSUM, create_database, drop_database
 
 
 def _state(url: str) -> tuple[str, int, int]:

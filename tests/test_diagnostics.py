@@ -20,13 +20,12 @@ import pytest
 import sqlalchemy as sa
 
 from carteco.demo import DEMO_SOURCES
-from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.indicators import foncier_indicators
 from carteco.diagnostics.report import SCHEMA_FILE, build_report, public, write_outputs
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
-from tests.conftest import ARTIFACTS, ROOT, assert_problem
-from tests.test_land_import import LAND, reset_land
+from tests.conftest import ARTIFACTS, LAND, ROOT, assert_problem, reset_land
 
 GEODATA = ROOT / "geodata" / "data"
 MEDIATION = LAND / "mediation_numerique_31_08_2022.csv"

@@ -17,13 +17,12 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
-from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.indicators import foncier_indicators
 from carteco.diagnostics.report import build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
-from tests.conftest import ARTIFACTS, ROOT
-from tests.test_land_import import reset_land
+from tests.conftest import ARTIFACTS, ROOT, reset_land
 
 LAYERS = {layer.kind: layer for layer in DEMO_LAND}
 CARTOFRICHES = LAYERS["friches"].path

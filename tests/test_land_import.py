@@ -15,28 +15,7 @@ import sqlalchemy as sa
 from carteco.importer import ImportFileError, run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
-from tests.conftest import FIXTURES, ROOT
-
-LAND = FIXTURES / "foncier"
-LAND_TABLES = "land_needs, land_sites, land_transactions, land_layers, commune_indicators"
-
-
-def reset_land(engine: sa.Engine) -> None:
-    """Empty the land layers, the QPV outlines and the registry."""
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {LAND_TABLES} RESTART IDENTITY CASCADE"))
-        conn.execute(sa.text("DELETE FROM territories WHERE level = 'qpv'"))
-        conn.execute(
-            sa.text("TRUNCATE structures, structure_sources, import_runs RESTART IDENTITY CASCADE")
-        )
-
-
-@pytest.fixture
-def land(engine: sa.Engine) -> sa.Engine:
-    """A database with no land layer and an empty registry."""
-    reset_land(engine)
-    yield engine
-    reset_land(engine)
+from tests.conftest import LAND, ROOT
 
 
 def _one(engine: sa.Engine, sql: str, **params: object) -> object:

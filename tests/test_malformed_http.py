@@ -16,9 +16,8 @@ from fastapi.testclient import TestClient
 
 from api.factory import create_app
 from carteco.auth import create_token
-from tests.conftest import assert_problem
+from tests.conftest import assert_problem, checksum
 from tests.malformed import SQL_INJECTIONS, corpus
-from tests.test_malformed_imports import checksum
 
 CASES = corpus()
 

@@ -8,14 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from carteco.importer import ImportFileError, run_import
+from tests.conftest import checksum
 from tests.malformed import corpus
 
 CASES = corpus()
-REGISTRY_CHECKSUM = """
-SELECT md5(coalesce((SELECT string_agg(s::text, '|' ORDER BY id) FROM structures s), '')
-        || coalesce((SELECT string_agg(l::text, '|' ORDER BY source, source_id)
-                       FROM structure_sources l), ''))
-"""
 
 
 def test_corpus_is_large_enough() -> None:
@@ -27,12 +23,6 @@ def test_corpus_is_large_enough() -> None:
 def loaded(demo_data: sa.Engine) -> sa.Engine:
     """The demo registry the malformed files must leave untouched."""
     return demo_data
-
-
-def checksum(engine: sa.Engine) -> str:
-    """Digest of the registry tables."""
-    with engine.connect() as conn:
-        return str(conn.execute(sa.text(REGISTRY_CHECKSUM)).scalar_one())
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

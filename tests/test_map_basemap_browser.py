@@ -20,8 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from carteco.settings import Settings
-from tests.conftest import ARTIFACTS, ROOT, free_port
-from tests.test_map_browser import Browser, scalar, wait_attr, wait_idle
+from tests.conftest import ARTIFACTS, ROOT, Browser, free_port, scalar, wait_attr, wait_idle
 
 pytestmark = pytest.mark.browser
 

@@ -3,32 +3,12 @@ centre is drawn as a hollow ring (layer points-commune), an exact one as a fille
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 
-from tests.test_map_browser import Browser, shot, wait_idle
+from tests.conftest import Browser, shot, wait_idle
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser(live_server: str, demo_data: sa.Engine) -> Iterator[Browser]:
-    """One Chromium for the module."""
-    b = Browser(live_server)
-    yield b
-    b.close()
-
-
-@pytest.fixture(autouse=True)
-def no_console_errors(browser: Browser) -> Iterator[None]:
-    """Any console or page error, or any request leaving loopback, fails the test."""
-    browser.errors.clear()
-    browser.blocked.clear()
-    yield
-    assert not browser.errors, browser.errors
-    assert not browser.blocked, browser.blocked
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("no_console_errors")]
 
 
 def drawn_ids(page, layer: str) -> set[int]:  # type: ignore[no-untyped-def]

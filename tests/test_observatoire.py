@@ -25,7 +25,14 @@ from carteco.observatoire.effectifs import employment
 from carteco.observatoire.grid import GridError, load_grid
 from carteco.observatoire.panorama import panorama
 from carteco.sectors import load_taxonomy
-from tests.conftest import ARTIFACTS, ROOT, assert_html_error, assert_problem, load_demo
+from tests.conftest import (
+    ARTIFACTS,
+    ROOT,
+    Browser,
+    assert_html_error,
+    assert_problem,
+    load_demo,
+)
 
 SECTOR = "numerique"
 RADII = (1.0, 2.0, 5.0)
@@ -280,8 +287,6 @@ def test_cli_coverage_and_panorama_pdf(demo: sa.Engine, database_url: str, tmp_p
 @pytest.mark.browser
 def test_panorama_of_93_in_chromium(demo: sa.Engine, live_server: str) -> None:
     """The page renders offline at 1400×900 and on a phone (390×844) without sideways scroll."""
-    from tests.test_map_browser import Browser
-
     browser = Browser(live_server)
     shots = ROOT / "docs" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,7 @@ from carteco.diagnostics.report import build_report
 from carteco.importer import run_import
 from carteco.land import run_land_import
 from carteco.text import json_for_script
-from tests.conftest import ROOT
-from tests.test_land_import import reset_land
+from tests.conftest import ROOT, reset_land
 
 # Jinja expression, block, raw block and comment, a JS/Mako-style expression, and HTML that
 # would run or end a <script> element early.

@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.indicators import foncier_indicators
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
 from geodata.loader import DATA_DIR, load_all
-from tests.conftest import assert_html_error, assert_problem, load_demo
-from tests.test_land_import import LAND, reset_land
+from tests.conftest import LAND, assert_html_error, assert_problem, load_demo, reset_land
 
 COG = {
     r["code_insee"]: r for r in csv.DictReader((DATA_DIR / "communes_france_cog2026.csv").open())

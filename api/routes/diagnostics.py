@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from api.deps import get_conn
 from api.errors import Problem
-from carteco.diagnostics.engine import Options, departement_info, foncier_indicators
+from carteco.diagnostics.indicators import Options, departement_info, foncier_indicators
 from carteco.diagnostics.report import build_report, to_json
 from carteco.territory_levels import DEPARTEMENT_CODE
 

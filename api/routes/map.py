@@ -14,12 +14,11 @@ from api.assets import STATIC_DIR
 from api.deps import get_conn
 from api.errors import Problem
 from api.observability import map_origins
+from api.params import map_filter
 from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import carte
-from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
-from carteco.filters import FilterLimits, compile_filter
 from carteco.history import PARAM as AS_OF
 from carteco.history import cutoff, parse_as_of
 from carteco.registry import registry_summary
@@ -27,7 +26,7 @@ from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
 from carteco.stats import territory_stats
 from carteco.territory_levels import LEVEL_COLUMNS
-from tiles.filters import normalise_params, parse_territory
+from tiles.filters import parse_territory
 
 # The page's default view: Île-de-France, where the shipped data lives.
 DEFAULT_VIEW = {"lon": 2.42, "lat": 48.80, "zoom": 8.3}
@@ -119,21 +118,9 @@ def map_config(
     }
 
 
-def _filters(request: Request) -> tuple[str, dict[str, Any]]:
-    params = dict(request.query_params)
-    # FilterError and TerritoryParamError: a 400 via api/errors.py.
-    norm = normalise_params(params)
-    if params.get("bbox"):
-        norm["bbox"] = params["bbox"]
-    collection = get_collection("structures")
-    assert collection is not None
-    limits = FilterLimits.from_settings(request.app.state.settings)
-    return compile_filter(collection, norm, limits)
-
-
 def _check_filters(request: Request, conn: Connection) -> None:
     """Refuse the filters of a map link that name no sector, family or territory (400 / 404)."""
-    _filters(request)
+    map_filter(request)
     if request.query_params.get(AS_OF):
         parse_as_of(request.query_params[AS_OF])  # AsOfError: a 400 (the tiles would refuse it)
     _locked_territory(conn, request.query_params.get("territoire"))
@@ -312,10 +299,10 @@ def map_router() -> APIRouter:
         limit: int = Query(100, ge=1, le=500),
         conn: Connection = Depends(get_conn),
     ) -> dict[str, Any]:
-        where, binds = _filters(request)
+        f = map_filter(request)
         day = request.query_params.get(AS_OF)
         as_of = cutoff(parse_as_of(day)) if day else None  # the map at a past date
-        return carte.structures_in_view(conn, where, binds, limit, as_of)
+        return carte.structures_in_view(conn, f.where, f.binds, limit, as_of)
 
     @router.get(
         "/territoires/{level}/{code}",

@@ -12,12 +12,11 @@ from sqlalchemy.engine import Connection
 
 from api.deps import get_conn
 from api.errors import Problem
+from api.params import tile_request_filter
 from api.urls import public_base
-from carteco.filters import FilterLimits
 from carteco.settings import Settings
 from tiles.cache import TileCache
 from tiles.export import layer_bounds
-from tiles.filters import tile_filter
 from tiles.layers import BASEMAP_LAYER_IDS, LAYERS, TileLayer, get_layer
 from tiles.mvt import MVT_MEDIA_TYPE, TMS_ID, TileFilter, etag_of, tms
 
@@ -58,9 +57,7 @@ def request_filter(request: Request, layer: TileLayer) -> TileFilter:
     """The compiled filter of a tile request (structures only), as a 400 when invalid."""
     if layer.kind != "structures":
         return TileFilter()
-    # FilterError and TerritoryParamError: a 400 with errors[] via api/errors.py.
-    settings: Settings = request.app.state.settings
-    return tile_filter(dict(request.query_params), FilterLimits.from_settings(settings))
+    return tile_request_filter(request)
 
 
 def tile_cache(request: Request) -> TileCache:

@@ -31,7 +31,7 @@ def diagnostic_foncier(
     """Write rapport.html, indicateurs.json (+ schema) and GeoJSON layers for a département."""
     # Imported here: folium (with pandas) and pyproj take `import carteco.cli` from ~0.9 s to
     # ~1.7 s of CPU, a cost every other command would pay at start-up.
-    from carteco.diagnostics.engine import departement_info  # why: start-up time (pyproj)
+    from carteco.diagnostics.indicators import departement_info  # why: start-up time (pyproj)
     from carteco.diagnostics.report import write_outputs  # why: start-up time (folium, pandas)
 
     dep = dep.strip().upper()

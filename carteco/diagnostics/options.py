@@ -1,6 +1,6 @@
-"""Parameters of the land-access diagnostic, shared by the engine, the matching and the rules.
+"""Parameters of the land-access diagnostic, shared by the indicators, the matching and the rules.
 
-A module of its own so that `engine` (which calls `matching` and `rules`) and those two
+A module of its own so that `indicators` (which calls `matching` and `rules`) and those two
 (which read the parameters) all import it, rather than each other.
 """
 

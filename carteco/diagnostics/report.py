@@ -11,13 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
+from carteco.diagnostics import queries
 from carteco.diagnostics.charts import bar_chart, trend_chart
-from carteco.diagnostics.engine import (
+from carteco.diagnostics.indicators import (
     FAMILY_LABELS,
     SITE_KIND_LABELS,
     STATUS_LABELS,
@@ -74,36 +74,15 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
     """GeoJSON layers of the diagnostic (EPSG:4326): communes with indicators, QPV, sites,
     needs with their matches, structures and priced sales."""
     dep = doc["departement"]["code"]
-    outlines = {
-        r.code: json.loads(r.g)
-        for r in conn.execute(
-            sa.text(
-                "SELECT code, ST_AsGeoJSON(geom, 5) AS g FROM territories "
-                "WHERE level = 'commune' AND departement_code = :d"
-            ),
-            {"d": dep},
-        )
-    }
-    dep_geom = conn.execute(
-        sa.text(
-            "SELECT ST_AsGeoJSON(geom, 5) FROM territories WHERE level = 'departement' "
-            "AND code = :d ORDER BY layer LIMIT 1"
-        ),
-        {"d": dep},
-    ).scalar()
+    outlines = {r.code: json.loads(r.g) for r in queries.commune_outlines(conn, dep)}
+    dep_geom = queries.departement_outline(conn, dep)
     qpv = [
         {
             "type": "Feature",
             "geometry": json.loads(r.g),
             "properties": {"code": r.code, "nom": r.name, "commune": r.commune_code},
         }
-        for r in conn.execute(
-            sa.text(
-                "SELECT code, name, commune_code, ST_AsGeoJSON(geom, 6) AS g FROM territories "
-                "WHERE level = 'qpv' AND departement_code = :d ORDER BY code"
-            ),
-            {"d": dep},
-        )
+        for r in queries.qpv_outlines(conn, dep)
     ]
     communes = []
     for c in doc["communes"]:
@@ -189,19 +168,7 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
                     "valeur_fonciere": r.valeur_fonciere,
                 },
             }
-            for r in conn.execute(
-                sa.text(
-                    """
-                    SELECT id_mutation, date_mutation, commune_code, kind, price_m2,
-                           valeur_fonciere, nature_mutation, ST_X(geom) AS lon, ST_Y(geom) AS lat
-                      FROM land_transactions
-                     WHERE departement_code = :d AND price_m2 IS NOT NULL AND geom IS NOT NULL
-                       AND kind = 'local'
-                     ORDER BY date_mutation, id_mutation
-                    """
-                ),
-                {"d": dep},
-            )
+            for r in queries.priced_local_sales(conn, dep)
             # The map shows the sales behind the headline median: market sales of premises.
             if is_market_sale(r.nature_mutation)
         ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
 from carteco.importer.missing import apply_missing, check_action
 from carteco.importer.readers import ReadLimits, read_table
+from carteco.importer.skeleton import file_checksum, import_transaction, read_file, refuse_invalid
 from carteco.importer.validate import RECORD_FIELDS, Record, RowValidator
 from carteco.sectors import load_taxonomy
 
@@ -89,15 +89,12 @@ def run_import(
     if data is None:
         if path.is_dir():
             raise ImportFileError(str(path), "c'est un dossier : un fichier est attendu")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImportFileError(str(path), f"lecture impossible : {exc.strerror}") from exc
+        data = read_file(path)
     source = (source or path.stem).strip() or "import"
     report = ImportReport(
         file=path.name,
         source=source,
-        checksum=hashlib.sha256(data).hexdigest(),
+        checksum=file_checksum(data),
         dry_run=dry_run,
     )
     with tracked_run(engine, report):
@@ -213,32 +210,20 @@ def _run(
             _merge_duplicate(records, rec)
         if progress and (i % 200 == 0 or i == len(table.rows)):
             progress(i, len(table.rows))
-    if report.errors and not skip_invalid:
-        report.status = "rejected"
-        report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
+    if refuse_invalid(report, skip_invalid):
         return
-    with engine.connect() as conn:
-        with conn.begin() as trans:
-            # One import per source at a time: concurrent runs would race on the upsert.
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext('carteco-import:' || :s))"),
-                {"s": report.source},
-            )
-            # Batch work: the statement timeout guards interactive reads; an import is bounded
-            # by its file (rows capped) and stopped by killing it, and must not fail halfway
-            # because one big batch ran long on a busy machine.
-            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
-            # Who wrote the versions this import records (carteco/history.py).
-            set_change_context(conn, f"import:{report.source}", report.run_id)
-            _upsert(conn, report, list(records.values()))
-            report.missing = apply_missing(
-                conn, report.source, records, missing, report.run_id, report.rejected
-            )
-            if dry_run:
-                trans.rollback()
-                report.status = "dry_run"
-                return
-    report.status = "succeeded"
+    # One import per source at a time: concurrent runs would race on the upsert.
+    with import_transaction(engine, "carteco-import", report.source, report, dry_run) as conn:
+        # Batch work: the statement timeout guards interactive reads; an import is bounded
+        # by its file (rows capped) and stopped by killing it, and must not fail halfway
+        # because one big batch ran long on a busy machine.
+        conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+        # Who wrote the versions this import records (carteco/history.py).
+        set_change_context(conn, f"import:{report.source}", report.run_id)
+        _upsert(conn, report, list(records.values()))
+        report.missing = apply_missing(
+            conn, report.source, records, missing, report.run_id, report.rejected
+        )
 
 
 def _merge_duplicate(records: dict[str, Record], rec: Record) -> None:

@@ -12,20 +12,18 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carteco import __version__
 from carteco.diagnostics.matching import match_needs
 from carteco.diagnostics.options import Options
+from carteco.diagnostics.queries import sql
 from carteco.diagnostics.rules import recommendations, typology
 from carteco.sectors import load_taxonomy
 from carteco.text import fold
 
-SQL_DIR = Path(__file__).parent / "sql"
 SCHEMA_ID = "https://carteco.fr/schemas/diagnostic-foncier/1"
 FAMILY_LABELS = {
     "association": "Associations",
@@ -53,25 +51,11 @@ AVAILABLE_STATUSES = ("sans_projet", "potentielle", "disponible")
 Progress = Callable[[str], None]
 
 
-def _sql(name: str) -> sa.TextClause:
-    return sa.text((SQL_DIR / name).read_text(encoding="utf-8"))
-
-
 def departement_info(conn: Connection, dep: str) -> dict[str, Any] | None:
     """Name, région and population of a département, or None when it is unknown."""
     row = (
         conn.execute(
-            sa.text(
-                """
-                SELECT c.departement_code AS code, c.region_code,
-                       sum(c.population) AS population, count(*) AS communes,
-                       (SELECT name FROM territories WHERE level = 'departement' AND code = :d
-                         LIMIT 1) AS name
-                  FROM communes_ref c
-                 WHERE c.type = 'commune-actuelle' AND c.departement_code = :d
-                 GROUP BY 1, 2
-                """
-            ),
+            sql("departement.sql"),
             {"d": dep},
         )
         .mappings()
@@ -99,13 +83,13 @@ def foncier_indicators(
     if info is None:
         raise LookupError(f"département inconnu : {dep}")
     say("Communes et population")
-    communes = [dict(r) for r in conn.execute(_sql("communes.sql"), {"dep": dep}).mappings()]
+    communes = [dict(r) for r in conn.execute(sql("communes.sql"), {"dep": dep}).mappings()]
     layers = _layers(conn, dep, communes)
     say("Structures de l'ESS")
     structures = [
         dict(r)
         for r in conn.execute(
-            _sql("structures.sql"), {"dep": dep, "buffer_m": opts.qpv_buffer_m}
+            sql("structures.sql"), {"dep": dep, "buffer_m": opts.qpv_buffer_m}
         ).mappings()
     ]
     _structure_layer(conn, layers, structures)
@@ -113,10 +97,7 @@ def foncier_indicators(
     sales = [
         dict(r)
         for r in conn.execute(
-            sa.text(
-                "SELECT commune_code, kind, year, price_m2, valeur_fonciere, nature_mutation,"
-                " qpv_code FROM land_transactions WHERE departement_code = :dep"
-            ),
+            sql("transactions.sql"),
             {"dep": dep},
         ).mappings()
     ]
@@ -126,7 +107,7 @@ def foncier_indicators(
     sites = [
         dict(r)
         for r in conn.execute(
-            _sql("sites.sql"), {"dep": dep, "with_stations": layers["stations"]["available"]}
+            sql("sites.sql"), {"dep": dep, "with_stations": layers["stations"]["available"]}
         ).mappings()
     ]
     say("Besoins déclarés et appariement")
@@ -205,12 +186,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     n_communes = len(communes)
     with_geom = sum(1 for c in communes if c["area_m2"] is not None)
     with_pop = sum(1 for c in communes if c["population"] is not None)
-    meta = {
-        r["source"]: r
-        for r in conn.execute(
-            sa.text("SELECT source, description, vintage, loaded_at FROM land_layers")
-        ).mappings()
-    }
+    meta = {r["source"]: r for r in conn.execute(sql("land_layers.sql")).mappings()}
 
     def prov(sources: str | None) -> dict[str, Any]:
         """Description and vintage of the land layers behind some figures (by source)."""
@@ -228,15 +204,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
 
     dvf = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, min(date_mutation) AS first, max(date_mutation) AS last,
-                       count(DISTINCT commune_code) AS communes,
-                       count(*) FILTER (WHERE qpv_code IS NOT NULL) AS in_qpv,
-                       string_agg(DISTINCT source, ', ') AS sources
-                  FROM land_transactions WHERE departement_code = :d
-                """
-            ),
+            sql("layer_dvf.sql"),
             {"d": dep},
         )
         .mappings()
@@ -244,13 +212,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     qpv = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, string_agg(DISTINCT vintage, ', ') AS vintage,
-                       string_agg(DISTINCT layer, ', ') AS layers
-                  FROM territories WHERE level = 'qpv' AND departement_code = :d
-                """
-            ),
+            sql("layer_qpv.sql"),
             {"d": dep},
         )
         .mappings()
@@ -258,14 +220,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     sites = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, count(geom) AS located,
-                       string_agg(DISTINCT source, ', ') AS sources,
-                       string_agg(DISTINCT kind, ', ') AS kinds
-                  FROM land_sites WHERE departement_code = :d
-                """
-            ),
+            sql("layer_sites.sql"),
             {"d": dep},
         )
         .mappings()
@@ -273,10 +228,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     needs = (
         conn.execute(
-            sa.text(
-                "SELECT count(*) AS n, string_agg(DISTINCT source, ', ') AS sources "
-                "FROM land_needs WHERE departement_code = :d"
-            ),
+            sql("layer_needs.sql"),
             {"d": dep},
         )
         .mappings()
@@ -284,13 +236,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     stations = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(*) AS n, string_agg(DISTINCT st.layer, ', ') AS layers
-                  FROM stations st JOIN territories d
-                    ON d.level = 'departement' AND d.code = :d AND ST_Intersects(d.geom, st.geom)
-                """
-            ),
+            sql("layer_stations.sql"),
             {"d": dep},
         )
         .mappings()
@@ -298,26 +244,13 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
     )
     lovac = (
         conn.execute(
-            sa.text(
-                """
-                SELECT count(DISTINCT i.commune_code) AS n,
-                       count(DISTINCT i.commune_code) FILTER (WHERE i.value IS NOT NULL) AS known,
-                       string_agg(DISTINCT i.source, ', ') AS sources,
-                       string_agg(DISTINCT i.vintage, ', ') AS vintage
-                  FROM commune_indicators i
-                 WHERE i.indicator = 'logements_vacants_2ans_pct'
-                   AND i.commune_code = ANY(:codes)
-                """
-            ),
+            sql("layer_lovac.sql"),
             {"codes": [c["code"] for c in communes]},
         )
         .mappings()
         .one()
     )
-    ref = {
-        r["name"]: r
-        for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
-    }
+    ref = {r["name"]: r for r in conn.execute(sql("reference_layers.sql")).mappings()}
 
     def vintage(*names: str) -> str | None:
         return ", ".join(sorted({ref[n]["vintage"] for n in names if n in ref})) or None
@@ -445,12 +378,7 @@ def _structure_layer(
     sources = sorted({s["source"] for s in structures})
     # The registry's vintage is that of its imports: the last successful run of each source.
     runs = conn.execute(
-        sa.text(
-            """
-            SELECT source, max(finished_at) FROM import_runs
-             WHERE status = 'succeeded' AND source = ANY(:s) GROUP BY source ORDER BY source
-            """
-        ),
+        sql("import_runs.sql"),
         {"s": sources},
     ).all()
     layers["structures"].update(
@@ -743,15 +671,7 @@ def _commune_context(conn: Connection, rows: list[dict[str, Any]], layers: dict[
     if layers["lovac"]["available"]:
         values = dict(
             conn.execute(
-                sa.text(
-                    """
-                    SELECT DISTINCT ON (commune_code) commune_code, value
-                      FROM commune_indicators
-                     WHERE indicator = 'logements_vacants_2ans_pct'
-                       AND commune_code = ANY(:codes)
-                     ORDER BY commune_code, source
-                    """
-                ),
+                sql("lovac.sql"),
                 {"codes": [r["code"] for r in rows]},
             ).all()
         )
@@ -780,10 +700,7 @@ def _qpv_figures(
     if not layers["qpv"]["available"]:
         return {"available": False, "reason": layers["qpv"]["note"], "quartiers": []}
     qpvs = conn.execute(
-        sa.text(
-            "SELECT code, name FROM territories WHERE level = 'qpv' AND departement_code = :d "
-            "ORDER BY code"
-        ),
+        sql("qpvs.sql"),
         {"d": dep},
     ).all()
     out = []
@@ -893,16 +810,7 @@ def _needs(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> list[d
     return [
         dict(r)
         for r in conn.execute(
-            sa.text(
-                """
-                SELECT n.id, n.source_id, n.name, n.siret, n.structure_id, n.kind,
-                       n.surface_min_m2, n.surface_max_m2, n.budget_rent_eur_month,
-                       n.budget_purchase_eur, n.territories, n.max_distance_km, n.declared_on,
-                       n.commune_code, n.departement_code, ST_X(n.geom) AS lon,
-                       ST_Y(n.geom) AS lat
-                  FROM land_needs n WHERE n.departement_code = :d ORDER BY n.source_id
-                """
-            ),
+            sql("needs.sql"),
             {"d": dep},
         ).mappings()
     ]

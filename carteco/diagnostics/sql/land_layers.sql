@@ -1,0 +1,2 @@
+SELECT source, description, vintage, loaded_at
+  FROM land_layers

@@ -1,0 +1,2 @@
+SELECT name, vintage
+  FROM reference_layers
