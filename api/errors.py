@@ -43,6 +43,7 @@ KIND_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "too_large": 413,
+    "too_many": 429,
     "unavailable": 503,
     "internal": 500,
 }
@@ -147,6 +148,8 @@ def install_error_handlers(app: FastAPI) -> None:
             # An internal failure's message may name files or SQL: the log has it, not the client.
             return await _unexpected(request, exc)
         headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 429:
+            headers = {"Retry-After": "60"}
         extra: dict[str, Any] = {}
         errors = exc.field_errors()
         if errors:

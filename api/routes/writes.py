@@ -14,7 +14,6 @@ import logging
 import shutil
 import tempfile
 import threading
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ from api.errors import Problem
 from api.routes.features import GEOJSON, base_url, json_bytes, no_nul
 from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
+from carteco.edits import EditError, apply_changes
 from carteco.features import feature
-from carteco.geocoding.registry import set_manual_location
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
 from carteco.models import PUBLIC_STATUSES
@@ -47,8 +46,6 @@ from carteco.text import ascii_int
 
 log = logging.getLogger("carteco.api")
 STRUCTURES = COLLECTIONS["structures"]
-# Column casts of the editable fields whose SQL type is not text.
-_CASTS = {"sectors": "text[]", "opened_on": "date", "closed_on": "date"}
 
 
 # Writes answer with the structure as it now is: a GeoJSON Feature.
@@ -395,34 +392,18 @@ def writes_router() -> APIRouter:
         if not changes:
             raise Problem(400, "aucune modification demandée")
         clean = structure_changes(changes)
-        new_point = clean.pop("location", None)
-        sets: list[str] = []
-        values: dict[str, Any] = {"id": structure_id, "v": expected}
-        for key, value in clean.items():
-            # Keys come from EDITABLE_FIELDS (an allow-list), values are bound parameters.
-            cast = _CASTS.get(key)
-            sets.append(f"{key} = CAST(:p_{key} AS {cast})" if cast else f"{key} = :p_{key}")
-            values[f"p_{key}"] = value.isoformat() if isinstance(value, date) else value
         with engine.begin() as conn:
-            row = conn.execute(
-                sa.text(
-                    f"UPDATE structures SET {', '.join(sets) or 'id = id'} "  # noqa: S608 - allow-listed keys
-                    "WHERE id = :id AND version = :v RETURNING version"
-                ),
-                values,
-            ).first()
-            if row is None:
-                exists = conn.execute(
-                    sa.text("SELECT version FROM structures WHERE id = :id"), {"id": structure_id}
-                ).scalar()
-                if exists is None:
-                    raise Problem(404, f"structure inconnue : {structure_id}")
-                raise stale(int(exists))
-            if new_point is not None:
-                set_manual_location(
-                    conn, structure_id, *new_point, by=f"api:{token.name}",
-                    reason="modification via l'API",
+            try:
+                apply_changes(
+                    conn, structure_id, clean, by=f"api:{token.name}",
+                    expected_version=expected, reason="modification via l'API",
                 )  # fmt: skip
+            except EditError as exc:
+                if exc.kind == "not_found":
+                    raise Problem(404, f"structure inconnue : {structure_id}") from exc
+                if exc.current_version is not None:
+                    raise stale(exc.current_version) from exc
+                raise
             audit(conn, token, "edit", f"structures/{structure_id}", {"changes": changes})
         return _current(engine, request, st, str(structure_id))
 
