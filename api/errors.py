@@ -71,7 +71,7 @@ class Problem(Exception):
 # Pages people open in a browser (or a partner's iframe): their errors are a French HTML page
 # with the same status, unless the client asks for JSON. Their JSON helpers stay JSON.
 BROWSER_PATHS = ("/carte", "/carte/integrer", "/embed")
-BROWSER_PREFIXES = ("/territoires/",)
+BROWSER_PREFIXES = ("/territoires/", "/moderation", "/contribuer/")
 
 
 def wants_html(request: Request) -> bool:

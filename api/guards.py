@@ -34,6 +34,8 @@ def body_cap(settings: Settings, method: str, path: str) -> int:
             return settings.max_import_bytes
         if path == "/ban/search/csv/":
             return settings.max_ban_csv_bytes
+        if path.startswith(("/contributions", "/moderation")):
+            return settings.contrib_max_bytes
         if path == "/structures/within":
             return settings.max_within_bytes
     return settings.max_body_bytes

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from carteco.errors import CartecoError
 from carteco.models import STAFF_ROLES
@@ -187,8 +187,6 @@ def login(
     )
     ok = check_password(password, row["password_hash"] if row else _DUMMY)
     if row is None or not ok or row["disabled_at"] is not None:
-        for key in keys:
-            conn.execute(sa.text("INSERT INTO login_failures (key) VALUES (:k)"), {"k": key})
         raise AccountError("identifiant ou mot de passe incorrect", kind="unauthorized")
     if old_token:
         logout(conn, old_token)
@@ -206,6 +204,34 @@ def login(
     )  # a success clears the account's count, never the address's
     staff_audit(conn, row["login"], "login", f"staff_users/{row['id']}", {})
     return token, StaffUser(int(row["id"]), row["login"], row["role"], csrf)
+
+
+def record_failure(conn: Connection, login_name: str, client: str) -> None:
+    """Count one failed login against the account and the client address."""
+    for key in (f"login:{login_name[:100]}", f"ip:{client}"):
+        conn.execute(sa.text("INSERT INTO login_failures (key) VALUES (:k)"), {"k": key})
+
+
+def open_session(
+    engine: Engine,
+    login_name: str,
+    password: str,
+    client: str,
+    *,
+    max_failures: int = 5,
+    hours: int = 12,
+    old_token: str | None = None,
+) -> tuple[str, StaffUser]:
+    """`login` in a transaction of its own; a failure is counted in another, which commits."""
+    try:
+        with engine.begin() as conn:
+            return login(conn, login_name, password, client, max_failures=max_failures,
+                         hours=hours, old_token=old_token)  # fmt: skip
+    except AccountError as exc:
+        if exc.kind == "unauthorized":
+            with engine.begin() as conn:
+                record_failure(conn, login_name, client)
+        raise
 
 
 def _sha(token: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.contacts import card_details
 from carteco.families import FAMILY_LABELS
 from carteco.sectors import load_taxonomy
 from carteco.territory_levels import LEVEL_LABELS
@@ -49,7 +50,7 @@ def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None
                 """
                 SELECT id, name, sectors, ess_family, esus, description, address_line,
                        postcode, commune_name, website, location_precision, source,
-                       ST_X(geom) AS lon, ST_Y(geom) AS lat, updated_at
+                       ST_X(geom) AS lon, ST_Y(geom) AS lat, updated_at, extra, version
                   FROM structures WHERE id = :id AND status = 'active'
                 """
             ),
@@ -70,6 +71,7 @@ def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None
     )
     d["approximate"] = row["location_precision"] in ("street", "locality", "municipality")
     d["updated_at"] = row["updated_at"].isoformat() if row["updated_at"] else None
+    d.update(card_details(d.pop("extra"), row["source"]))
     return d
 
 

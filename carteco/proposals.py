@@ -468,6 +468,10 @@ def _check(
         detail["message"] = message
     elif message:
         detail["message"] = message
+    if kind == "update" and current is not None:
+        # Only what really changes: a form sends every field back, most of them as they are.
+        same = {k for k, v in _jsonable(clean).items() if k != "location" and current.get(k) == v}
+        clean = {k: v for k, v in clean.items() if k not in same}
     if kind == "update" and not clean and not errors:
         errors.append(FieldError("fields", None, "aucune modification proposée"))
     changes = _jsonable(clean)

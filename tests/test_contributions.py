@@ -195,11 +195,11 @@ def test_accounts_scrypt_throttle_rotation(registry: sa.Engine) -> None:
         with pytest.raises(CartecoError):
             accounts.require_admin(user)
     for _ in range(5):
-        with registry.begin() as conn, pytest.raises(CartecoError) as err:
-            accounts.login(conn, "marie", "mauvais", "10.1.0.2")
+        with pytest.raises(CartecoError) as err:
+            accounts.open_session(registry, "marie", "mauvais", "10.1.0.2")
         assert err.value.kind == "unauthorized"
-    with registry.begin() as conn, pytest.raises(CartecoError) as err:
-        accounts.login(conn, "marie", "un mot de passe long", "10.1.0.3")
+    with pytest.raises(CartecoError) as err:
+        accounts.open_session(registry, "marie", "un mot de passe long", "10.1.0.3")
     assert err.value.kind == "too_many"  # the account is throttled, whatever the address
 
 
