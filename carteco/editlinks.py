@@ -42,8 +42,8 @@ def _sign(secret: str, link_id: int, structure_id: int, expires: int) -> str:
 def _secret(secret: str | None) -> str:
     if not secret:
         raise EditLinkError(
-            "liens de mise à jour indisponibles : CARTECO_SECRET_KEY n'est pas réglé",
-            kind="unavailable",
+            "liens de mise à jour désactivés : CARTECO_SECRET_KEY n'est pas réglé",
+            kind="forbidden",
         )
     return secret
 

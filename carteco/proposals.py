@@ -451,6 +451,9 @@ def _check(
     if kind == "create" and not clean.get("name") and not any(e.field == "name" for e in errors):
         errors.append(FieldError("name", None, "nom de la structure manquant"))
     detail: dict[str, Any] = {"receipt_hash": _receipt_hash(receipt)}
+    if kind == "create" and "location" in clean and raw.get("location_moved") is not True:
+        # A point the visitor did not place by hand (the map's centre): the address decides.
+        del clean["location"]
     if kind == "create" and not errors and "location" not in clean:
         found = locate(
             conn, clean.get("address_line"), clean.get("postcode"), clean.get("commune_name")
@@ -682,12 +685,21 @@ def diff(conn: Connection, proposal: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "field": key,
                 "label": FIELD_LABELS.get(key, key),
-                "old": old,
-                "new": new,
+                "old": _shown(key, old),
+                "new": _shown(key, new),
                 "changed": old != new,
             }
         )
     return rows
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A value as the diff prints it: a point as « lat, lon », a list as words."""
+    if key == "location" and isinstance(value, list) and len(value) == 2:
+        return f"{value[1]:.6f}, {value[0]:.6f} (lat, lon)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return value
 
 
 def queue_counts(conn: Connection) -> dict[str, int]:

@@ -74,6 +74,7 @@ def creation(secret: str | None = None, **fields: Any) -> dict[str, Any]:
         "kind": "create",
         "fields": base,
         "location": [2.3575, 48.9362],
+        "location_moved": True,
         "contributor_email": "visiteur@exemple.fr",
         "form_token": aged_token(secret),
     }

@@ -55,6 +55,9 @@ PRECISION_LABELS = {
     "manual": "placée à la main",
     "provided": "fournie",
 }
+REDIRECT: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Redirection vers la page suivante (file de modération)"}
+}
 ACTIONS = ("approuver", "refuser", "precisions", "fusionner", "deplacer")
 
 
@@ -267,7 +270,12 @@ def contrib_router() -> APIRouter:
             kinds=PROPOSAL_KINDS,
         )
 
-    @router.post("/moderation/connexion", summary="Connexion de l'équipe de modération")
+    @router.post(
+        "/moderation/connexion",
+        response_class=HTMLResponse,
+        responses=REDIRECT,
+        summary="Connexion de l'équipe de modération",
+    )
     async def login(
         request: Request,
         engine: Engine = Depends(get_engine),
@@ -305,7 +313,12 @@ def contrib_router() -> APIRouter:
         )
         return resp
 
-    @router.post("/moderation/deconnexion", summary="Déconnexion")
+    @router.post(
+        "/moderation/deconnexion",
+        response_class=HTMLResponse,
+        responses=REDIRECT,
+        summary="Déconnexion",
+    )
     async def logout(request: Request, engine: Engine = Depends(get_engine)) -> Response:
         user = _staff(request, engine)
         if user is not None:
@@ -360,7 +373,10 @@ def contrib_router() -> APIRouter:
         )
 
     @router.post(
-        "/moderation/propositions/{proposal_id}/{action}", summary="Décider d'une proposition"
+        "/moderation/propositions/{proposal_id}/{action}",
+        response_class=HTMLResponse,
+        responses=REDIRECT,
+        summary="Décider d'une proposition",
     )
     async def decide(
         proposal_id: int,

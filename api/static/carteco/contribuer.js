@@ -16,6 +16,7 @@
   let moved = false;
   let mode = "create";
   let opener = null;
+  let chosen = false;  // the marker sits on an address the visitor picked
 
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -98,6 +99,7 @@
     opener = from || null;
     form.reset();
     moved = false;
+    chosen = false;
     etat.textContent = "";
     erreurs.replaceChildren();
     for (const e of form.querySelectorAll(".cc-err")) e.textContent = "";
@@ -121,7 +123,12 @@
     getToken();
     if (kind === "create") {
       const m = map();
-      if (m) placeMarker(m.getCenter().toArray(), false);
+      if (m) {
+        // The middle of the part of the map the form leaves visible.
+        const c = m.getContainer().getBoundingClientRect(), f = panel.getBoundingClientRect();
+        const free = Math.max(40, Math.min(c.width, f.left - c.left));
+        placeMarker(m.unproject([free / 2, c.height / 2]).toArray(), false);
+      }
     } else if (card && card.lon != null) {
       placeMarker([card.lon, card.lat], false);
     }
@@ -148,6 +155,7 @@
     if (p.postcode) form.elements.postcode.value = p.postcode;
     if (p.city) form.elements.commune_name.value = p.city;
     moved = false;
+    chosen = true;
     placeMarker(f.geometry.coordinates, true);
     hideSugg();
   }
@@ -224,7 +232,11 @@
     };
     if (mode !== "create") body.structure_id = parseInt(form.elements.structure_id.value, 10);
     if (mode !== "create") { const m = form.elements.message.value.trim(); if (m) body.message = m; }
-    if (marker && (mode === "create" || moved)) { const p = marker.getLngLat(); body.location = [p.lng, p.lat]; }
+    if (marker && (chosen || moved)) {
+      const p = marker.getLngLat();
+      body.location = [p.lng, p.lat];
+      body.location_moved = moved || chosen;
+    }
     $("cc-contrib-envoyer").disabled = true;
     etat.textContent = "Envoi en cours…";
     try {
