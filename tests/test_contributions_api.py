@@ -71,8 +71,11 @@ def test_submit_and_receipt_only_for_its_owner(http: TestClient) -> None:
     assert "contributor_email" not in own.text and "raw" not in own.json()
     other = http.get(f"/contributions/{b['id']}", params={"recu": a["receipt"]})
     assert_problem(other, 404)
-    # The moderation queue is not public.
-    assert "Connexion à la modération" in http.get("/moderation").text
+    # The moderation queue is not public, and its pages are never framed.
+    login_page = http.get("/moderation")
+    assert "Connexion à la modération" in login_page.text
+    assert login_page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in login_page.headers.get_list("content-security-policy")
     assert_problem(http.get(f"/moderation/propositions/{a['id']}",
                             headers={"Accept": "application/json"}), 401)  # fmt: skip
 

@@ -31,6 +31,12 @@ from carteco.settings import Settings
 
 COOKIE = "carteco_session"
 NO_STORE = {"Cache-Control": "no-store"}
+# Staff pages are never framed (clickjacking): a second CSP header narrows the page's own.
+STAFF_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 STATUS_LABELS = {
     "received": "reçue (non vérifiée)",
     "pending": "à modérer",
@@ -223,7 +229,7 @@ def contrib_router() -> APIRouter:
                 **ctx,
             },
             status_code=status,
-            headers=NO_STORE,
+            headers=STAFF_HEADERS,
         )
 
     def _check_csrf(user: StaffUser, form: Any) -> None:
