@@ -144,6 +144,7 @@ def test_visitor_proposes_moderator_moves_and_approves(stack: dict[str, Any]) ->
     wait_idle(page)
     page.click("#cc-ajouter")
     page.wait_for_selector("#cc-contrib:not([hidden])")
+    assert page.locator("#cc-c-message").is_hidden()  # no message field for a new structure
     page.fill("#cc-c-name", "Ressourcerie des Poissonniers")
     page.select_option("#cc-c-ess_family", "association")
     page.locator('#cc-contrib input[name="sectors"]').first.check()
@@ -229,6 +230,7 @@ def test_rejected_change_leaves_registry_identical(stack: dict[str, Any]) -> Non
     page.get_by_role("button", name="Proposer une modification").click()
     page.wait_for_selector("#cc-contrib:not([hidden])")
     assert page.input_value("#cc-c-name")  # prefilled from the card
+    assert page.locator("#cc-c-siret").is_hidden()  # identifiers only for a new structure
     page.fill("#cc-c-name", "Nom erroné proposé")
     page.fill("#cc-c-message", "Le nom a changé.")
     page.wait_for_timeout(1200)
