@@ -248,6 +248,7 @@
       if (r.ok) {
         etat.textContent = (d.message || "Merci !") + " Numéro de suivi : " + d.id + ".";
         erreurs.replaceChildren();
+        panel.scrollTop = 0;  // the thanks are read out (aria-live) and seen
         document.body.dataset.contribSent = String(d.id);
         form.reset();
         getToken();
