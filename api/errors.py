@@ -43,6 +43,7 @@ KIND_STATUS = {
     "not_found": 404,
     "conflict": 409,
     "too_large": 413,
+    "too_many": 429,
     "unavailable": 503,
     "internal": 500,
 }
@@ -70,7 +71,7 @@ class Problem(Exception):
 # Pages people open in a browser (or a partner's iframe): their errors are a French HTML page
 # with the same status, unless the client asks for JSON. Their JSON helpers stay JSON.
 BROWSER_PATHS = ("/carte", "/carte/integrer", "/embed")
-BROWSER_PREFIXES = ("/territoires/",)
+BROWSER_PREFIXES = ("/territoires/", "/moderation", "/contribuer/")
 
 
 def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -164,6 +165,8 @@ def install_error_handlers(app: FastAPI) -> None:
             # An internal failure's message may name files or SQL: the log has it, not the client.
             return await _unexpected(request, exc)
         headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 429:
+            headers = {"Retry-After": "60"}
         extra: dict[str, Any] = {}
         errors = exc.field_errors()
         if errors:

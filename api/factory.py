@@ -17,6 +17,7 @@ from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
 from api.ratelimit import make_limiter, redis_client
 from api.routes.ban import BatchGate, ban_router, location_router
+from api.routes.contrib import contrib_router
 from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
 from api.routes.health import health_router
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(map_router())
     app.include_router(observatoire_router())
     app.include_router(diagnostics_router())
+    app.include_router(contrib_router())
     install_openapi(app)
     return app
 

@@ -33,6 +33,10 @@ class BodyTooLarge(HTTPException):
         self.limit = limit
 
 
+# Public contribution forms and the moderation pages: one cap of their own, by path prefix.
+CONTRIB_PREFIXES = ("/contributions", "/moderation")
+
+
 def route_caps(settings: Settings) -> dict[tuple[str, str], int]:
     """The routes whose body cap is not `max_body_bytes`, keyed by (method, path)."""
     return {
@@ -44,6 +48,8 @@ def route_caps(settings: Settings) -> dict[tuple[str, str], int]:
 
 def body_cap(settings: Settings, method: str, path: str) -> int:
     """The body cap of a route, in bytes."""
+    if method == "POST" and path.startswith(CONTRIB_PREFIXES):
+        return settings.contrib_max_bytes
     return route_caps(settings).get((method, path), settings.max_body_bytes)
 
 
@@ -90,6 +96,7 @@ class GuardMiddleware:
         self.allowed = allowed_host_names(settings)
         self.caps = route_caps(settings)
         self.default_cap = settings.max_body_bytes
+        self.contrib_cap = settings.contrib_max_bytes
         # Raw Host header values already judged, so a request pays one dict look-up. Bounded:
         # an attacker sending ever new Hosts only fills it, then each is judged afresh.
         self._hosts: dict[bytes, bool] = {}
@@ -130,9 +137,12 @@ class GuardMiddleware:
         if length is None and not chunked and method in BODILESS:
             await self.app(scope, receive, send)  # no body to cap
             return
-        cap = self.caps.get((method, path), self.default_cap) if method == "POST" else None
-        if cap is None:
+        if method != "POST":
             cap = self.default_cap
+        elif path.startswith(CONTRIB_PREFIXES):
+            cap = self.contrib_cap
+        else:
+            cap = self.caps.get((method, path), self.default_cap)
         if length is not None:
             try:
                 size = int(length)

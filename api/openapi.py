@@ -99,8 +99,12 @@ def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
         codes |= _WITH_PATH_PARAMS
     if method.lower() in ("post", "put", "patch", "delete") or path.startswith("/imports"):
         codes |= _WRITES  # token-guarded (import reports are private too)
+    if path.startswith(("/moderation", "/contribuer/")):
+        codes |= _WRITES  # staff session or signed link
     # Browser routes answer their errors as a French HTML page (JSON when the client asks it).
-    browser = path in ("/carte", "/carte/integrer", "/embed") or path.startswith("/territoires/")
+    browser = path in ("/carte", "/carte/integrer", "/embed") or path.startswith(
+        ("/territoires/", "/moderation", "/contribuer/")
+    )
     response = (
         {
             "description": "Page d'erreur en français (problem details si Accept le demande)",

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.contacts import card_details
 from carteco.families import FAMILY_LABELS
 from carteco.history import structures_source
 from carteco.sectors import load_taxonomy
@@ -51,7 +52,7 @@ def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None
                 """
                 SELECT id, name, sectors, ess_family, esus, description, address_line,
                        postcode, commune_name, website, location_precision, source,
-                       ST_X(geom) AS lon, ST_Y(geom) AS lat, updated_at
+                       ST_X(geom) AS lon, ST_Y(geom) AS lat, updated_at, extra, version
                   FROM structures WHERE id = :id AND status = 'active'
                 """
             ),
@@ -72,6 +73,7 @@ def structure_card(conn: Connection, structure_id: int) -> dict[str, Any] | None
     )
     d["approximate"] = row["location_precision"] in ("street", "locality", "municipality")
     d["updated_at"] = row["updated_at"].isoformat() if row["updated_at"] else None
+    d.update(card_details(d.pop("extra"), row["source"]))
     return d
 
 

@@ -17,6 +17,7 @@ KINDS = {
     "unauthorized": "no or bad credentials",
     "forbidden": "credentials valid but not allowed to do this",
     "too_large": "the input exceeds a size limit",
+    "too_many": "too many attempts or submissions from this client; retry later",
     "unavailable": "a dependency (database, remote service) does not answer",
     "internal": "a failure of the service itself; its message is for the log, not the client",
 }

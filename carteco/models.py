@@ -722,7 +722,16 @@ tile_grid = sa.Table(
 PROPOSAL_KINDS = ("create", "update", "close")
 PROPOSAL_ORIGINS = ("contribution", "self_update", "reconcile", "staff")
 # "received": stored as sent, not yet checked; "pending": checked, awaiting a moderator.
-PROPOSAL_STATUSES = ("received", "pending", "approved", "rejected", "needs_info", "spam")
+# "merged": applied to an existing structure (0018_accounts).
+PROPOSAL_STATUSES = (
+    "received",
+    "pending",
+    "approved",
+    "rejected",
+    "needs_info",
+    "spam",
+    "merged",
+)
 
 proposals = sa.Table(
     "proposals",
@@ -842,4 +851,93 @@ population_grid = sa.Table(
     sa.Column("centre", _point(), nullable=False),
     sa.CheckConstraint("population >= 0", name="population_grid_population_check"),
     sa.Index("population_grid_centre_idx", "centre", postgresql_using="gist"),
+)
+
+# --- 0018_accounts ------------------------------------------------------------------------
+
+STAFF_ROLES = ("moderator", "admin")
+MAIL_STATUSES = ("queued", "sent", "logged", "failed")
+
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    _identity(),
+    sa.Column("login", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    # scrypt$n$r$p$salt$hash (hex): never the password.
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("email", sa.Text),
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.UniqueConstraint("login", name="staff_users_login_key"),
+    sa.CheckConstraint("length(login) > 0", name="staff_users_login_check"),
+    sa.CheckConstraint(_in("role", STAFF_ROLES), name="staff_users_role_check"),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    _identity(),
+    # sha256 of the cookie's random token.
+    sa.Column("token_hash", sa.Text, nullable=False),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("staff_users.id", ondelete="CASCADE")),
+    sa.Column("csrf_token", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("token_hash", name="staff_sessions_token_hash_key"),
+)
+
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    _identity(),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Index("login_failures_key_idx", "key", "at"),
+)
+
+edit_links = sa.Table(
+    "edit_links",
+    metadata,
+    _identity(),
+    sa.Column(
+        "structure_id",
+        sa.BigInteger,
+        sa.ForeignKey("structures.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Index("edit_links_structure_idx", "structure_id"),
+)
+
+trusted_structures = sa.Table(
+    "trusted_structures",
+    metadata,
+    sa.Column(
+        "structure_id",
+        sa.BigInteger,
+        sa.ForeignKey("structures.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("trusted_by", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+mail_outbox = sa.Table(
+    "mail_outbox",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("to_addr", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'queued'")),
+    sa.Column("error", sa.Text),
+    sa.Column("proposal_id", sa.BigInteger, sa.ForeignKey("proposals.id", ondelete="SET NULL")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint(_in("status", MAIL_STATUSES), name="mail_outbox_status_check"),
 )

@@ -187,6 +187,40 @@ class Settings(BaseSettings):
         description="Chromium binary that prints reports to PDF; found on PATH when unset.",
     )
 
+    # Contributions, moderation, self-update links and mail (docs/settings.md).
+    secret_key: str | None = Field(
+        default=None,
+        description="Secret signing the self-update links (HMAC-SHA256); unset = no link "
+        "can be made or accepted.",
+    )
+    edit_link_days: int = Field(default=30, description="Validity of a self-update link (days).")
+    session_hours: int = Field(default=12, description="Lifetime of a staff session (hours).")
+    login_failures_max: int = Field(
+        default=5,
+        description="Failed logins per account and per client address in 15 minutes before "
+        "login is refused (0 = off).",
+    )
+    contrib_min_fill_s: float = Field(
+        default=3.0, description="Shortest time (s) between showing a form and sending it."
+    )
+    contrib_per_hour: int = Field(
+        default=20, description="Submissions per client address and hour (0 = off)."
+    )
+    contrib_max_bytes: int = Field(
+        default=64 * 1024, description="Body cap of a public submission (bytes)."
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for mails; unset = mails go to the log and outbox."
+    )
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "carteco@localhost"
+    moderator_emails: list[str] = Field(
+        default_factory=list, description="Addresses of the moderators' digest."
+    )
+
     def effective_data_dir(self) -> Path:
         """The data folder, created if needed."""
         self.data_dir.mkdir(parents=True, exist_ok=True)

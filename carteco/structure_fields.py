@@ -19,6 +19,8 @@ from typing import Any
 from carteco.families import family_from_category, family_from_label
 from carteco.identifiers import clean_digits, rna_error, siren_error, siret_error
 from carteco.models import ESS_FAMILIES
+from carteco.opening_hours import OpeningHoursError
+from carteco.opening_hours import parse as parse_opening_hours
 from carteco.sectors import Taxonomy, load_taxonomy
 from carteco.territory_levels import COMMUNE_CODE
 from carteco.text import fold
@@ -45,7 +47,12 @@ MAX_LENGTH = {
     "address_line": 500,
     "commune_name": 200,
     "website": 500,
+    "phone": 40,
+    "email": 254,
+    "opening_hours": 500,
 }
+# Contact fields: kept in the structure's `extra` (one key each), editable like the others.
+CONTACT_FIELDS = ("phone", "email", "opening_hours")
 # Fields a person may change by hand (PATCH, contribution forms); the others come from sources.
 EDITABLE_FIELDS = (
     "name",
@@ -61,6 +68,7 @@ EDITABLE_FIELDS = (
     "sectors",
     "opened_on",
     "closed_on",
+    *CONTACT_FIELDS,
 )
 
 # Patterns spell digits [0-9]: `\d` and str.isdigit() also accept Arabic-Indic, fullwidth…
@@ -87,6 +95,14 @@ _ACTIVE_SCHEMES = ("javascript", "vbscript", "livescript", "data")
 _BARE_HOST = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+"
     r"(?:[/?#]\S*)?",
+    re.ASCII,
+)
+_PHONE_CHARS = re.compile(r"[ .\-/()]")
+_FR_PHONE = re.compile(r"0[1-9][0-9]{8}")
+_INTL_PHONE = re.compile(r"\+[1-9][0-9]{6,14}")
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+",
     re.ASCII,
 )
 _HTTP_URL = re.compile(r"https?://[^\s/?#@]+(?:[/?#]\S*)?", re.IGNORECASE | re.ASCII)
@@ -135,6 +151,7 @@ FIELDS = (
     "opened_on",
     "closed_on",
     "location",
+    *CONTACT_FIELDS,
 )
 
 
@@ -342,6 +359,45 @@ class StructureValidator:
         reason = website_error(text)
         if reason:
             err(fld, text, reason)
+            return _INVALID
+        return text
+
+    def _phone(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
+        text = self._text(fld, value, err)
+        if text is _INVALID or not text:
+            return None if text == "" else _INVALID
+        digits = _PHONE_CHARS.sub("", text)
+        if digits.startswith("+33") and len(digits) == 12:
+            digits = "0" + digits[3:]
+        if _FR_PHONE.fullmatch(digits):
+            return " ".join(digits[i : i + 2] for i in range(0, 10, 2))
+        if _INTL_PHONE.fullmatch(digits):
+            return digits
+        err(fld, text, "numéro de téléphone attendu (ex. 01 23 45 67 89 ou +33 1 23 45 67 89)")
+        return _INVALID
+
+    def _email(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
+        text = self._text(fld, value, err)
+        if text is _INVALID or not text:
+            return None if text == "" else _INVALID
+        if not _EMAIL.fullmatch(text):
+            err(fld, text, "adresse électronique attendue (ex. contact@exemple.fr)")
+            return _INVALID
+        return text
+
+    def _opening_hours(self, fld: str, value: Any, err: Callable[[str, Any, str], None]) -> Any:
+        text = self._text(fld, value, err)
+        if text is _INVALID or not text:
+            return None if text == "" else _INVALID
+        try:
+            parse_opening_hours(text)
+        except OpeningHoursError as exc:
+            err(
+                fld,
+                text,
+                f"horaires illisibles : {exc} (syntaxe OpenStreetMap, ex. "
+                "« Mo-Fr 09:00-12:00,14:00-18:00; Sa 10:00-12:00; PH off »)",
+            )
             return _INVALID
         return text
 
@@ -575,6 +631,9 @@ _CHECKS: dict[str, _Check] = {
     "opened_on": StructureValidator._date,
     "closed_on": StructureValidator._date,
     "location": StructureValidator._location,
+    "phone": StructureValidator._phone,
+    "email": StructureValidator._email,
+    "opening_hours": StructureValidator._opening_hours,
 }
 
 

@@ -31,8 +31,8 @@ from api.urls import public_base
 from carteco import import_jobs, registry
 from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
+from carteco.edits import EditError, apply_changes
 from carteco.features import feature
-from carteco.geocoding.registry import set_manual_location
 from carteco.history import set_change_context
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
@@ -378,19 +378,19 @@ def writes_router() -> APIRouter:
         if not changes:
             raise Problem(400, "aucune modification demandée")
         clean = structure_changes(changes)
-        new_point = clean.pop("location", None)
         with engine.begin() as conn:
             set_change_context(conn, f"api:{token.name}")  # the version's author (history)
-            updated, current = registry.update_structure(conn, structure_id, expected, clean)
-            if not updated:
-                if current is None:
-                    raise Problem(404, f"structure inconnue : {structure_id}")
-                raise stale(current)
-            if new_point is not None:
-                set_manual_location(
-                    conn, structure_id, *new_point, by=f"api:{token.name}",
-                    reason="modification via l'API",
+            try:
+                apply_changes(
+                    conn, structure_id, clean, by=f"api:{token.name}",
+                    expected_version=expected, reason="modification via l'API",
                 )  # fmt: skip
+            except EditError as exc:
+                if exc.kind == "not_found":
+                    raise Problem(404, f"structure inconnue : {structure_id}") from exc
+                if exc.current_version is not None:
+                    raise stale(exc.current_version) from exc
+                raise
             audit(conn, token, "edit", f"structures/{structure_id}", {"changes": changes})
         return _current(engine, request, st, str(structure_id))
 

@@ -23,6 +23,7 @@ from carteco.cli.land import land_app
 from carteco.cli.observatoire import coverage_cmd, panorama_cmd, population_app
 from carteco.cli.reconcile import reconcile_app
 from carteco.cli.service import demo, serve
+from carteco.cli.staff import edit_link_app, mail_app, trust_cmd, users_app
 from carteco.cli.tiles import tiles_app
 from carteco.cli.tokens import token_app
 from carteco.db import DatabaseError
@@ -50,6 +51,10 @@ app.add_typer(diagnostic_app, name="diagnostic")
 app.command("export")(export_cmd)
 app.add_typer(token_app, name="token")
 app.add_typer(tiles_app, name="tiles")
+app.add_typer(users_app, name="users")
+app.add_typer(edit_link_app, name="edit-link")
+app.command("trust")(trust_cmd)
+app.add_typer(mail_app, name="mail")
 
 
 def main() -> None:

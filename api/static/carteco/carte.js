@@ -265,11 +265,8 @@
       p.appendChild(a); fiche.appendChild(p);
     }
     fiche.appendChild(el("p", "Localisation : " + d.precision_label, "cc-precision" + (d.approximate ? " cc-approx" : "")));
-    const sig = el("a", "Signaler une erreur");
-    sig.className = "cc-signaler";
-    sig.href = "mailto:?subject=" + encodeURIComponent("Carteco : erreur sur la fiche n°" + d.id + " (" + d.name + ")") +
-      "&body=" + encodeURIComponent("Fiche : " + origin + "/carte?fiche=" + d.id + "\nSource : " + d.source + "\n\nCe qui est faux :\n");
-    const ps = el("p"); ps.appendChild(sig); fiche.appendChild(ps);
+    // Contacts, hours, sources and the "propose a change" buttons: carteco/contribuer.js.
+    document.dispatchEvent(new CustomEvent("carteco:fiche", { detail: { card: d, element: fiche } }));
     fiche.hidden = false;
     document.body.dataset.fiche = String(d.id);
     if (map.getLayer("selection")) map.setFilter("selection", ["==", ["get", "id"], d.id]);
