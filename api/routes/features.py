@@ -29,6 +29,7 @@ from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import export as exp
 from carteco.collections import COLLECTIONS, Collection, get_collection
+from carteco.duplicates import merged_structure
 from carteco.features import Output, feature, items_page, parse_properties
 from carteco.filters import (
     CRS84,
@@ -790,6 +791,11 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         if "\x00" not in featureId:
             found = feature(conn, c, featureId, Output(srid=srid, swap=swap, properties=props))
         if found is None:
+            into = merged_structure(conn, c.id, featureId)
+            if into is not None:  # merged as a duplicate: the survivor, permanently
+                query = f"?{request.url.query}" if request.url.query else ""
+                target = f"{base_url(request, st)}/collections/{c.id}/items/{into}{query}"
+                return Response(status_code=301, headers={"Location": target})
             raise Problem(404, f"aucun objet {featureId} dans la collection {c.id}")
         text, facts = found
         root = base_url(request, st)

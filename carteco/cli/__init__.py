@@ -15,6 +15,7 @@ import typer
 from carteco.cli.common import console
 from carteco.cli.db import db_app
 from carteco.cli.diagnostic import diagnostic_app
+from carteco.cli.duplicates import duplicates_app
 from carteco.cli.export import export_cmd
 from carteco.cli.geocode import geocode_cmd, geocode_csv_cmd, review_cmd
 from carteco.cli.geodata import geodata_app
@@ -44,6 +45,7 @@ app.add_typer(diagnostic_app, name="diagnostic")
 app.command("export")(export_cmd)
 app.add_typer(token_app, name="token")
 app.add_typer(tiles_app, name="tiles")
+app.add_typer(duplicates_app, name="duplicates")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import execute_rows
+from carteco.duplicates import review_import
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
 from carteco.importer.readers import ReadLimits, read_table
@@ -44,6 +45,8 @@ class ImportReport:
     run_id: int | None = None
     dry_run: bool = False
     message: str | None = None
+    # Possible duplicates and field conflicts (carteco.duplicates.review_import).
+    review: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -61,6 +64,7 @@ class ImportReport:
             "rejected": self.rejected,
             "errors": [e.as_dict() for e in self.errors],
             "message": self.message,
+            **self.review,
         }
 
 
@@ -217,6 +221,7 @@ def _run(
             # because one big batch ran long on a busy machine.
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             _upsert(conn, report, list(records.values()))
+            report.review = review_import(conn, report.source, records.values())
             if dry_run:
                 trans.rollback()
                 report.status = "dry_run"
