@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from carteco.errors import CartecoError
 from carteco.territory_levels import LEVEL_COLUMNS, TERRITORY_CODE
 
-RADIUS_M = 300.0  # candidates by distance: points closer than this (metres, Lambert-93)
+RADIUS_M = 150.0  # candidates by distance: points closer than this (metres, Lambert-93)
 NAME_SIMILARITY = 0.4  # trigram similarity of normalised names that makes a nearby candidate
 DEFAULT_MIN_SCORE = 0.6
 # Extra keys where sources put a phone number (the registry has no phone column).
@@ -81,36 +81,71 @@ class Pair:
 
 # --- candidates -----------------------------------------------------------------------------
 
-# :full is true for a scan of the whole registry (each pair once, b.id > a.id); otherwise the
-# structures of :ids are compared with every other one.
-_SUBSET = """
-    SELECT id, name_key, geom_l93, siret, rna, postcode, insee_code, commune_code
-      FROM structures
-     WHERE status <> 'hidden' AND (CAST(:full AS boolean) OR id = ANY(CAST(:ids AS bigint[])))
+# Blocks of a scan of the whole registry (each pair once). Spatial grid: cells of the search
+# radius in Lambert-93, a structure against its own cell and four neighbours (the other four
+# see it from their side), joined on a name token's first four letters too (typo-tolerant),
+# so only neighbours that share a word are compared; then distance and trigram similarity.
+_FULL_BLOCKS = """
+    g AS MATERIALIZED (
+        SELECT DISTINCT s.id, hashtext(left(w, 4)) AS k,
+               floor(ST_X(s.geom_l93) / :radius)::int AS cx,
+               floor(ST_Y(s.geom_l93) / :radius)::int AS cy
+          FROM structures s, unnest(string_to_array(s.name_key, ' ')) AS w
+         WHERE s.geom_l93 IS NOT NULL AND s.status <> 'hidden' AND length(w) > 1
+    ),
+    near AS (
+        SELECT DISTINCT a.id AS x, b.id AS y
+          FROM g a
+         CROSS JOIN (VALUES (0, 0), (1, -1), (1, 0), (1, 1), (0, 1)) AS o(dx, dy)
+          JOIN g b ON b.k = a.k AND b.cx = a.cx + o.dx AND b.cy = a.cy + o.dy
+         WHERE o.dx <> 0 OR o.dy <> 0 OR b.id > a.id
+    ),
+    raw AS (
+        SELECT n.x, n.y
+          FROM near n JOIN structures a ON a.id = n.x JOIN structures b ON b.id = n.y
+         WHERE ST_DWithin(a.geom_l93, b.geom_l93, :radius)
+           AND similarity(a.name_key, b.name_key) >= :sim
+        UNION ALL
+        SELECT a.id, b.id
+          FROM structures a JOIN structures b
+            ON b.name_key = a.name_key
+           AND coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code)
+         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
+        UNION ALL
+        SELECT a.id, b.id
+          FROM structures a JOIN structures b ON b.name_key % a.name_key
+         WHERE a.geom_l93 IS NULL AND b.id <> a.id AND a.status <> 'hidden'
+           AND b.status <> 'hidden'
+           AND (b.postcode = a.postcode
+                OR coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code))
+        UNION ALL
+        SELECT a.id, b.id FROM structures a JOIN structures b ON b.siret = a.siret
+         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
+        UNION ALL
+        SELECT a.id, b.id FROM structures a JOIN structures b ON b.rna = a.rna
+         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
+    ),
 """
-_CANDIDATES = sa.text(
-    f"""
-    WITH a AS MATERIALIZED ({_SUBSET}),
+# Blocks of a few structures (:ids, e.g. the rows an import created) against all others: the
+# Lambert-93 GiST index (ST_DWithin around each point), the trigram index (same commune or
+# postcode), SIRET and RNA indexes.
+_SUBSET_BLOCKS = """
+    a AS MATERIALIZED (
+        SELECT id, name_key, geom_l93, siret, rna, postcode, insee_code, commune_code
+          FROM structures
+         WHERE status <> 'hidden' AND id = ANY(CAST(:ids AS bigint[]))
+    ),
     raw AS (
         SELECT a.id AS x, b.id AS y
           FROM a JOIN structures b
             ON ST_DWithin(b.geom_l93, a.geom_l93, :radius)
-         WHERE a.geom_l93 IS NOT NULL AND b.id <> a.id AND b.status <> 'hidden'
-           AND (NOT CAST(:full AS boolean) OR b.id > a.id)
+         WHERE b.id <> a.id AND b.status <> 'hidden'
            AND (similarity(a.name_key, b.name_key) >= :sim
                 OR b.siret = a.siret OR b.rna = a.rna)
         UNION ALL
         SELECT a.id, b.id
-          FROM a JOIN structures b
-            ON b.name_key = a.name_key AND b.commune_code = a.commune_code
-         WHERE b.id <> a.id AND b.status <> 'hidden'
-           AND (NOT CAST(:full AS boolean) OR b.id > a.id)
-        UNION ALL
-        SELECT a.id, b.id
           FROM a JOIN structures b ON b.name_key % a.name_key
-         WHERE (a.geom_l93 IS NULL OR NOT CAST(:full AS boolean))
-           AND (a.geom_l93 IS NULL OR b.geom_l93 IS NULL)
-           AND b.id <> a.id AND b.status <> 'hidden'
+         WHERE b.id <> a.id AND b.status <> 'hidden'
            AND (b.postcode = a.postcode
                 OR coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code))
         UNION ALL
@@ -120,10 +155,12 @@ _CANDIDATES = sa.text(
         SELECT a.id, b.id FROM a JOIN structures b ON b.rna = a.rna
          WHERE b.id <> a.id AND b.status <> 'hidden'
     ),
+"""
+_SCORED = f"""
     pairs AS (
         SELECT DISTINCT least(x, y) AS a_id, greatest(x, y) AS b_id FROM raw
     )
-    SELECT p.a_id, p.b_id,
+    SELECT p.a_id, sa.name_key AS key_a, sb.name_key AS key_b, p.b_id,
            similarity(sa.name_key, sb.name_key) AS sim,
            ST_Distance(sa.geom_l93, sb.geom_l93) AS dist,
            sa.siret IS NOT NULL AND sa.siret = sb.siret AS same_siret,
@@ -151,8 +188,10 @@ _CANDIDATES = sa.text(
       JOIN structures sb ON sb.id = p.b_id
      WHERE NOT EXISTS (SELECT 1 FROM duplicate_decisions d
                         WHERE d.a_id = p.a_id AND d.b_id = p.b_id)
-    """  # noqa: S608 - PHONE_KEYS are module constants
-)
+"""  # noqa: S608 - PHONE_KEYS are module constants
+# Module constants only: no input reaches these texts.
+_CANDIDATES_FULL = sa.text("WITH " + _FULL_BLOCKS + _SCORED)
+_CANDIDATES_SUBSET = sa.text("WITH " + _SUBSET_BLOCKS + _SCORED)
 
 _WEB_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?([^/?#:]+)")
 # Hosts that hold many unrelated pages: the same host says nothing.
@@ -182,6 +221,57 @@ def normalise_phone(text: str | None) -> str | None:
     return "+" + digits if len(digits) >= 8 else None
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, swaps."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def name_similarity(key_a: str | None, key_b: str | None, trigram: float) -> float:
+    """Similarity (0–1) of two normalised names, led by the words they do not share.
+
+    Names of one kind share their common words ("épicerie solidaire …"): the trigram
+    similarity of the whole names is high for two different épiceries. The words one name
+    has and the other lacks decide: their edit distance (a typo costs one edit), squared.
+    """
+    words_a, words_b = (key_a or "").split(), (key_b or "").split()
+    only_a = [w for w in words_a if w not in words_b and not _misspelt_filler(w)]
+    only_b = [w for w in words_b if w not in words_a and not _misspelt_filler(w)]
+    if not only_a and not only_b:
+        return 1.0
+    ra, rb = " ".join(only_a), " ".join(only_b)
+    if not only_a or not only_b:  # one name is the other plus words
+        longer = max(len(key_a or ""), len(key_b or ""), 1)
+        return max(0.0, 1.0 - 2.0 * len(ra or rb) / longer)
+    distance = edit_distance(ra, rb)
+    if distance <= 1:  # one typo
+        return 0.9
+    rest = 1.0 - distance / max(len(ra), len(rb))
+    return 0.25 * trigram + 0.75 * rest * rest
+
+
+# The words carteco_name_key drops (migration 0009), of three letters or more.
+_FILLERS = (
+    "assoc association asso ass sarl sas sasu scop scic sca eurl sci gie ste societe "
+    "cooperative coop fondation mutuelle ets etablissement etablissements les une des "
+    "du aux sur pour the"
+).split()
+
+
+def _misspelt_filler(word: str) -> bool:
+    """A legal form or article with one typo (`assocation`, `ls`): a word to ignore."""
+    return any(abs(len(word) - len(f)) <= 1 and edit_distance(word, f) == 1 for f in _FILLERS)
+
+
 def score_pair(f: dict[str, Any]) -> tuple[float, list[str]]:
     """Score (0–1) and French reasons from a candidate pair's features (see `_CANDIDATES`)."""
     reasons: list[str] = []
@@ -195,14 +285,11 @@ def score_pair(f: dict[str, Any]) -> tuple[float, list[str]]:
     if dist is not None:
         if dist <= 50:
             score += 0.3
-        elif dist <= 150:
-            score += 0.2
         elif dist <= RADIUS_M:
-            score += 0.1
+            score += 0.2
         if dist <= RADIUS_M:
             reasons.append(f"à {dist:.0f} m")
-        elif f.get("same_commune"):
-            score += 0.05
+        elif f.get("same_commune"):  # apart: two places of one name in a town, or a move
             reasons.append(f"même commune (à {dist:.0f} m)")
     elif f.get("same_commune"):
         score += 0.1
@@ -236,6 +323,8 @@ def _features(row: Any) -> dict[str, Any]:
     start = list(f).index("web_b") + 1
     phones_a = {normalise_phone(v) for v in values[start : start + n]} - {None}
     phones_b = {normalise_phone(v) for v in values[start + n : start + 2 * n]} - {None}
+    f["trigram"] = f["sim"]
+    f["sim"] = name_similarity(f["key_a"], f["key_b"], float(f["sim"] or 0.0))
     host_a, host_b = website_host(f["web_a"]), website_host(f["web_b"])
     f["same_web"] = host_a is not None and host_a == host_b
     f["same_phone"] = bool(phones_a & phones_b)
@@ -253,17 +342,16 @@ def candidate_pairs(
     Without `ids`, the whole registry; with `ids`, those structures against all others.
     """
     conn.execute(
-        sa.text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+        sa.text(
+            "SELECT set_config('pg_trgm.similarity_threshold', :t, true), "
+            "set_config('jit', 'off', true)"  # compiling this plan costs more than running it
+        ),
         {"t": str(max(NAME_SIMILARITY, 0.5))},
     )
-    params = {
-        "full": ids is None,
-        "ids": list(ids or []),
-        "radius": radius_m,
-        "sim": NAME_SIMILARITY,
-    }
+    params = {"ids": list(ids or []), "radius": radius_m, "sim": NAME_SIMILARITY}
+    sql = _CANDIDATES_FULL if ids is None else _CANDIDATES_SUBSET
     out: list[Pair] = []
-    for row in conn.execute(_CANDIDATES, params):
+    for row in conn.execute(sql, params):
         f = _features(row)
         score, reasons = score_pair(f)
         if score >= min_score:
