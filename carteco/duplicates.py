@@ -643,6 +643,13 @@ _CONFLICTS = sa.text(
 )
 
 
+def _commune(name: str | None, code: str | None) -> str | None:
+    """`Niort (79191)`, or whichever of the two is known."""
+    if name and code:
+        return f"{name} ({code})"
+    return name or code
+
+
 def review_import(
     conn: Connection, source: str, records: Iterable[Any], min_score: float = DEFAULT_MIN_SCORE
 ) -> dict[str, Any]:
@@ -699,8 +706,8 @@ def review_import(
                 fields["name"] = {c["source"]: c["name"], source: c["new_name"]}
             if (c["insee_code"], c["commune_name"]) != (c["new_insee"], c["new_commune"]):
                 fields["commune"] = {
-                    c["source"]: f"{c['commune_name'] or ''} ({c['insee_code'] or '?'})",
-                    source: f"{c['new_commune'] or ''} ({c['new_insee'] or '?'})",
+                    c["source"]: _commune(c["commune_name"], c["insee_code"]),
+                    source: _commune(c["new_commune"], c["new_insee"]),
                 }
             conflicts.append(
                 {
