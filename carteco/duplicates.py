@@ -85,20 +85,23 @@ class Pair:
 # radius in Lambert-93, a structure against its own cell and four neighbours (the other four
 # see it from their side), joined on a name token's first four letters too (typo-tolerant),
 # so only neighbours that share a word are compared; then distance and trigram similarity.
+# One bigint key per (word, cell): the word's hash, then the cell's column and row (16 bits
+# each: Lambert-93 metres / radius fit); a neighbour cell is the key plus 65536·dx + dy.
 _FULL_BLOCKS = """
     g AS MATERIALIZED (
-        SELECT DISTINCT s.id, hashtext(left(w, 4)) AS k,
-               floor(ST_X(s.geom_l93) / :radius)::int AS cx,
-               floor(ST_Y(s.geom_l93) / :radius)::int AS cy
+        SELECT DISTINCT s.id,
+               hashtext(left(w, 4))::bigint * 4294967296
+               + floor(ST_X(s.geom_l93) / :radius)::bigint * 65536
+               + floor(ST_Y(s.geom_l93) / :radius)::bigint AS key
           FROM structures s, unnest(string_to_array(s.name_key, ' ')) AS w
          WHERE s.geom_l93 IS NOT NULL AND s.status <> 'hidden' AND length(w) > 1
     ),
     near AS (
         SELECT DISTINCT a.id AS x, b.id AS y
           FROM g a
-         CROSS JOIN (VALUES (0, 0), (1, -1), (1, 0), (1, 1), (0, 1)) AS o(dx, dy)
-          JOIN g b ON b.k = a.k AND b.cx = a.cx + o.dx AND b.cy = a.cy + o.dy
-         WHERE o.dx <> 0 OR o.dy <> 0 OR b.id > a.id
+         CROSS JOIN (VALUES (0), (65535), (65536), (65537), (1)) AS o(dk)
+          JOIN g b ON b.key = a.key + o.dk
+         WHERE o.dk <> 0 OR b.id > a.id
     ),
     raw AS (
         SELECT n.x, n.y
@@ -348,6 +351,15 @@ def candidate_pairs(
         ),
         {"t": str(max(NAME_SIMILARITY, 0.5))},
     )
+    if ids is None:
+        # The grid join is a hash join on one key: a merge join would sort every (word, cell)
+        # of the registry five times (planner estimates over a CTE cannot tell).
+        conn.execute(
+            sa.text(
+                "SELECT set_config('enable_mergejoin', 'off', true), "
+                "set_config('work_mem', '128MB', true)"
+            )
+        )
     params = {"ids": list(ids or []), "radius": radius_m, "sim": NAME_SIMILARITY}
     sql = _CANDIDATES_FULL if ids is None else _CANDIDATES_SUBSET
     out: list[Pair] = []
