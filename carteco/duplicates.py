@@ -130,8 +130,8 @@ _FULL_BLOCKS = """
     ),
 """
 # Blocks of a few structures (:ids, e.g. the rows an import created) against all others: the
-# Lambert-93 GiST index (ST_DWithin around each point), the trigram index (same commune or
-# postcode), SIRET and RNA indexes.
+# Lambert-93 GiST index (ST_DWithin around each point), the trigram index for those without a
+# point (same commune or postcode), the same name in the same commune, SIRET and RNA indexes.
 _SUBSET_BLOCKS = """
     a AS MATERIALIZED (
         SELECT id, name_key, geom_l93, siret, rna, postcode, insee_code, commune_code
@@ -148,9 +148,15 @@ _SUBSET_BLOCKS = """
         UNION ALL
         SELECT a.id, b.id
           FROM a JOIN structures b ON b.name_key % a.name_key
-         WHERE b.id <> a.id AND b.status <> 'hidden'
+         WHERE a.geom_l93 IS NULL AND b.id <> a.id AND b.status <> 'hidden'
            AND (b.postcode = a.postcode
                 OR coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code))
+        UNION ALL
+        SELECT a.id, b.id
+          FROM a JOIN structures b
+            ON b.name_key = a.name_key
+           AND coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code)
+         WHERE b.id <> a.id AND b.status <> 'hidden'
         UNION ALL
         SELECT a.id, b.id FROM a JOIN structures b ON b.siret = a.siret
          WHERE b.id <> a.id AND b.status <> 'hidden'
