@@ -19,6 +19,7 @@ from api.ratelimit import make_limiter, redis_client
 from api.routes.ban import BatchGate, ban_router, location_router
 from api.routes.contrib import contrib_router
 from api.routes.diagnostics import diagnostics_router
+from api.routes.duplicates import duplicates_router
 from api.routes.features import features_router
 from api.routes.health import health_router
 from api.routes.map import map_router
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(features_router(settings))
     app.include_router(territories_router(settings))
     app.include_router(writes_router())
+    app.include_router(duplicates_router())
     app.include_router(tiles_router())
     app.include_router(map_router())
     app.include_router(observatoire_router())

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from carteco.errors import CartecoError
 
-SCOPES = ("import", "edit", "admin")
+SCOPES = ("import", "edit", "admin", "moderate")
 PREFIX = "carteco_"
 
 

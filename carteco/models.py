@@ -165,6 +165,9 @@ structures = sa.Table(
     ),
     # 0002_geocoding: declared postcode / INSEE code versus the commune containing the point.
     sa.Column("location_check", sa.Text),
+    # 0019_duplicates: set by the carteco_structure_keys trigger from the name and the point.
+    sa.Column("name_key", sa.Text),
+    sa.Column("geom_l93", Geometry("POINT", srid=2154, spatial_index=False)),
     sa.UniqueConstraint("source", "source_id", name="structures_source_source_id_key"),
     sa.CheckConstraint("siret ~ '^[0-9]{14}$'", name="structures_siret_check"),
     sa.CheckConstraint("siren ~ '^[0-9]{9}$'", name="structures_siren_check"),
@@ -195,6 +198,13 @@ structures = sa.Table(
         postgresql_ops={"name": "gin_trgm_ops"},
     ),
     sa.Index("structures_commune_idx", "commune_code"),
+    sa.Index(
+        "structures_name_key_trgm_idx",
+        "name_key",
+        postgresql_using="gin",
+        postgresql_ops={"name_key": "gin_trgm_ops"},
+    ),
+    sa.Index("structures_l93_idx", "geom_l93", postgresql_using="gist"),
     sa.Index("structures_departement_idx", "departement_code"),
     sa.Index("structures_epci_idx", "epci_code"),
     sa.Index("structures_ept_idx", "ept_code"),
@@ -468,7 +478,8 @@ api_tokens = sa.Table(
     sa.CheckConstraint("length(name) > 0", name="api_tokens_name_check"),
     sa.CheckConstraint("token_hash ~ '^[0-9a-f]{64}$'", name="api_tokens_token_hash_check"),
     sa.CheckConstraint(
-        "scopes <@ ARRAY['import','edit','admin']::text[]", name="api_tokens_scopes_check"
+        "scopes <@ ARRAY['import','edit','admin','moderate']::text[]",
+        name="api_tokens_scopes_check",
     ),
 )
 
@@ -940,4 +951,42 @@ mail_outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(_in("status", MAIL_STATUSES), name="mail_outbox_status_check"),
+)
+
+# --- 0019_duplicates ----------------------------------------------------------------------
+
+# A structure merged into another (its row deleted): the redirect, what it was, who said what.
+structure_merges = sa.Table(
+    "structure_merges",
+    metadata,
+    sa.Column("merged_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column(
+        "into_id",
+        sa.BigInteger,
+        sa.ForeignKey("structures.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("merged_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("merged_by", sa.Text),
+    sa.Column("snapshot", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("provenance", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Index("structure_merges_into_idx", "into_id"),
+)
+
+# A decision on a candidate pair (smaller id first): merged or kept apart, never proposed again.
+duplicate_decisions = sa.Table(
+    "duplicate_decisions",
+    metadata,
+    sa.Column("a_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("b_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("decision", sa.Text, nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("score", sa.Double),
+    sa.Column("reasons", JSONB, nullable=False, server_default=sa.text("'[]'")),
+    sa.CheckConstraint(
+        _in("decision", ("merged", "kept_apart")), name="duplicate_decisions_decision_check"
+    ),
+    sa.CheckConstraint("a_id < b_id", name="duplicate_decisions_check"),
+    sa.Index("duplicate_decisions_b_idx", "b_id"),
 )

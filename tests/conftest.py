@@ -113,7 +113,7 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
     eng.dispose()
 
 
-REGISTRY_TABLES = ("structures", "structure_sources", "import_runs")
+REGISTRY_TABLES = ("structures", "structure_sources", "import_runs", "duplicate_decisions")
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from api.streaming import CursorStreamingResponse, content_disposition
 from api.urls import public_base
 from carteco import export as exp
 from carteco.collections import COLLECTIONS, Collection
+from carteco.duplicates import merged_structure
 from carteco.features import collection_extent, feature, items_page, loaded_levels
 from carteco.filters import CRS84
 from carteco.gogocarto import gogocarto_meta, gogocarto_stream
@@ -491,6 +492,11 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         if "\x00" not in featureId:
             found = feature(conn, c, featureId, q.output)
         if found is None:
+            into = merged_structure(conn, c.id, featureId)
+            if into is not None:  # merged as a duplicate: the survivor, permanently
+                query = f"?{request.url.query}" if request.url.query else ""
+                target = f"{public_base(request)}/collections/{c.id}/items/{into}{query}"
+                return Response(status_code=301, headers={"Location": target})
             raise Problem(404, f"aucun objet {featureId} dans la collection {c.id}")
         text, facts = found
         root = public_base(request)

@@ -15,6 +15,7 @@ import typer
 from carteco.cli.common import console
 from carteco.cli.db import db_app
 from carteco.cli.diagnostic import diagnostic_app
+from carteco.cli.duplicates import duplicates_app
 from carteco.cli.export import export_cmd
 from carteco.cli.geocode import geocode_cmd, geocode_csv_cmd, review_cmd
 from carteco.cli.geodata import geodata_app
@@ -55,6 +56,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(edit_link_app, name="edit-link")
 app.command("trust")(trust_cmd)
 app.add_typer(mail_app, name="mail")
+app.add_typer(duplicates_app, name="duplicates")
 
 
 def main() -> None:

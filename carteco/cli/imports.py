@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
@@ -52,6 +52,7 @@ def print_report(report: ImportReport, max_errors: int = 50) -> None:
     if report.message:
         console.print("  " + report.message, markup=False)
     print_missing(report)
+    print_review(report.review)
 
 
 def print_missing(report: ImportReport, shown: int = 20) -> None:
@@ -68,6 +69,32 @@ def print_missing(report: ImportReport, shown: int = 20) -> None:
         out.print(f"    … et {m['count'] - shown} autres")
     if m.get("note"):
         console.print("  " + m["note"], markup=False)
+
+
+def print_review(review: dict[str, Any], shown: int = 10) -> None:
+    """The import's possible duplicates and field conflicts (which source said what)."""
+    if review.get("possible_duplicates"):
+        out.print(f"  doublons possibles avec d'autres sources : {review['possible_duplicates']}")
+        for p in review["duplicates"][:shown]:
+            a, b = p["a"], p["b"]
+            out.print(
+                f"    {a['id']} « {a['name']} » ({a['source']}) ~ {b['id']} « {b['name']} » "
+                f"({b['source']}) : {p['score']} — {', '.join(p['reasons'])}",
+                markup=False,
+                highlight=False,
+            )
+    if review.get("field_conflicts"):
+        out.print(f"  conflits de champs (rapprochés par SIRET/RNA) : {review['field_conflicts']}")
+        for c in review["conflicts"][:shown]:
+            said = "; ".join(
+                f"{f} : " + " / ".join(f"{src} dit « {v} »" for src, v in vals.items())
+                for f, vals in c["fields"].items()
+            )
+            out.print(
+                f"    structure {c['structure_id']} ({c['matched_by']} {c['identifier']}) : {said}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def import_file(

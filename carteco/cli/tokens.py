@@ -15,7 +15,9 @@ token_app = typer.Typer(help="Jetons de l'API d'écriture.", no_args_is_help=Tru
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Argument(help="Nom du jeton (partenaire, usage).")],
-    scope: Annotated[str, typer.Option(help="Portées : import, edit, admin (liste).")] = "import",
+    scope: Annotated[
+        str, typer.Option(help="Portées : import, edit, moderate, admin (liste).")
+    ] = "import",
 ) -> None:
     """Create a token; the secret is printed once (only its sha256 is stored)."""
     try:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import execute_rows
+from carteco.duplicates import review_import
 from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
@@ -48,6 +49,8 @@ class ImportReport:
     message: str | None = None
     # Structures of the source absent from the file (carteco.importer.missing).
     missing: dict[str, Any] | None = None
+    # Possible duplicates and field conflicts (carteco.duplicates.review_import).
+    review: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -66,6 +69,7 @@ class ImportReport:
             "errors": [e.as_dict() for e in self.errors],
             "message": self.message,
             "missing": self.missing,
+            **self.review,
         }
 
 
@@ -224,6 +228,7 @@ def _run(
         report.missing = apply_missing(
             conn, report.source, records, missing, report.run_id, report.rejected
         )
+        report.review = review_import(conn, report.source, records.values())
 
 
 def _merge_duplicate(records: dict[str, Record], rec: Record) -> None:
