@@ -100,11 +100,8 @@ territories = sa.Table(
     sa.Column("vintage", sa.Text, nullable=False),
     sa.Column("layer", sa.Text, nullable=False),
     # 0015: the centroid of the Lambert-93 outline, where coverage places the population.
-    sa.Column(
-        "centre_l93",
-        Geometry("POINT", srid=2154, spatial_index=False),
-        sa.Computed("ST_Centroid(ST_Transform(geom, 2154))", persisted=True),
-    ),
+    # (kept by the territories_centre trigger)
+    sa.Column("centre_l93", Geometry("POINT", srid=2154, spatial_index=False)),
     sa.UniqueConstraint("level", "code", name="territories_level_code_key"),
     sa.CheckConstraint(_in("level", TERRITORY_LEVELS), name="territories_level_check"),
     sa.Index("territories_geom_idx", "geom", postgresql_using="gist"),

@@ -32,14 +32,28 @@ def upgrade() -> None:
     )
     op.execute("CREATE INDEX population_grid_centre_idx ON population_grid USING gist (centre)")
     # Where a territory's population is placed for coverage: the centroid of its Lambert-93
-    # outline, computed once when the outline is written (not at every coverage request).
+    # outline, computed once when the outline is written (not at every coverage request). A
+    # trigger rather than a generated column, so that `INSERT … SELECT *` copies still work.
+    op.execute("ALTER TABLE territories ADD COLUMN centre_l93 geometry(Point, 2154)")
     op.execute(
-        "ALTER TABLE territories ADD COLUMN centre_l93 geometry(Point, 2154) "
-        "GENERATED ALWAYS AS (ST_Centroid(ST_Transform(geom, 2154))) STORED"
+        """
+        CREATE FUNCTION carteco_territory_centre() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.centre_l93 := ST_Centroid(ST_Transform(NEW.geom, 2154));
+            RETURN NEW;
+        END $$
+        """
     )
+    op.execute(
+        "CREATE TRIGGER territories_centre BEFORE INSERT OR UPDATE OF geom ON territories "
+        "FOR EACH ROW EXECUTE FUNCTION carteco_territory_centre()"
+    )
+    op.execute("UPDATE territories SET centre_l93 = ST_Centroid(ST_Transform(geom, 2154))")
 
 
 def downgrade() -> None:
     """Drop population_grid and the territories' Lambert-93 centres."""
+    op.execute("DROP TRIGGER territories_centre ON territories")
+    op.execute("DROP FUNCTION carteco_territory_centre()")
     op.execute("ALTER TABLE territories DROP COLUMN centre_l93")
     op.execute("DROP TABLE population_grid")
