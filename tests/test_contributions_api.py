@@ -19,7 +19,8 @@ from tests.contrib_support import creation, smtp_server
 
 SECRET = "secret-http-0123456789abcdef"
 PASSWORD = "mot de passe très long"
-HOSTILE = "<script>alert(1)</script>{{ 7*7 }}{% if 1 %}X{% endif %}"
+# 777*777 = 603729: a product no date, time or id on the pages can spell by chance.
+HOSTILE = "<script>alert(1)</script>{{ 777*777 }}{% if 1 %}X{% endif %}"
 
 
 @pytest.fixture
@@ -221,9 +222,9 @@ def test_hostile_text_shown_as_text_everywhere(http: TestClient, engine: sa.Engi
     for path in ("/moderation", f"/moderation/propositions/{pid}", "/moderation/journal"):
         page = http.get(path).text
         assert "<script>alert(1)</script>" not in page
-        assert "49" not in re.sub(r"\d{3,}", "", page.split("<main")[1]) or "{{ 7*7 }}" in page
+        assert "603729" not in page
     page = http.get(f"/moderation/propositions/{pid}").text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;{{ 7*7 }}{% if 1 %}X{% endif %}" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;{{ 777*777 }}{% if 1 %}X{% endif %}" in page
     csrf = _csrf(http)
     http.post(f"/moderation/propositions/{pid}/approuver", data={"csrf": csrf})
     with engine.connect() as conn:
