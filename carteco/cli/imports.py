@@ -52,9 +52,10 @@ def import_file(
     dry_run: bool = False,
     skip_invalid: bool = False,
     limits: ReadLimits | None = None,
+    bulk: bool | None = None,
 ) -> ImportReport:
-    """Import one file with a progress bar; print the report."""
-    with progress(path.name) as advance:
+    """Import one file with a progress bar (rows/s, time left); print the report."""
+    with progress(path.name, rate="lignes") as advance:
         report = run_import(
             engine,
             path,
@@ -64,6 +65,7 @@ def import_file(
             skip_invalid=skip_invalid,
             progress=advance,
             limits=limits,
+            bulk=bulk,
         )
     print_report(report)
     return report
@@ -82,6 +84,14 @@ def import_cmd(
     geocode: Annotated[
         bool, typer.Option("--geocode", help="Géocoder ensuite les structures de la source")
     ] = False,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Chemin de masse (CSV lu en flux, COPY, écriture ensembliste) ; "
+            "par défaut au-delà de CARTECO_BULK_IMPORT_MIN_ROWS lignes",
+        ),
+    ] = None,
 ) -> None:
     """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
     settings = cli_settings()
@@ -89,7 +99,7 @@ def import_cmd(
     try:
         m = Mapping.from_file(mapping) if mapping else None
         limits = ReadLimits.from_settings(settings)
-        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits)
+        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits, bulk)
     except ImportFileError as exc:
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc

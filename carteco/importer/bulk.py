@@ -1,0 +1,646 @@
+"""The bulk import path: large CSV files streamed, COPYed to a staging table, upserted set-based.
+
+Same rules, same messages and the same registry as the row path (`pipeline.py`), in constant
+memory whatever the file's size:
+
+1. one pass over the bytes: checksum, encoding (UTF-8, else Windows-1252), line count;
+2. rows read one at a time (csv module), validated by the same `RowValidator`, written in
+   batches with COPY into a temporary staging table (canonical JSON of each record: the text
+   its content hash is computed on);
+3. in one transaction: rows sharing a source id merged (the row path's `_merge_duplicate`),
+   unchanged rows counted set-based, the rows needing a decision (changed source rows, and
+   new rows whose SIRET/RNA is already in the registry) streamed back in file order through
+   the row path's matching loop (`_next_state`), territory codes computed with one spatial
+   join for all new and moved points, then one INSERT and one UPDATE.
+
+The per-row triggers `structures_tag` and `structures_touch` are skipped in that transaction
+(`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migration 0009): the INSERT and
+UPDATE carry the codes, `version` and `updated_at` those triggers would have set. A killed
+import leaves nothing behind: everything happens in the one transaction.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from carteco.importer.errors import ImportFileError, RowError
+from carteco.importer.mapping import Mapping
+from carteco.importer.pipeline import (
+    _BY_KEY,
+    _COLS,
+    _DATA_TYPES,
+    DATA_FIELDS,
+    ImportReport,
+    Progress,
+    _jsonable,
+    _merge_duplicate,
+    _next_state,
+    _recordset,
+    tracked_run,
+)
+from carteco.importer.readers import (
+    _SNIFF_CHARS,
+    ReadLimits,
+    SourceRow,
+    _csv_error,
+    _too_many_rows,
+    check_headers,
+    sniff_delimiter,
+)
+from carteco.importer.validate import Record, RowValidator, content_hash, record_json
+from carteco.sectors import load_taxonomy
+
+BATCH = 5000
+# Row errors kept in the report (import_runs stores as many): the count goes on.
+MAX_KEPT_ERRORS = 10_000
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over a file's bytes tells: checksum, encoding, lines, emptiness, NULs."""
+
+    checksum: str
+    encoding: str
+    lines: int
+    blank: bool
+    has_nul: bool
+
+
+def bulk_candidate(path: Path, bulk: bool | None, limits: ReadLimits) -> FileScan | None:
+    """The scan of `path` when it takes the bulk path (a CSV, large enough or forced), else None."""
+    try:
+        if not path.is_file():
+            return None
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None  # the row path reports it
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".json", ".geojson"):
+        return None
+    if head[:4] == b"PK\x03\x04" or head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+        return None
+    if bulk is None and size < limits.bulk_min_rows * 8:  # no line is shorter than 8 bytes
+        return None
+    scan = scan_file(path)
+    if bulk is None and scan.lines < limits.bulk_min_rows:
+        return None
+    return scan
+
+
+def scan_file(path: Path) -> FileScan:
+    """Checksum, encoding (as `readers.decode_text` decides it) and line count, in one pass."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8, lines, blank, nul, first = True, 0, True, False, b""
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            if not first:
+                first = chunk[:3]
+            digest.update(chunk)
+            lines += chunk.count(b"\n")
+            blank = blank and not chunk.strip()
+            nul = nul or b"\x00" in chunk
+            if utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    utf8 = False
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    if first.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8-sig"  # decode_text: a BOM means UTF-8 (an invalid byte is an error)
+    else:
+        encoding = "utf-8" if utf8 else "cp1252"
+    return FileScan(digest.hexdigest(), encoding, lines + 1, blank, nul)
+
+
+def run_bulk_import(
+    engine: Engine,
+    path: Path,
+    scan: FileScan,
+    source: str | None = None,
+    mapping: Mapping | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+    limits: ReadLimits | None = None,
+) -> ImportReport:
+    """Import one large CSV file as one transaction, like `run_import`, in bounded memory."""
+    source = (source or path.stem).strip() or "import"
+    report = ImportReport(file=path.name, source=source, checksum=scan.checksum, dry_run=dry_run)
+    with tracked_run(engine, report):
+        _run(
+            engine,
+            path,
+            scan,
+            report,
+            mapping or Mapping(),
+            dry_run,
+            skip_invalid,
+            progress,
+            limits or ReadLimits(),
+        )
+    return report
+
+
+def _rows(path: Path, scan: FileScan, limits: ReadLimits) -> tuple[list[str], Iterator[SourceRow]]:
+    """Headers and a stream of rows, read exactly as `readers._read_csv` reads them."""
+    if scan.blank:
+        raise ImportFileError(path.name, "fichier vide")
+    if scan.has_nul:
+        raise ImportFileError(path.name, "fichier binaire (octets nuls) : ce n'est pas un CSV")
+    errors = "replace" if scan.encoding == "cp1252" else "strict"
+    f = path.open(encoding=scan.encoding, errors=errors, newline="")
+    try:
+        delimiter = sniff_delimiter(f.read(_SNIFF_CHARS))
+        f.seek(0)
+        reader = csv.reader(f, delimiter=delimiter, strict=False)
+        try:
+            header = next(reader)
+        except StopIteration as exc:
+            raise ImportFileError(path.name, "fichier vide") from exc
+        except csv.Error as exc:
+            raise _csv_error(path, exc, 1) from exc
+    except BaseException:
+        f.close()
+        raise
+    if len(header) > limits.max_columns:
+        f.close()
+        raise ImportFileError(
+            path.name,
+            f"{len(header)} colonnes : au plus {limits.max_columns} "
+            "(réglage CARTECO_IMPORT_MAX_COLUMNS)",
+            row=1,
+        )
+    headers = check_headers(path.name, header)
+
+    def rows() -> Iterator[SourceRow]:
+        width = len(headers)
+        n = 0
+        with f:
+            try:
+                for cells in reader:
+                    number = reader.line_num
+                    if not any(c.strip() for c in cells):
+                        continue
+                    if n >= limits.max_rows:
+                        raise ImportFileError(path.name, _too_many_rows(limits), row=number)
+                    n += 1
+                    values: dict[str, Any] = {}
+                    if len(cells) != width:
+                        values["__width__"] = (
+                            f"{len(cells)} champs au lieu de {width} (ligne mal formée)"
+                        )
+                    for h, c in zip(headers, cells, strict=False):
+                        values[h] = c
+                    yield SourceRow(number, values)
+            except csv.Error as exc:
+                raise _csv_error(path, exc, reader.line_num) from exc
+
+    return headers, rows()
+
+
+def _run(
+    engine: Engine,
+    path: Path,
+    scan: FileScan,
+    report: ImportReport,
+    mapping: Mapping,
+    dry_run: bool,
+    skip_invalid: bool,
+    progress: Progress | None,
+    limits: ReadLimits,
+) -> None:
+    report.format = "csv"
+    headers, rows = _rows(path, scan, limits)
+    columns = mapping.resolve(path.name, headers)
+    validator = RowValidator(mapping, columns, load_taxonomy())
+    expected = max(scan.lines - 1, 1)
+    with engine.connect() as conn:
+        with conn.begin() as trans:
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext('carteco-import:' || :s))"),
+                {"s": report.source},
+            )
+            conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'on'"))
+            conn.execute(sa.text(_STAGE))
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cur = raw.cursor()
+            batch: list[tuple[Any, ...]] = []
+            for row in rows:
+                if report.rows_read == 0 and "name" not in columns:
+                    if "name" not in mapping.constants:
+                        raise ImportFileError(
+                            path.name,
+                            "aucune colonne de nom reconnue (nom, raison sociale, "
+                            "dénomination…) : indiquez-la avec --mapping",
+                            row=1,
+                        )
+                report.rows_read += 1
+                rec, errs = validator.validate(row)
+                if errs:
+                    report.rejected += 1
+                    room = MAX_KEPT_ERRORS - len(report.errors)
+                    if room > 0:
+                        report.errors.extend(errs[:room])
+                elif rec is not None and (skip_invalid or not report.rejected):
+                    batch.append(_stage_row(rec))
+                    if len(batch) >= BATCH:
+                        _copy(cur, _COPY_STAGE, batch)
+                        batch = []
+                if progress and report.rows_read % BATCH == 0:
+                    progress(report.rows_read, max(expected, report.rows_read))
+            if report.rows_read == 0:
+                raise ImportFileError(path.name, "aucune ligne de données après l'en-tête", row=2)
+            if progress:
+                progress(report.rows_read, report.rows_read)
+            if report.rejected and not skip_invalid:
+                trans.rollback()
+                report.status = "rejected"
+                report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
+                return
+            _copy(cur, _COPY_STAGE, batch)
+            _merge_duplicates(conn, cur)
+            conn.execute(sa.text("ANALYZE bulk_stage"))
+            _upsert(conn, cur, report)
+            if dry_run:
+                trans.rollback()
+                report.status = "dry_run"
+                return
+    report.status = "succeeded"
+
+
+def _stage_row(rec: Record) -> tuple[Any, ...]:
+    blob = record_json(rec.values)
+    siret, rna = rec.values["siret"], rec.values["rna"]
+    return (rec.row, rec.source_id, content_hash(blob), blob, siret, rna)
+
+
+def _copy(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    with cur.copy(sql) as cp:
+        for r in rows:
+            cp.write_row(r)
+
+
+_STAGE = """
+CREATE TEMP TABLE bulk_stage (
+    row integer NOT NULL, source_id text NOT NULL, content_hash text NOT NULL, v jsonb NOT NULL,
+    siret text, rna text
+) ON COMMIT DROP;
+CREATE TEMP TABLE bulk_merged (LIKE bulk_stage) ON COMMIT DROP;
+CREATE TEMP TABLE bulk_pick (row integer PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE bulk_links (source_id text, id bigint, hash text) ON COMMIT DROP;
+CREATE TEMP TABLE bulk_upd (
+    id bigint PRIMARY KEY, v jsonb NOT NULL, content_hash text NOT NULL,
+    lon float8, lat float8, keep_location boolean NOT NULL, location_precision text,
+    location_source text, location_score float8, geocode_status text
+) ON COMMIT DROP;
+"""
+_STAGE_COLS = "row, source_id, content_hash, v, siret, rna"
+_COPY_STAGE = f"COPY bulk_stage ({_STAGE_COLS}) FROM STDIN"
+_COPY_MERGED = f"COPY bulk_merged ({_STAGE_COLS}) FROM STDIN"
+
+
+def _values(v: dict[str, Any]) -> dict[str, Any]:
+    """A record's values back from its staged JSON, with the Python types validation gives."""
+    out = dict(v)
+    for k in ("opened_on", "closed_on"):
+        if isinstance(out.get(k), str):
+            out[k] = date.fromisoformat(out[k])
+    return out
+
+
+def _merge_duplicates(conn: Connection, cur: Any) -> None:
+    """Rows sharing a source id become one record, merged in file order as the row path does."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    out: list[tuple[Any, ...]] = []
+    with raw.cursor(name="bulk_dups") as dups:
+        dups.itersize = BATCH
+        dups.execute(
+            """
+            SELECT row, source_id, v FROM bulk_stage
+             WHERE source_id IN (SELECT source_id FROM bulk_stage
+                                  GROUP BY source_id HAVING count(*) > 1)
+             ORDER BY source_id, row
+            """
+        )
+        group: dict[str, Record] = {}
+        for row, sid, v in dups:
+            if sid not in group:
+                for rec in group.values():
+                    out.append(_stage_row(rec))
+                group = {}
+            _merge_duplicate(group, Record(row, sid, _values(v)))
+            if len(out) >= BATCH:
+                _copy(cur, _COPY_MERGED, out)
+                out = []
+        out.extend(_stage_row(rec) for rec in group.values())
+    _copy(cur, _COPY_MERGED, out)
+    conn.execute(
+        sa.text(
+            """
+            DELETE FROM bulk_stage WHERE source_id IN (SELECT source_id FROM bulk_merged);
+            INSERT INTO bulk_stage SELECT * FROM bulk_merged;
+            """
+        )
+    )
+
+
+# Rows the row path's loop must decide: changed rows of this source, and new rows whose SIRET
+# or RNA already names a structure. The others are unchanged or plain inserts (set-based).
+_DECIDE = """
+SELECT b.row, b.source_id, b.v, l.structure_id
+  FROM bulk_stage b
+  LEFT JOIN structure_sources l ON l.source = %(source)s AND l.source_id = b.source_id
+ WHERE (l.structure_id IS NOT NULL AND l.content_hash <> b.content_hash)
+    OR (l.structure_id IS NULL AND (
+            (b.siret IS NOT NULL AND EXISTS (SELECT 1 FROM structures s WHERE s.siret = b.siret))
+         OR (b.rna IS NOT NULL AND EXISTS (SELECT 1 FROM structures s WHERE s.rna = b.rna))))
+ ORDER BY b.row
+"""
+_UNCHANGED = sa.text(
+    """
+    SELECT count(*) FROM bulk_stage b
+      JOIN structure_sources l ON l.source = :source AND l.source_id = b.source_id
+     WHERE l.content_hash = b.content_hash
+    """
+)
+_BY_ID = sa.text(
+    """
+    SELECT s.id, s.source, s.source_id, s.content_hash, s.location_precision,
+           ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat, s.siret, s.siren, s.rna, s.name,
+           s.legal_category, s.legal_form, s.ess_family, s.esus, s.sectors, s.description,
+           s.address_line, s.postcode, s.commune_name, s.insee_code, s.website, s.status,
+           s.opened_on, s.closed_on, s.extra
+      FROM structures s WHERE s.id = ANY(:ids)
+    """
+)
+
+
+def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
+    """Match, tag and write the staged records; the counts go to `report`."""
+    report.unchanged += int(conn.execute(_UNCHANGED, {"source": report.source}).scalar_one())
+    _decide(conn, cur, report)
+    conn.execute(sa.text(_NEW), {"source": report.source})
+    _tag_fallbacks(conn, "bulk_new")
+    report.created += int(conn.execute(sa.text(_INSERT), {"source": report.source}).rowcount)
+    conn.execute(sa.text(_UPD))
+    _tag_fallbacks(conn, "bulk_upd2")
+    report.updated += int(conn.execute(sa.text(_UPDATE)).rowcount)
+    conn.execute(sa.text(_LINKS), {"source": report.source})
+
+
+def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:
+    """The row path's matching loop, over the rows that need it, streamed in file order."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    claimed: set[int] = set()
+    with raw.cursor(name="bulk_decide") as stream:
+        stream.itersize = BATCH
+        stream.execute(_DECIDE, {"source": report.source})
+        while chunk := stream.fetchmany(BATCH):
+            linked = [r[3] for r in chunk if r[3] is not None]
+            by_id = {r["id"]: dict(r) for r in conn.execute(_BY_ID, {"ids": linked}).mappings()}
+            recs = [(Record(r[0], r[1], _values(r[2])), r[3]) for r in chunk]
+            pending = [rec for rec, link in recs if link is None]
+            by_siret: dict[str, list[dict[str, Any]]] = {}
+            by_rna: dict[str, list[dict[str, Any]]] = {}
+            sirets = [r.values["siret"] for r in pending if r.values["siret"]]
+            rnas = [r.values["rna"] for r in pending if r.values["rna"]]
+            if sirets or rnas:
+                for r in conn.execute(_BY_KEY, {"sirets": sirets, "rnas": rnas}).mappings():
+                    d = dict(r)
+                    if d["siret"]:
+                        by_siret.setdefault(d["siret"], []).append(d)
+                    if d["rna"]:
+                        by_rna.setdefault(d["rna"], []).append(d)
+            picks: list[tuple[Any, ...]] = []
+            links: list[tuple[Any, ...]] = []
+            updates: list[tuple[Any, ...]] = []
+            for rec, link in recs:
+                existing = by_id.get(link) if link is not None else None
+                if link is None:
+                    for pool, key in ((by_siret, rec.values["siret"]), (by_rna, rec.values["rna"])):
+                        cands = [c for c in pool.get(key or "", []) if c["id"] not in claimed]
+                        if key and len(cands) == 1:
+                            existing = cands[0]
+                            break
+                if existing is None:
+                    picks.append((rec.row,))
+                    continue
+                claimed.add(existing["id"])
+                links.append((rec.source_id, existing["id"], rec.content_hash))
+                new = _next_state(report.source, rec, existing)
+                if new is None:
+                    report.unchanged += 1
+                else:
+                    updates.append(_upd_row(new))
+            _copy(cur, "COPY bulk_pick (row) FROM STDIN", picks)
+            _copy(cur, "COPY bulk_links (source_id, id, hash) FROM STDIN", links)
+            _copy(cur, _COPY_UPD, updates)
+
+
+_UPD_LOC = (
+    "lon",
+    "lat",
+    "keep_location",
+    "location_precision",
+    "location_source",
+    "location_score",
+    "geocode_status",
+)
+_COPY_UPD = f"COPY bulk_upd (id, v, content_hash, {', '.join(_UPD_LOC)}) FROM STDIN"
+
+
+def _upd_row(p: dict[str, Any]) -> tuple[Any, ...]:
+    return (p["id"], record_json(_jsonable(p)), p["content_hash"], *(p[k] for k in _UPD_LOC))
+
+
+# Territory codes of a point, as carteco_tag_structure() sets them (migration 0007): the
+# first commune (by code) containing it, its arrondissement and QPV. `{g}` is the point.
+_TAG_JOINS = """
+  LEFT JOIN LATERAL (
+      SELECT c.code, c.epci_code, c.ept_code, c.departement_code, c.region_code
+        FROM (SELECT * FROM territories t
+               WHERE t.level = 'commune' AND ST_Intersects(t.geom, {g}) OFFSET 0) c
+       ORDER BY c.code LIMIT 1) tc ON true
+  LEFT JOIN LATERAL (
+      SELECT a.code FROM (SELECT t.code FROM territories t
+               WHERE t.level = 'arrondissement' AND ST_Intersects(t.geom, {g}) OFFSET 0) a
+       ORDER BY a.code LIMIT 1) ta ON true
+  LEFT JOIN LATERAL (
+      SELECT q.code FROM (SELECT t.code FROM territories t
+               WHERE t.level = 'qpv' AND ST_Intersects(t.geom, {g}) OFFSET 0) q
+       ORDER BY q.code LIMIT 1) tq ON true
+"""
+_TAG_COLUMNS = """
+    tc.code AS commune_code, ta.code AS arrondissement_code, tc.epci_code, tc.ept_code,
+    tc.departement_code, tc.region_code, tq.code AS qpv_code
+"""
+TAGS = (
+    "commune_code",
+    "arrondissement_code",
+    "epci_code",
+    "ept_code",
+    "departement_code",
+    "region_code",
+    "qpv_code",
+)
+
+# New structures: staged rows with no link and no SIRET/RNA match, and the loop's picks.
+# Points sorted spatially first: consecutive lookups hit the same polygons (PostGIS caches
+# the prepared polygon between calls).
+_NEW = f"""
+CREATE TEMP TABLE bulk_new ON COMMIT DROP AS
+SELECT p.row, p.source_id, p.content_hash, p.v, p.geom, {_TAG_COLUMNS}
+  FROM (SELECT b.row, b.source_id, b.content_hash, b.v,
+               CASE WHEN b.v->>'lon' IS NULL THEN NULL
+                    ELSE ST_SetSRID(ST_MakePoint((b.v->>'lon')::float8,
+                                                 (b.v->>'lat')::float8), 4326) END AS geom
+          FROM bulk_stage b
+         WHERE b.row IN (SELECT row FROM bulk_pick)
+            OR (NOT EXISTS (SELECT 1 FROM structure_sources l
+                             WHERE l.source = :source AND l.source_id = b.source_id)
+                AND NOT (b.siret IS NOT NULL
+                         AND EXISTS (SELECT 1 FROM structures s WHERE s.siret = b.siret))
+                AND NOT (b.rna IS NOT NULL
+                         AND EXISTS (SELECT 1 FROM structures s WHERE s.rna = b.rna)))
+         ORDER BY ST_GeoHash(ST_SetSRID(ST_MakePoint((b.v->>'lon')::float8,
+                                                     (b.v->>'lat')::float8), 4326), 8)
+        OFFSET 0) p
+  {_TAG_JOINS.format(g="p.geom")}
+"""  # noqa: S608 - column lists are module constants
+_INSERT = f"""
+WITH ins AS (
+    INSERT INTO structures ({_COLS}, geom, location_precision, location_score, location_source,
+                            geocode_status, located_at, source, source_id, content_hash,
+                            {", ".join(TAGS)})
+    SELECT {", ".join("r." + f for f in DATA_FIELDS)}, n.geom,
+           CASE WHEN n.geom IS NULL THEN NULL ELSE 'provided' END,
+           CASE WHEN n.geom IS NULL THEN NULL ELSE 1.0 END,
+           CASE WHEN n.geom IS NULL THEN NULL ELSE 'source' END,
+           CASE WHEN n.geom IS NULL THEN 'to_geocode' END,
+           CASE WHEN n.geom IS NULL THEN NULL ELSE now() END,
+           :source, n.source_id, n.content_hash, {", ".join("n." + t for t in TAGS)}
+      FROM bulk_new n CROSS JOIN LATERAL jsonb_to_record(n.v) AS r({_recordset(_DATA_TYPES)})
+     ORDER BY n.row
+    RETURNING id, source_id, content_hash)
+INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
+SELECT :source, source_id, id, content_hash FROM ins
+ON CONFLICT (source, source_id) DO NOTHING
+"""  # noqa: S608 - column lists are module constants
+# Updated structures: their final point (kept, or the source's) and its territory codes.
+_UPD = f"""
+CREATE TEMP TABLE bulk_upd2 ON COMMIT DROP AS
+SELECT p.*, {_TAG_COLUMNS}
+  FROM (SELECT u.id, u.v, u.content_hash,
+               CASE WHEN u.keep_location THEN s.geom WHEN u.lon IS NULL THEN NULL
+                    ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END AS geom,
+               CASE WHEN u.keep_location THEN s.location_precision
+                    ELSE u.location_precision END AS location_precision,
+               CASE WHEN u.keep_location THEN s.location_score
+                    ELSE u.location_score END AS location_score,
+               CASE WHEN u.keep_location THEN s.location_source
+                    ELSE u.location_source END AS location_source,
+               CASE WHEN u.keep_location THEN s.geocode_status
+                    ELSE u.geocode_status END AS geocode_status
+          FROM bulk_upd u JOIN structures s ON s.id = u.id OFFSET 0) p
+  {_TAG_JOINS.format(g="p.geom")}
+"""  # noqa: S608 - column lists are module constants
+_SET = [
+    *(f"{f} = r.{f}" for f in DATA_FIELDS),
+    "content_hash = u.content_hash",
+    "geom = u.geom",
+    *(
+        f"{c} = u.{c}"
+        for c in ("location_precision", "location_score", "location_source", "geocode_status")
+    ),
+    *(f"{t} = u.{t}" for t in TAGS),
+]
+# carteco_touch_structure(): a new version and updated_at only when the row really changes.
+_CHANGED = " OR ".join(
+    [
+        *(f"r.{f} IS DISTINCT FROM s.{f}" for f in DATA_FIELDS),
+        "u.content_hash IS DISTINCT FROM s.content_hash",
+        "ST_AsEWKB(u.geom) IS DISTINCT FROM ST_AsEWKB(s.geom)",
+        *(
+            f"u.{c} IS DISTINCT FROM s.{c}"
+            for c in ("location_precision", "location_score", "location_source", "geocode_status")
+        ),
+        *(f"u.{t} IS DISTINCT FROM s.{t}" for t in TAGS),
+    ]
+)
+_UPDATE = f"""
+UPDATE structures s SET {", ".join(_SET)},
+       version = CASE WHEN {_CHANGED} THEN s.version + 1 ELSE s.version END,
+       updated_at = CASE WHEN {_CHANGED} THEN now() ELSE s.updated_at END
+  FROM bulk_upd2 u CROSS JOIN LATERAL jsonb_to_record(u.v) AS r({_recordset(_DATA_TYPES)})
+ WHERE s.id = u.id
+"""  # noqa: S608 - column lists are module constants
+_LINKS = """
+INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
+SELECT :source, source_id, id, hash FROM bulk_links
+ON CONFLICT (source, source_id) DO UPDATE
+   SET structure_id = EXCLUDED.structure_id, content_hash = EXCLUDED.content_hash
+"""
+
+# Points in no commune polygon (rare): the nearest commune within 2 km, else the département,
+# else the région, as carteco_tag_structure() falls back.
+_FALLBACKS = (
+    """
+    UPDATE {t} x SET (commune_code, epci_code, ept_code, departement_code, region_code) = (
+        SELECT c.code, c.epci_code, c.ept_code, c.departement_code, c.region_code
+          FROM (SELECT t.*, ST_Distance(t.geom::geography, x.geom::geography) AS d
+                  FROM territories t
+                 WHERE t.level = 'commune' AND t.geom && ST_Expand(x.geom, 0.03)
+                   AND ST_DWithin(t.geom::geography, x.geom::geography, 2000) OFFSET 0) c
+         ORDER BY c.d, c.code LIMIT 1)
+     WHERE x.geom IS NOT NULL AND x.commune_code IS NULL
+    """,
+    """
+    UPDATE {t} x SET (departement_code, region_code) = (
+        SELECT d.code, d.region_code
+          FROM (SELECT t.code, t.region_code FROM territories t
+                 WHERE t.level = 'departement' AND ST_Intersects(t.geom, x.geom) OFFSET 0) d
+         ORDER BY d.code LIMIT 1)
+     WHERE x.geom IS NOT NULL AND x.commune_code IS NULL
+    """,
+    """
+    UPDATE {t} x SET region_code = (
+        SELECT r.code FROM (SELECT t.code FROM territories t
+                 WHERE t.level = 'region' AND ST_Intersects(t.geom, x.geom) OFFSET 0) r
+         ORDER BY r.code LIMIT 1)
+     WHERE x.geom IS NOT NULL AND x.commune_code IS NULL AND x.departement_code IS NULL
+    """,
+)
+_TEMP_TABLES = ("bulk_new", "bulk_upd2")
+
+
+def _tag_fallbacks(conn: Connection, table: str) -> None:
+    if table not in _TEMP_TABLES:  # identifiers from this allow-list only
+        raise ValueError(table)
+    for sql in _FALLBACKS:
+        conn.execute(sa.text(sql.format(t=table)))
+
+
+__all__ = ["FileScan", "RowError", "bulk_candidate", "run_bulk_import", "scan_file"]
