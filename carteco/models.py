@@ -487,8 +487,6 @@ import_jobs = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    # Rows done / expected and phase of a running job (bulk imports report as they go).
-    sa.Column("progress", JSONB),
     sa.CheckConstraint(
         _in("status", ("queued", "running", "succeeded", "rejected", "failed", "dry_run")),
         name="import_jobs_status_check",

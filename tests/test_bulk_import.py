@@ -257,7 +257,7 @@ def test_killed_bulk_import_leaves_the_registry_as_it_was(
     proc = subprocess.Popen(
         [sys.executable, "-m", "carteco.cli", "import", str(path), "--source", "liste",
          "--skip-invalid", "--bulk"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     writing = (
         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
@@ -269,7 +269,8 @@ def test_killed_bulk_import_leaves_the_registry_as_it_was(
         with engine.connect() as conn:
             while not conn.execute(sa.text(writing)).scalar_one():  # the set-based INSERT
                 conn.commit()
-                assert proc.poll() is None, "the import ended before it could be killed"
+                if proc.poll() is not None:
+                    pytest.fail(f"import ended before it could be killed: {proc.stderr.read()}")  # type: ignore[union-attr]
                 assert time.monotonic() < deadline, "the import never reached its INSERT"
                 time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)  # kill -9 in the middle of the writing
@@ -292,3 +293,37 @@ def test_killed_bulk_import_leaves_the_registry_as_it_was(
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT status FROM import_runs ORDER BY id")).scalars()
         assert list(statuses) == ["succeeded", "failed"]
+
+
+def test_progress_on_get_imports(client: Any, engine: sa.Engine, tmp_path: Path) -> None:
+    """GET /imports/{id} says how far a running import is, then how many rows it read."""
+    from carteco.auth import create_token
+
+    _seed(engine)
+    with engine.begin() as conn:
+        _, token = create_token(conn, "progression", ["import"])
+    h = {"Authorization": f"Bearer {token}"}
+    path = write(tmp_path / "liste.csv", repeat=400)  # ~52,000 rows: the bulk path by default
+    with path.open("rb") as f:
+        r = client.post(
+            "/imports",
+            files={"file": (path.name, f, "text/csv")},
+            data={"source": "liste", "skip_invalid": "true"},
+            headers=h,
+        )
+    assert r.status_code == 202, r.text
+    url = r.headers["location"].replace("http://testserver", "")
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = client.get(url, headers=h).json()
+        if job["status"] == "running" and job["progress"]:
+            seen.append(job["progress"])
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+    assert seen, "no progress seen while the import ran"
+    assert 0 < seen[0]["rows_done"] <= seen[0]["rows_expected"]
+    assert seen[0]["rows_per_s"] > 0 and seen[0]["eta_s"] is not None
+    assert job["progress"]["rows_done"] == job["report"]["rows_read"] == 400 * 131

@@ -1,11 +1,10 @@
-"""Bulk imports: per-row triggers that a bulk import can stand in for, and job progress.
+"""Bulk imports: per-row triggers that a bulk import can stand in for.
 
 The bulk import path (carteco.importer.bulk) tags structures and bumps their version with
 set-based statements in its own transaction, where it sets `carteco.bulk_import = on`
 (SET LOCAL). The two per-row triggers are then skipped by their WHEN condition, evaluated
 without calling any function; every other writer still goes through them. The statement-level
-tile triggers are unchanged. `import_jobs.progress` holds the rows done/expected of a running
-job, read by GET /imports/{id}.
+tile triggers are unchanged.
 
 Revision ID: 0009_bulk_import
 Revises: 0008_structure_visibility
@@ -17,13 +16,13 @@ from alembic import op
 revision = "0009_bulk_import"
 down_revision = "0008_structure_visibility"
 branch_labels = None
-depends_on = "0003_features"  # import_jobs.progress
+depends_on = None
 
 _WHEN = "WHEN (current_setting('carteco.bulk_import', true) IS DISTINCT FROM 'on')"
 
 
 def upgrade() -> None:
-    """Per-row triggers skippable by a bulk import; a progress column on import jobs."""
+    """Per-row triggers skippable by a bulk import."""
     op.execute(
         f"""
         DROP TRIGGER structures_tag ON structures;
@@ -32,16 +31,14 @@ def upgrade() -> None:
         DROP TRIGGER structures_touch ON structures;
         CREATE TRIGGER structures_touch BEFORE UPDATE ON structures
             FOR EACH ROW {_WHEN} EXECUTE FUNCTION carteco_touch_structure();
-        ALTER TABLE import_jobs ADD COLUMN progress jsonb;
         """
     )
 
 
 def downgrade() -> None:
-    """Back to unconditional per-row triggers; no progress column."""
+    """Back to unconditional per-row triggers."""
     op.execute(
         """
-        ALTER TABLE import_jobs DROP COLUMN IF EXISTS progress;
         DROP TRIGGER structures_tag ON structures;
         CREATE TRIGGER structures_tag BEFORE INSERT OR UPDATE OF geom ON structures
             FOR EACH ROW EXECUTE FUNCTION carteco_tag_structure();
