@@ -24,6 +24,8 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -60,6 +62,7 @@ from carteco.importer.readers import (
 from carteco.importer.validate import Record, RowValidator, content_hash, record_json
 from carteco.sectors import load_taxonomy
 
+log = logging.getLogger(__name__)
 BATCH = 5000
 # Row errors kept in the report (import_runs stores as many): the count goes on.
 MAX_KEPT_ERRORS = 10_000
@@ -231,6 +234,7 @@ def _run(
     columns = mapping.resolve(path.name, headers)
     validator = RowValidator(mapping, columns, load_taxonomy())
     expected = max(scan.lines - 1, 1)
+    started = time.perf_counter()
     with engine.connect() as conn:
         with conn.begin() as trans:
             conn.execute(
@@ -240,10 +244,12 @@ def _run(
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'on'"))
             conn.execute(sa.text(_STAGE))
+            conn.execute(sa.text("SET LOCAL jit = off"))  # compiling costs more than it saves
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()
-            batch: list[tuple[Any, ...]] = []
+            tagger = PointTagger(conn)
+            batch: list[Record] = []
             for row in rows:
                 if report.rows_read == 0 and "name" not in columns:
                     if "name" not in mapping.constants:
@@ -261,9 +267,9 @@ def _run(
                     if room > 0:
                         report.errors.extend(errs[:room])
                 elif rec is not None and (skip_invalid or not report.rejected):
-                    batch.append(_stage_row(rec))
+                    batch.append(rec)
                     if len(batch) >= BATCH:
-                        _copy(cur, _COPY_STAGE, batch)
+                        _copy(cur, _COPY_STAGE, _stage_rows(batch, tagger))
                         batch = []
                 if progress and report.rows_read % BATCH == 0:
                     progress(report.rows_read, max(expected, report.rows_read))
@@ -276,9 +282,13 @@ def _run(
                 report.status = "rejected"
                 report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
                 return
-            _copy(cur, _COPY_STAGE, batch)
-            _merge_duplicates(conn, cur)
+            _copy(cur, _COPY_STAGE, _stage_rows(batch, tagger))
+            clock = _Clock()
+            clock.t = started
+            clock("read, validate, COPY")
+            _merge_duplicates(conn, cur, tagger)
             conn.execute(sa.text("ANALYZE bulk_stage"))
+            clock("duplicates")
             _upsert(conn, cur, report)
             if dry_run:
                 trans.rollback()
@@ -287,10 +297,15 @@ def _run(
     report.status = "succeeded"
 
 
-def _stage_row(rec: Record) -> tuple[Any, ...]:
-    blob = record_json(rec.values)
-    siret, rna = rec.values["siret"], rec.values["rna"]
-    return (rec.row, rec.source_id, content_hash(blob), blob, siret, rna)
+def _stage_rows(recs: list[Record], tagger: PointTagger) -> list[tuple[Any, ...]]:
+    """COPY rows of validated records: canonical JSON, hash, keys and territory codes."""
+    tags = tagger.tags([r.values["lon"] for r in recs], [r.values["lat"] for r in recs])
+    out = []
+    for rec, t in zip(recs, tags, strict=True):
+        blob = record_json(rec.values)
+        siret, rna = rec.values["siret"], rec.values["rna"]
+        out.append((rec.row, rec.source_id, content_hash(blob), blob, siret, rna, *t))
+    return out
 
 
 def _copy(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -304,7 +319,8 @@ def _copy(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
 _STAGE = """
 CREATE TEMP TABLE bulk_stage (
     row integer NOT NULL, source_id text NOT NULL, content_hash text NOT NULL, v jsonb NOT NULL,
-    siret text, rna text
+    siret text, rna text, commune_code text, arrondissement_code text, epci_code text,
+    ept_code text, departement_code text, region_code text, qpv_code text
 ) ON COMMIT DROP;
 CREATE TEMP TABLE bulk_merged (LIKE bulk_stage) ON COMMIT DROP;
 CREATE TEMP TABLE bulk_pick (row integer PRIMARY KEY) ON COMMIT DROP;
@@ -312,10 +328,16 @@ CREATE TEMP TABLE bulk_links (source_id text, id bigint, hash text) ON COMMIT DR
 CREATE TEMP TABLE bulk_upd (
     id bigint PRIMARY KEY, v jsonb NOT NULL, content_hash text NOT NULL,
     lon float8, lat float8, keep_location boolean NOT NULL, location_precision text,
-    location_source text, location_score float8, geocode_status text
+    location_source text, location_score float8, geocode_status text,
+    commune_code text, arrondissement_code text, epci_code text, ept_code text,
+    departement_code text, region_code text, qpv_code text
 ) ON COMMIT DROP;
 """
-_STAGE_COLS = "row, source_id, content_hash, v, siret, rna"
+_TAG_LIST = (
+    "commune_code, arrondissement_code, epci_code, ept_code, departement_code, region_code, "
+    "qpv_code"
+)
+_STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
 _COPY_STAGE = f"COPY bulk_stage ({_STAGE_COLS}) FROM STDIN"
 _COPY_MERGED = f"COPY bulk_merged ({_STAGE_COLS}) FROM STDIN"
 
@@ -329,11 +351,11 @@ def _values(v: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge_duplicates(conn: Connection, cur: Any) -> None:
+def _merge_duplicates(conn: Connection, cur: Any, tagger: PointTagger) -> None:
     """Rows sharing a source id become one record, merged in file order as the row path does."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    out: list[tuple[Any, ...]] = []
+    out: list[Record] = []
     with raw.cursor(name="bulk_dups") as dups:
         dups.itersize = BATCH
         dups.execute(
@@ -347,15 +369,14 @@ def _merge_duplicates(conn: Connection, cur: Any) -> None:
         group: dict[str, Record] = {}
         for row, sid, v in dups:
             if sid not in group:
-                for rec in group.values():
-                    out.append(_stage_row(rec))
+                out.extend(group.values())
                 group = {}
             _merge_duplicate(group, Record(row, sid, _values(v)))
             if len(out) >= BATCH:
-                _copy(cur, _COPY_MERGED, out)
+                _copy(cur, _COPY_MERGED, _stage_rows(out, tagger))
                 out = []
-        out.extend(_stage_row(rec) for rec in group.values())
-    _copy(cur, _COPY_MERGED, out)
+        out.extend(group.values())
+    _copy(cur, _COPY_MERGED, _stage_rows(out, tagger))
     conn.execute(
         sa.text(
             """
@@ -369,7 +390,9 @@ def _merge_duplicates(conn: Connection, cur: Any) -> None:
 # Rows the row path's loop must decide: changed rows of this source, and new rows whose SIRET
 # or RNA already names a structure. The others are unchanged or plain inserts (set-based).
 _DECIDE = """
-SELECT b.row, b.source_id, b.v, l.structure_id
+SELECT b.row, b.source_id, b.v, l.structure_id,
+       b.commune_code, b.arrondissement_code, b.epci_code, b.ept_code, b.departement_code,
+       b.region_code, b.qpv_code
   FROM bulk_stage b
   LEFT JOIN structure_sources l ON l.source = %(source)s AND l.source_id = b.source_id
  WHERE (l.structure_id IS NOT NULL AND l.content_hash <> b.content_hash)
@@ -397,17 +420,37 @@ _BY_ID = sa.text(
 )
 
 
+class _Clock:
+    """Logs how long each phase took (DEBUG), for benchmarks and slow imports."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        log.debug("bulk import: %s %.2f s", phase, now - self.t)
+        self.t = now
+
+
 def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
     """Match, tag and write the staged records; the counts go to `report`."""
+    clock = _Clock()
     report.unchanged += int(conn.execute(_UNCHANGED, {"source": report.source}).scalar_one())
+    clock("unchanged")
     _decide(conn, cur, report)
+    clock("decide")
     conn.execute(sa.text(_NEW), {"source": report.source})
     _tag_fallbacks(conn, "bulk_new")
+    clock("tag new")
     report.created += int(conn.execute(sa.text(_INSERT), {"source": report.source}).rowcount)
+    clock("insert")
     conn.execute(sa.text(_UPD))
     _tag_fallbacks(conn, "bulk_upd2")
+    clock("tag updated")
     report.updated += int(conn.execute(sa.text(_UPDATE)).rowcount)
+    clock("update")
     conn.execute(sa.text(_LINKS), {"source": report.source})
+    clock("links")
 
 
 def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:
@@ -422,6 +465,7 @@ def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:
             linked = [r[3] for r in chunk if r[3] is not None]
             by_id = {r["id"]: dict(r) for r in conn.execute(_BY_ID, {"ids": linked}).mappings()}
             recs = [(Record(r[0], r[1], _values(r[2])), r[3]) for r in chunk]
+            tags = {r[0]: tuple(r[4:]) for r in chunk}
             pending = [rec for rec, link in recs if link is None]
             by_siret: dict[str, list[dict[str, Any]]] = {}
             by_rna: dict[str, list[dict[str, Any]]] = {}
@@ -454,7 +498,7 @@ def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:
                 if new is None:
                     report.unchanged += 1
                 else:
-                    updates.append(_upd_row(new))
+                    updates.append((*_upd_row(new), *tags[rec.row]))
             _copy(cur, "COPY bulk_pick (row) FROM STDIN", picks)
             _copy(cur, "COPY bulk_links (source_id, id, hash) FROM STDIN", links)
             _copy(cur, _COPY_UPD, updates)
@@ -469,33 +513,31 @@ _UPD_LOC = (
     "location_score",
     "geocode_status",
 )
-_COPY_UPD = f"COPY bulk_upd (id, v, content_hash, {', '.join(_UPD_LOC)}) FROM STDIN"
+_COPY_UPD = f"COPY bulk_upd (id, v, content_hash, {', '.join(_UPD_LOC)}, {_TAG_LIST}) FROM STDIN"
 
 
 def _upd_row(p: dict[str, Any]) -> tuple[Any, ...]:
     return (p["id"], record_json(_jsonable(p)), p["content_hash"], *(p[k] for k in _UPD_LOC))
 
 
-# Territory codes of a point, as carteco_tag_structure() sets them (migration 0007): the
-# first commune (by code) containing it, its arrondissement and QPV. `{g}` is the point.
+# Territory codes of a kept point (an update that keeps the registry's point), as
+# carteco_tag_structure() sets them (migration 0007): the first commune (by code) containing
+# it, its arrondissement and QPV. `{g}` is the point, `{when}` the rows to look up.
 _TAG_JOINS = """
   LEFT JOIN LATERAL (
       SELECT c.code, c.epci_code, c.ept_code, c.departement_code, c.region_code
         FROM (SELECT * FROM territories t
-               WHERE t.level = 'commune' AND ST_Intersects(t.geom, {g}) OFFSET 0) c
+               WHERE {when} AND t.level = 'commune' AND ST_Intersects(t.geom, {g}) OFFSET 0) c
        ORDER BY c.code LIMIT 1) tc ON true
   LEFT JOIN LATERAL (
       SELECT a.code FROM (SELECT t.code FROM territories t
-               WHERE t.level = 'arrondissement' AND ST_Intersects(t.geom, {g}) OFFSET 0) a
+               WHERE {when} AND t.level = 'arrondissement' AND ST_Intersects(t.geom, {g})
+               OFFSET 0) a
        ORDER BY a.code LIMIT 1) ta ON true
   LEFT JOIN LATERAL (
       SELECT q.code FROM (SELECT t.code FROM territories t
-               WHERE t.level = 'qpv' AND ST_Intersects(t.geom, {g}) OFFSET 0) q
+               WHERE {when} AND t.level = 'qpv' AND ST_Intersects(t.geom, {g}) OFFSET 0) q
        ORDER BY q.code LIMIT 1) tq ON true
-"""
-_TAG_COLUMNS = """
-    tc.code AS commune_code, ta.code AS arrondissement_code, tc.epci_code, tc.ept_code,
-    tc.departement_code, tc.region_code, tq.code AS qpv_code
 """
 TAGS = (
     "commune_code",
@@ -506,29 +548,33 @@ TAGS = (
     "region_code",
     "qpv_code",
 )
+_TAG_FROM_JOINS = {
+    "commune_code": "tc.code",
+    "arrondissement_code": "ta.code",
+    "epci_code": "tc.epci_code",
+    "ept_code": "tc.ept_code",
+    "departement_code": "tc.departement_code",
+    "region_code": "tc.region_code",
+    "qpv_code": "tq.code",
+}
 
-# New structures: staged rows with no link and no SIRET/RNA match, and the loop's picks.
-# Points sorted spatially first: consecutive lookups hit the same polygons (PostGIS caches
-# the prepared polygon between calls).
+# New structures: staged rows with no link and no SIRET/RNA match, and the loop's picks; their
+# codes were computed while staging (PointTagger).
 _NEW = f"""
 CREATE TEMP TABLE bulk_new ON COMMIT DROP AS
-SELECT p.row, p.source_id, p.content_hash, p.v, p.geom, {_TAG_COLUMNS}
-  FROM (SELECT b.row, b.source_id, b.content_hash, b.v,
-               CASE WHEN b.v->>'lon' IS NULL THEN NULL
-                    ELSE ST_SetSRID(ST_MakePoint((b.v->>'lon')::float8,
-                                                 (b.v->>'lat')::float8), 4326) END AS geom
-          FROM bulk_stage b
-         WHERE b.row IN (SELECT row FROM bulk_pick)
-            OR (NOT EXISTS (SELECT 1 FROM structure_sources l
-                             WHERE l.source = :source AND l.source_id = b.source_id)
-                AND NOT (b.siret IS NOT NULL
-                         AND EXISTS (SELECT 1 FROM structures s WHERE s.siret = b.siret))
-                AND NOT (b.rna IS NOT NULL
-                         AND EXISTS (SELECT 1 FROM structures s WHERE s.rna = b.rna)))
-         ORDER BY ST_GeoHash(ST_SetSRID(ST_MakePoint((b.v->>'lon')::float8,
-                                                     (b.v->>'lat')::float8), 4326), 8)
-        OFFSET 0) p
-  {_TAG_JOINS.format(g="p.geom")}
+SELECT b.row, b.source_id, b.content_hash, b.v,
+       CASE WHEN b.v->>'lon' IS NULL THEN NULL
+            ELSE ST_SetSRID(ST_MakePoint((b.v->>'lon')::float8,
+                                         (b.v->>'lat')::float8), 4326) END AS geom,
+       {", ".join("b." + t for t in TAGS)}
+  FROM bulk_stage b
+ WHERE b.row IN (SELECT row FROM bulk_pick)
+    OR (NOT EXISTS (SELECT 1 FROM structure_sources l
+                     WHERE l.source = :source AND l.source_id = b.source_id)
+        AND NOT (b.siret IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM structures s WHERE s.siret = b.siret))
+        AND NOT (b.rna IS NOT NULL
+                 AND EXISTS (SELECT 1 FROM structures s WHERE s.rna = b.rna)))
 """  # noqa: S608 - column lists are module constants
 _INSERT = f"""
 WITH ins AS (
@@ -549,11 +595,18 @@ INSERT INTO structure_sources (source, source_id, structure_id, content_hash)
 SELECT :source, source_id, id, content_hash FROM ins
 ON CONFLICT (source, source_id) DO NOTHING
 """  # noqa: S608 - column lists are module constants
-# Updated structures: their final point (kept, or the source's) and its territory codes.
+# Updated structures: their final point (kept, or the source's) and its territory codes
+# (computed while staging for the source's point, looked up here for a kept one).
 _UPD = f"""
 CREATE TEMP TABLE bulk_upd2 ON COMMIT DROP AS
-SELECT p.*, {_TAG_COLUMNS}
-  FROM (SELECT u.id, u.v, u.content_hash,
+SELECT p.id, p.v, p.content_hash, p.geom, p.location_precision, p.location_score,
+       p.location_source, p.geocode_status,
+       {
+    ", ".join(
+        f"CASE WHEN p.keep_location THEN {_TAG_FROM_JOINS[t]} ELSE p.{t} END AS {t}" for t in TAGS
+    )
+}
+  FROM (SELECT u.id, u.v, u.content_hash, u.keep_location,
                CASE WHEN u.keep_location THEN s.geom WHEN u.lon IS NULL THEN NULL
                     ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END AS geom,
                CASE WHEN u.keep_location THEN s.location_precision
@@ -563,9 +616,10 @@ SELECT p.*, {_TAG_COLUMNS}
                CASE WHEN u.keep_location THEN s.location_source
                     ELSE u.location_source END AS location_source,
                CASE WHEN u.keep_location THEN s.geocode_status
-                    ELSE u.geocode_status END AS geocode_status
+                    ELSE u.geocode_status END AS geocode_status,
+               {", ".join("u." + t for t in TAGS)}
           FROM bulk_upd u JOIN structures s ON s.id = u.id OFFSET 0) p
-  {_TAG_JOINS.format(g="p.geom")}
+  {_TAG_JOINS.format(g="p.geom", when="p.keep_location")}
 """  # noqa: S608 - column lists are module constants
 _SET = [
     *(f"{f} = r.{f}" for f in DATA_FIELDS),
@@ -643,4 +697,76 @@ def _tag_fallbacks(conn: Connection, table: str) -> None:
         conn.execute(sa.text(sql.format(t=table)))
 
 
-__all__ = ["FileScan", "RowError", "bulk_candidate", "run_bulk_import", "scan_file"]
+class PointTagger:
+    """Territory codes of points, vectorised with shapely: what carteco_tag_structure() gives.
+
+    The commune, arrondissement and QPV outlines are read once per import and prepared; each
+    batch of points goes into an STRtree queried by the outlines (a prepared polygon tests
+    many points). For each point the first outline by code that intersects it, as the
+    trigger's ORDER BY code LIMIT 1. A point in no commune gets no codes here: the SQL
+    fallbacks (nearest commune within 2 km, département, région) run on those few rows.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        import shapely  # heavy: loaded by the bulk path only
+
+        self._shapely = shapely
+        self.levels: dict[str, tuple[Any, list[tuple[Any, ...]]]] = {}
+        for level in ("commune", "arrondissement", "qpv"):
+            rows = conn.execute(
+                sa.text(
+                    "SELECT code, epci_code, ept_code, departement_code, region_code, "
+                    "ST_AsBinary(geom) FROM territories WHERE level = :l ORDER BY code"
+                ),
+                {"l": level},
+            ).all()
+            geoms = shapely.from_wkb([bytes(r[5]) for r in rows])
+            shapely.prepare(geoms)
+            self.levels[level] = (geoms, [tuple(r[:5]) for r in rows])
+
+    def tags(
+        self, lons: list[float | None], lats: list[float | None]
+    ) -> list[tuple[str | None, ...]]:
+        """(commune, arrondissement, epci, ept, département, région, qpv) of each point."""
+        import numpy as np  # with shapely
+
+        shapely = self._shapely
+        n = len(lons)
+        empty: tuple[str | None, ...] = (None,) * len(TAGS)
+        out = [empty] * n
+        located = [i for i in range(n) if lons[i] is not None]
+        if not located:
+            return out
+        pts = shapely.points(
+            np.array([lons[i] for i in located], dtype=float),
+            np.array([lats[i] for i in located], dtype=float),
+        )
+        tree = shapely.STRtree(pts)
+        first: dict[str, Any] = {}
+        for level, (geoms, _) in self.levels.items():
+            none = len(geoms)
+            best = np.full(len(located), none)
+            if none:
+                g_idx, p_idx = tree.query(geoms, predicate="intersects")
+                np.minimum.at(best, p_idx, g_idx)  # outlines are sorted by code: the first
+            best[best == none] = -1
+            first[level] = best
+        communes = self.levels["commune"][1]
+        arrs = self.levels["arrondissement"][1]
+        qpvs = self.levels["qpv"][1]
+        for k, i in enumerate(located):
+            c, a, q = first["commune"][k], first["arrondissement"][k], first["qpv"][k]
+            com = communes[c] if c >= 0 else (None,) * 5
+            out[i] = (
+                com[0],
+                arrs[a][0] if a >= 0 else None,
+                com[1],
+                com[2],
+                com[3],
+                com[4],
+                qpvs[q][0] if q >= 0 else None,
+            )
+        return out
+
+
+__all__ = ["FileScan", "PointTagger", "RowError", "bulk_candidate", "run_bulk_import", "scan_file"]
