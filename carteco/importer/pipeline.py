@@ -74,21 +74,8 @@ def run_import(
     data: bytes | None = None,
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
-    bulk: bool | None = None,
 ) -> ImportReport:
-    """Import one file as one transaction; with errors, write nothing unless `skip_invalid`.
-
-    A CSV file of at least `limits.bulk_min_rows` lines (or any CSV with `bulk=True`) takes the
-    bulk path (carteco.importer.bulk): same rules and result, in bounded memory.
-    """
-    if data is None and bulk is not False:
-        from carteco.importer import bulk as bulk_path  # cycle: bulk reuses this module's parts
-
-        scan = bulk_path.bulk_candidate(path, bulk, limits or ReadLimits())
-        if scan is not None:
-            return bulk_path.run_bulk_import(
-                engine, path, scan, source, mapping, dry_run, skip_invalid, progress, limits
-            )
+    """Import one file as one transaction; with errors, write nothing unless `skip_invalid`."""
     if data is None:
         if path.is_dir():
             raise ImportFileError(str(path), "c'est un dossier : un fichier est attendu")
