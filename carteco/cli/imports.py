@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -66,6 +67,8 @@ def import_file(
             progress=advance,
             limits=limits,
             bulk=bulk,
+            # Bulk path: rows validated by one forked process per core (one process here).
+            workers=os.cpu_count() or 1,
         )
     print_report(report)
     return report

@@ -142,8 +142,13 @@ def run_bulk_import(
     skip_invalid: bool = False,
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
+    workers: int = 1,
 ) -> ImportReport:
-    """Import one large CSV file as one transaction, like `run_import`, in bounded memory."""
+    """Import one large CSV file as one transaction, like `run_import`, in bounded memory.
+
+    With `workers` > 1, rows are validated in that many forked processes (batches in flight
+    bounded, results taken in file order); the command line uses it, not the server.
+    """
     source = (source or path.stem).strip() or "import"
     report = ImportReport(file=path.name, source=source, checksum=scan.checksum, dry_run=dry_run)
     with tracked_run(engine, report):
@@ -157,6 +162,7 @@ def run_bulk_import(
             skip_invalid,
             progress,
             limits or ReadLimits(),
+            workers,
         )
     return report
 
@@ -228,6 +234,7 @@ def _run(
     skip_invalid: bool,
     progress: Progress | None,
     limits: ReadLimits,
+    workers: int = 1,
 ) -> None:
     report.format = "csv"
     headers, rows = _rows(path, scan, limits)
@@ -249,29 +256,21 @@ def _run(
             assert raw is not None
             cur = raw.cursor()
             tagger = PointTagger(conn)
-            batch: list[Record] = []
-            for row in rows:
-                if report.rows_read == 0 and "name" not in columns:
-                    if "name" not in mapping.constants:
-                        raise ImportFileError(
-                            path.name,
-                            "aucune colonne de nom reconnue (nom, raison sociale, "
-                            "dénomination…) : indiquez-la avec --mapping",
-                            row=1,
-                        )
-                report.rows_read += 1
-                rec, errs = validator.validate(row)
-                if errs:
-                    report.rejected += 1
-                    room = MAX_KEPT_ERRORS - len(report.errors)
-                    if room > 0:
-                        report.errors.extend(errs[:room])
-                elif rec is not None and (skip_invalid or not report.rejected):
-                    batch.append(rec)
-                    if len(batch) >= BATCH:
-                        _copy(cur, _COPY_STAGE, _stage_rows(batch, tagger))
-                        batch = []
-                if progress and report.rows_read % BATCH == 0:
+            staged: list[tuple[Any, ...]] = []
+            for results in _validated(_batches(rows, columns, mapping, path), validator, workers):
+                for staged_row, errs in results:
+                    report.rows_read += 1
+                    if errs:
+                        report.rejected += 1
+                        room = MAX_KEPT_ERRORS - len(report.errors)
+                        if room > 0:
+                            report.errors.extend(errs[:room])
+                    elif staged_row is not None and (skip_invalid or not report.rejected):
+                        staged.append(staged_row)
+                if len(staged) >= BATCH:
+                    _copy(cur, _COPY_STAGE, _tagged(staged, tagger))
+                    staged = []
+                if progress:
                     progress(report.rows_read, max(expected, report.rows_read))
             if report.rows_read == 0:
                 raise ImportFileError(path.name, "aucune ligne de données après l'en-tête", row=2)
@@ -282,7 +281,7 @@ def _run(
                 report.status = "rejected"
                 report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
                 return
-            _copy(cur, _COPY_STAGE, _stage_rows(batch, tagger))
+            _copy(cur, _COPY_STAGE, _tagged(staged, tagger))
             clock = _Clock()
             clock.t = started
             clock("read, validate, COPY")
@@ -295,6 +294,81 @@ def _run(
                 report.status = "dry_run"
                 return
     report.status = "succeeded"
+
+
+_NO_NAME = (
+    "aucune colonne de nom reconnue (nom, raison sociale, dénomination…) : "
+    "indiquez-la avec --mapping"
+)
+
+
+def _batches(
+    rows: Iterator[SourceRow], columns: dict[str, str], mapping: Mapping, path: Path
+) -> Iterator[list[SourceRow]]:
+    """Rows in batches of BATCH; no name column is an error once a data row is seen."""
+    batch: list[SourceRow] = []
+    for row in rows:
+        if not batch and "name" not in columns and "name" not in mapping.constants:
+            raise ImportFileError(path.name, _NO_NAME, row=1)
+        batch.append(row)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# The validator of a worker process (set before forking: the workers inherit it).
+_VALIDATOR: RowValidator | None = None
+Validated = list[tuple[tuple[Any, ...] | None, list[RowError]]]
+
+
+def _validate_batch(rows: list[SourceRow]) -> Validated:
+    """Each row's staged form (JSON, hash, keys, point) or its errors, in order."""
+    validator = _VALIDATOR
+    assert validator is not None
+    out: Validated = []
+    for row in rows:
+        rec, errs = validator.validate(row)
+        if errs or rec is None:
+            out.append((None, errs))
+            continue
+        v = rec.values
+        blob = record_json(v)
+        staged = (rec.row, rec.source_id, content_hash(blob), blob, v["siret"], v["rna"])
+        out.append(((*staged, v["lon"], v["lat"]), []))
+    return out
+
+
+def _validated(
+    batches: Iterator[list[SourceRow]], validator: RowValidator, workers: int
+) -> Iterator[Validated]:
+    """Validated batches in file order, in this process or in `workers` forked ones."""
+    global _VALIDATOR
+    _VALIDATOR = validator
+    if workers <= 1:
+        for batch in batches:
+            yield _validate_batch(batch)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        window: deque[Future[Validated]] = deque()
+        for batch in batches:
+            window.append(pool.submit(_validate_batch, batch))
+            if len(window) >= 2 * workers:  # bounded: memory does not grow with the file
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
+def _tagged(staged: list[tuple[Any, ...]], tagger: PointTagger) -> list[tuple[Any, ...]]:
+    """Staged rows (…, lon, lat) as COPY rows with their territory codes instead of the point."""
+    tags = tagger.tags([r[6] for r in staged], [r[7] for r in staged])
+    return [(*r[:6], *t) for r, t in zip(staged, tags, strict=True)]
 
 
 def _stage_rows(recs: list[Record], tagger: PointTagger) -> list[tuple[Any, ...]]:

@@ -24,18 +24,29 @@ def run_import(
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
     bulk: bool | None = None,
+    workers: int = 1,
 ) -> ImportReport:
     """Import one file as one transaction; with errors, write nothing unless `skip_invalid`.
 
     A CSV file of at least `limits.bulk_min_rows` lines (or any CSV with `bulk=True`) takes the
     bulk path: same rules, messages and result, in bounded memory. `bulk=False` forces the row
-    path; files given as bytes (`data`) always take it.
+    path; files given as bytes (`data`) always take it. `workers` > 1 validates the bulk
+    path's rows in that many forked processes (the command line; not from a threaded server).
     """
     if data is None and bulk is not False:
         scan = bulk_path.bulk_candidate(path, bulk, limits or ReadLimits())
         if scan is not None:
             return bulk_path.run_bulk_import(
-                engine, path, scan, source, mapping, dry_run, skip_invalid, progress, limits
+                engine,
+                path,
+                scan,
+                source,
+                mapping,
+                dry_run,
+                skip_invalid,
+                progress,
+                limits,
+                workers,
             )
     return pipeline.run_import(
         engine, path, source, mapping, dry_run, skip_invalid, data, progress, limits
