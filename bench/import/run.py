@@ -211,6 +211,58 @@ def carteco_import(path: Path, url: str) -> tuple[float, float, str]:
     return _timed(cmd, env)
 
 
+TAG_SQL = """
+SELECT count(c.code) FROM bench_points p
+  LEFT JOIN LATERAL (
+      SELECT c.code FROM (SELECT t.code FROM territories t
+             WHERE t.level = 'commune' AND ST_Intersects(t.geom, p.geom) OFFSET 0) c
+       ORDER BY c.code LIMIT 1) c ON true
+"""
+
+
+def compare_tagging(path: Path, url: str, n: int) -> None:
+    """Commune codes of the file's first n points: one PostGIS join against shapely batches."""
+    from carteco.importer.bulk import BATCH, PointTagger
+
+    lons: list[float] = []
+    lats: list[float] = []
+    with path.open(encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            cells = line.rstrip("\n").split(";")
+            if cells[5]:
+                lats.append(float(cells[5]))
+                lons.append(float(cells[6]))
+            if len(lons) >= n:
+                break
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("SET LOCAL jit = off"))
+        conn.execute(sa.text("CREATE TEMP TABLE bench_points (geom geometry(Point, 4326))"))
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy("COPY bench_points (geom) FROM STDIN") as cp:
+            for x, y in zip(lons, lats, strict=True):
+                cp.write_row((f"SRID=4326;POINT({x} {y})",))
+        conn.execute(sa.text("ANALYZE bench_points"))
+        t0 = time.perf_counter()
+        sql_found = conn.execute(sa.text(TAG_SQL)).scalar_one()
+        sql_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tagger = PointTagger(conn)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        found = 0
+        for i in range(0, len(lons), BATCH):
+            tags = tagger.tags(lons[i : i + BATCH], lats[i : i + BATCH])  # type: ignore[arg-type]
+            found += sum(1 for t in tags if t[0] is not None)
+        shp_s = time.perf_counter() - t0
+    eng.dispose()
+    print(
+        f"tagging {len(lons)} points: PostGIS lateral join {sql_s:.2f} s ({sql_found} found); "
+        f"shapely {shp_s:.2f} s + {load_s:.2f} s to load the outlines ({found} found)"
+    )
+
+
 def _counts(out: str) -> str:
     m = re.search(r"lignes lues.*", out)
     return m.group(0).strip() if m else out[-500:]
@@ -221,6 +273,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep-db", action="store_true", help="keep the benchmark database")
+    ap.add_argument(
+        "--tagging", type=int, default=0, metavar="N",
+        help="only compare territory tagging of N points: PostGIS join vs shapely",
+    )  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="carteco-bench-import-") as tmp:
         path = Path(tmp) / f"structures_{args.rows}.csv"
@@ -230,6 +286,9 @@ def main() -> None:
         print(f"file: {args.rows} rows, {size:.0f} MB ({time.perf_counter() - t0:.1f} s)")
         url = _fresh_database()
         try:
+            if args.tagging:
+                compare_tagging(path, url, args.tagging)
+                return
             load, join, floor_rss = floor(path, url)
             floor_s = load + join
             print(
