@@ -525,6 +525,8 @@ def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
     clock("update")
     conn.execute(sa.text(_LINKS), {"source": report.source})
     clock("links")
+    # Any later write in this transaction goes through the per-row triggers again.
+    conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'off'"))
 
 
 def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:
