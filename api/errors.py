@@ -73,6 +73,23 @@ BROWSER_PATHS = ("/carte", "/carte/integrer", "/embed")
 BROWSER_PREFIXES = ("/territoires/",)
 
 
+def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a query; database refusals become 400/503 problems (never raw errors)."""
+    try:
+        return fn(*args, **kwargs)
+    except sa.exc.DBAPIError as exc:
+        name = type(exc.orig).__name__ if exc.orig is not None else ""
+        if name == "QueryCanceled":
+            raise Problem(
+                503,
+                "requête trop longue pour la base de données ; restreignez le filtre",
+                headers={"Retry-After": "5"},
+            ) from exc
+        if isinstance(exc, sa.exc.OperationalError):
+            raise
+        raise Problem(400, "filtre ou géométrie refusé par la base de données") from exc
+
+
 def wants_html(request: Request) -> bool:
     """Whether an error on this request should be an HTML page (browser route, no JSON asked)."""
     path = request.url.path.rstrip("/") or "/"

@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api.assets import ASSETS
 from api.errors import install_error_handlers
-from api.guards import BodyLimitMiddleware, HostMiddleware
+from api.guards import GuardMiddleware
 from api.observability import Metrics, ServiceMiddleware, configure_logging
 from api.openapi import install_openapi
 from api.ratelimit import make_limiter, redis_client
@@ -21,6 +21,7 @@ from api.routes.diagnostics import diagnostics_router
 from api.routes.features import features_router
 from api.routes.health import health_router
 from api.routes.map import map_router
+from api.routes.observatoire import observatoire_router
 from api.routes.ops import docs_router, ops_router
 from api.routes.territories import territories_router
 from api.routes.tiles import tiles_router
@@ -84,10 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         burst=float(max(1, settings.auth_failures_per_minute)),
     )
     install_error_handlers(app)
-    # Innermost: body caps and the Host check see the request before any route, inside CORS
+    # Innermost: the Host check and body caps see the request before any route, inside CORS
     # (browsers can read the refusal) and the service middleware (logged, request id).
-    app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(HostMiddleware, settings=settings)
+    app.add_middleware(GuardMiddleware, settings=settings)
     # Downloads and pages are gzipped when the client asks (Accept-Encoding).
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(writes_router())
     app.include_router(tiles_router())
     app.include_router(map_router())
+    app.include_router(observatoire_router())
     app.include_router(diagnostics_router())
     install_openapi(app)
     return app

@@ -195,6 +195,8 @@ class ServiceMiddleware:
         self.proxies = TrustedProxies(settings.trusted_proxies, settings.client_ip_header)
         self.html_headers = security_headers(settings)
         self.html_headers_inline = security_headers(settings, inline_scripts=True)
+        # Metric children by (route, method, status): `labels()` takes a lock and builds a key.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request."""
@@ -202,17 +204,19 @@ class ServiceMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = ""
+        for key, value in scope.get("headers") or ():
+            if key == b"x-request-id":
+                rid = value.decode("latin-1")  # the last one, as a dict of the headers keeps
         if not _REQUEST_ID.match(rid):
             rid = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
         method = scope["method"]
         path = scope["path"]
         client = client_address(scope, self.proxies)
-        scope["state"]["client_address"] = client
+        state["client_address"] = client
         status = 500
-        response_started = asyncio.Event()
 
         raw = scope.get("raw_path") or b""
         if b"%00" in raw or b"\x00" in raw or b"%00" in scope.get("query_string", b""):
@@ -243,33 +247,49 @@ class ServiceMiddleware:
                 self._record(scope, method, path, 429, started, rid, client)
                 return
 
+        # One future wakes this coroutine at the first of: the response starts, the app ends,
+        # the timeout expires. (The app runs as its own task so that a timed-out request is
+        # answered at once, even when the app cannot be interrupted — a query in a thread.)
+        loop = asyncio.get_running_loop()
+        wake = loop.create_future()
+        response_started = False
+
+        def wake_up(_: object = None) -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        rid_header = (b"x-request-id", rid.encode())
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 hdrs = list(message.get("headers") or [])
-                hdrs.append((b"x-request-id", rid.encode()))
+                hdrs.append(rid_header)
                 ctype = next((v for k, v in hdrs if k.lower() == b"content-type"), b"")
                 if ctype.startswith(b"text/html"):
                     inline = path.startswith(INLINE_SCRIPT_PATHS)
                     hdrs.extend(self.html_headers_inline if inline else self.html_headers)
                 message["headers"] = hdrs
-                response_started.set()
+                response_started = True
+                wake_up()
             await send(message)
 
         self.metrics.in_flight.inc()
-        task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
+        task = loop.create_task(self.app(scope, receive, send_wrapper))
+        task.add_done_callback(wake_up)
+        # The timeout bounds the wait for the *start* of a response: a long streamed export
+        # that has begun is not cut.
+        timer = loop.call_later(self.settings.request_timeout_s, wake_up)
         try:
-            # The timeout bounds the wait for the *start* of a response: a long streamed
-            # export that has begun is not cut.
-            started_wait = asyncio.ensure_future(response_started.wait())
-            done, _ = await asyncio.wait(
-                {task, started_wait},
-                timeout=self.settings.request_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            started_wait.cancel()
-            if not done:
+            try:
+                await wake
+            except asyncio.CancelledError:
+                task.cancel()  # the server gave up on this request: so does the app
+                raise
+            finally:
+                timer.cancel()
+            if not response_started and not task.done():
                 task.cancel()
                 status = 503
                 await self._send_problem(
@@ -329,8 +349,17 @@ class ServiceMiddleware:
             else:
                 route = "unmatched"
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(route, method, str(status)).inc()
-        self.metrics.latency.labels(route, method).observe(elapsed)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(route, method, str(status)),
+                self.metrics.latency.labels(route, method),
+            )
+            if len(self._children) < 4096:  # methods are the client's text: stay bounded
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         log.info(
             "request",
             extra={

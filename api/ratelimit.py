@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Protocol
 
 from starlette.types import Scope
@@ -90,6 +91,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text; peers repeat, so each is parsed once
 def _normalise(value: str) -> str:
     """`"[2001:db8::1]:4711"`, `192.0.2.1:80`, `::ffff:1.2.3.4` → the bare, canonical address."""
     v = value.strip().strip('"').strip()

@@ -13,7 +13,7 @@ def public_base(request: Request) -> str:
     """The service's root URL as clients see it, without a trailing slash.
 
     `public_url` when configured; otherwise the request's own scheme and Host, which
-    HostMiddleware has already checked against `allowed_hosts` (checked again here so that no
+    GuardMiddleware has already checked against `allowed_hosts` (checked again here so that no
     route can echo an unchecked Host into a link).
     """
     settings: Settings = request.app.state.settings

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from carteco.families import FAMILY_LABELS
+from carteco.history import structures_source
 from carteco.sectors import load_taxonomy
 from carteco.territory_levels import LEVEL_LABELS
 from carteco.text import fold
@@ -219,12 +221,23 @@ SELECT t.id, t.name, t.sectors, t.commune_name, t.location_precision,
 
 
 def structures_in_view(
-    conn: Connection, where: str, binds: dict[str, Any], limit: int = 200
+    conn: Connection,
+    where: str,
+    binds: dict[str, Any],
+    limit: int = 200,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
-    """Structures matching a compiled filter (alias `t`, from carteco.filters), with a total."""
+    """Structures matching a compiled filter (alias `t`, from carteco.filters), with a total.
+
+    With `as_of`, the registry as it stood just before that instant (carteco/history.py).
+    """
     # `where` is produced by carteco.filters.compile_filter: values are bound parameters.
     sql = _IN_VIEW_SQL.replace("/*where*/", where)
-    rows = list(conn.execute(sa.text(sql), {**binds, "_limit": limit}).mappings())
+    params = {**binds, "_limit": limit}
+    if as_of is not None:
+        sql = sql.replace("FROM structures t", f"FROM {structures_source('view_as_of')} t")
+        params["view_as_of"] = as_of
+    rows = list(conn.execute(sa.text(sql), params).mappings())
     items = [
         {
             "id": r["id"],

@@ -7,9 +7,11 @@ compiler, the items query and the exports take identifiers from here only (throu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from carteco.db import quote_ident
+from carteco.history import AsOfError, structures_source
 from carteco.models import PUBLIC_STATUSES
 from carteco.territory_levels import LEVEL_COLUMNS, LEVELS
 
@@ -50,10 +52,23 @@ class Collection:
     columns: tuple[Column, ...]
     level: str | None = None  # territories table: the level this collection holds
     datetime_column: str | None = None
+    # With an end column, `datetime` selects the rows whose [start, end] interval meets it.
+    datetime_end_column: str | None = None
     simple_filters: bool = False  # sector / family / commune / ... / q (structures only)
     extra_columns: tuple[str, ...] = field(default_factory=tuple)
     # Rows of the table that are not served at all (structures: the non-public statuses).
     public_statuses: tuple[str, ...] | None = None
+    # Whether past states can be read (`as_of`, structures only), and the instant read.
+    history: bool = False
+    as_of: datetime | None = None
+
+    def at(self, instant: datetime | None) -> Collection:
+        """This collection as it stood just before `instant` (itself when None)."""
+        if instant is None:
+            return self
+        if not self.history:
+            raise AsOfError(f"la collection {self.id} n'a pas d'historique")
+        return replace(self, as_of=instant)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -85,6 +100,9 @@ class Collection:
     def from_sql(self) -> str:
         """`FROM <table> t WHERE <base condition>` with `:coll_level` bound when needed."""
         table = quote_ident(self.table, self.allowed())
+        if self.as_of is not None:
+            # The table rebuilt from its versions (carteco/history.py), bound to :coll_as_of.
+            table = structures_source("coll_as_of")
         if self.level:
             return f"FROM {table} t WHERE t.level = :coll_level"
         if self.public_statuses:
@@ -96,7 +114,10 @@ class Collection:
 
     def base_params(self) -> dict[str, object]:
         """Bind parameters of :meth:`from_sql`."""
-        return {"coll_level": self.level} if self.level else {}
+        params: dict[str, object] = {"coll_level": self.level} if self.level else {}
+        if self.as_of is not None:
+            params["coll_as_of"] = self.as_of
+        return params
 
 
 STRUCTURE_COLUMNS = (
@@ -199,9 +220,13 @@ COLLECTIONS: dict[str, Collection] = {
             id_type="integer",
             geometry_type="Point",
             columns=STRUCTURE_COLUMNS,
-            datetime_column="updated_at",
+            # OGC `datetime`: the structure's life [opened_on, closed_on] (carteco/filters.py).
+            datetime_column="opened_on",
+            datetime_end_column="closed_on",
             simple_filters=True,
-            extra_columns=("search", "geocode_status"),
+            history=True,
+            # extra and source_id: read by the GoGoCarto export only (carteco/gogocarto.py).
+            extra_columns=("search", "geocode_status", "extra", "source_id", "insee_code"),
             public_statuses=PUBLIC_STATUSES,
         ),
         # One collection per territory level (carteco/territory_levels.py).

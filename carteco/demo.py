@@ -48,6 +48,48 @@ DEMO_SOURCES = (
 )
 
 
+@dataclass(frozen=True)
+class DemoLandLayer:
+    """One land layer of the demo (Île-de-France), its kind and how it is described."""
+
+    kind: str
+    file: str
+    source: str
+    description: str
+    vintage: str
+
+    @property
+    def path(self) -> Path:
+        """The shipped demo file."""
+        return demo_dir() / self.file
+
+
+# Real Île-de-France land layers, so that the 93 and 94 diagnostics rest on real data.
+DEMO_LAND = (
+    DemoLandLayer(
+        "friches",
+        "cartofriches_sites_idf.csv",
+        "cartofriches-idf-2023",
+        "Cartofriches (Cerema) : sites en Île-de-France, statut et inventaire d'origine",
+        "2023",
+    ),
+    DemoLandLayer(
+        "lovac",
+        "lovac_vacance_idf_2021.csv",
+        "lovac-idf-2021",
+        "LOVAC : part des logements privés vacants depuis 2 ans ou plus au 1er janvier 2021",
+        "2021",
+    ),
+    DemoLandLayer(
+        "dvf",
+        "geodvf_93070_saint-ouen_2018-2022.csv",
+        "geodvf-93070-2018-2022",
+        "DVF géolocalisées (Etalab) : échantillon de 17 parcelles de Saint-Ouen-sur-Seine",
+        "2018-2022",
+    ),
+)
+
+
 def demo_dir() -> Path:
     """Folder of the demo files (inside the installed geodata package)."""
     return DEMO_DIR

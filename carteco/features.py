@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from carteco.collections import DATE, DATETIME, Collection
+from carteco.collections import COLLECTIONS, DATE, DATETIME, LEVEL_STRUCTURE_COLUMN, Collection
 from carteco.db import quote_ident
 from carteco.filters import FilterError
 from carteco.text import ascii_int
@@ -249,3 +249,111 @@ def iter_features(
     yield from iter_rows(
         conn, collection, feature_sql(collection, out or Output()), where, binds, limit
     )
+
+
+def collection_extent(conn: Connection, collection: Collection) -> list[float] | None:
+    """Bounding box of a collection (estimated from statistics for structures), or None."""
+    if collection.table == "structures":
+        sql = "SELECT ST_EstimatedExtent('public', 'structures', 'geom')::box2d::text"
+        try:
+            with conn.begin_nested():
+                box = conn.execute(sa.text(sql)).scalar()
+        except sa.exc.DBAPIError:
+            box = None
+        if not box:
+            box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM structures")).scalar()
+    elif collection.table == "territories":
+        box = conn.execute(
+            sa.text("SELECT ST_Extent(geom)::text FROM territories WHERE level = :l"),
+            {"l": collection.level},
+        ).scalar()
+    else:
+        box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM stations")).scalar()
+    if not box:
+        return None
+    inner = box[box.index("(") + 1 : box.index(")")].replace(",", " ").split()
+    return [round(float(v), 6) for v in inner]
+
+
+def loaded_levels(conn: Connection) -> set[str]:
+    """The territory levels that have at least one territory loaded."""
+    return set(conn.execute(sa.text("SELECT DISTINCT level FROM territories")).scalars())
+
+
+def nearby(
+    conn: Connection,
+    collection: Collection,
+    where: str,
+    binds: dict[str, Any],
+    out: Output,
+    lon: float,
+    lat: float,
+    *,
+    radius: float | None = None,
+    limit: int = 0,
+    nearest: int = 0,
+) -> list[tuple[str, float]]:
+    """Features around a point with their geodesic distance in metres, nearest first.
+
+    Within `radius` metres (at most `limit`), or else the `nearest` ones.
+    """
+    feat = feature_sql(collection, out)
+    pt = "ST_SetSRID(ST_MakePoint(:_lon, :_lat), 4326)"
+    dist = f"ST_Distance(t.geom::geography, {pt}::geography)"
+    values: dict[str, Any] = {**binds, "_lon": lon, "_lat": lat}
+    if radius is not None:
+        # Degree box first so the GiST index works; the geography test is exact.
+        cond = (
+            f"t.geom && ST_Expand({pt}, :_r / 111000.0 / greatest(cos(radians(:_lat)), 0.01))"
+            f" AND ST_DWithin(t.geom::geography, {pt}::geography, :_r)"
+        )
+        sql = (
+            f"SELECT {feat} AS f, {dist} AS d {collection.from_sql()} "  # noqa: S608
+            f"AND {cond} AND {where} ORDER BY d, t.id LIMIT :_lim"
+        )
+        values.update({"_r": radius, "_lim": limit})
+    else:
+        # KNN on the index (planar order), then the exact geodesic order.
+        sql = (
+            f"SELECT f, d FROM (SELECT {feat} AS f, {dist} AS d, t.id "  # noqa: S608
+            f"{collection.from_sql()} AND t.geom IS NOT NULL AND {where} "
+            f"ORDER BY t.geom <-> {pt} LIMIT :_k) c ORDER BY d, id LIMIT :_n"
+        )
+        values.update({"_k": nearest * 2 + 20, "_n": nearest})
+    return [(r.f, r.d) for r in conn.execute(sa.text(sql), values).all()]
+
+
+def polygon_validity(conn: Connection, geojson: str) -> tuple[bool, str] | None:
+    """Whether a GeoJSON geometry is valid, and PostGIS's reason; None when unreadable.
+
+    An unreadable geometry rolls the connection's transaction back (the error aborted it).
+    """
+    try:
+        valid, reason = conn.execute(
+            sa.text(
+                "SELECT ST_IsValid(g), ST_IsValidReason(g) FROM "
+                "(SELECT ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326) AS g) s"
+            ),
+            {"g": geojson},
+        ).one()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return None
+    return bool(valid), str(reason)
+
+
+def in_territory(
+    where: str, binds: dict[str, Any], level: str, code: str
+) -> tuple[str, dict[str, Any]]:
+    """A structures filter narrowed to one territory (its code a bound parameter)."""
+    col = COLLECTIONS["structures"].q(LEVEL_STRUCTURE_COLUMN[level])
+    return f"({where} AND {col} = :_tcode)", {**binds, "_tcode": code}
+
+
+def in_polygon(where: str, binds: dict[str, Any], geojson: str) -> tuple[str, dict[str, Any]]:
+    """A filter narrowed to the features that intersect a GeoJSON polygon (CRS84)."""
+    poly = "ST_SetSRID(ST_GeomFromGeoJSON(:_poly), 4326)"
+    return f"({where} AND t.geom && {poly} AND ST_Intersects(t.geom, {poly}))", {
+        **binds,
+        "_poly": geojson,
+    }

@@ -12,7 +12,8 @@ The fragment refers to the collection's table as alias ``t``; it is ``TRUE`` whe
 filters. Values are always bound parameters (named ``f0``, ``f1``...); identifiers come only
 from the collection's allow-list. Any bad input raises :class:`FilterError` (→ HTTP 400).
 
-Supported: ``bbox`` (4 or 6 numbers) + ``bbox-crs``, ``datetime`` (instant or interval),
+Supported: ``bbox`` (4 or 6 numbers) + ``bbox-crs``, ``datetime`` (instant or interval; on
+structures it meets the life [opened_on, closed_on], see :func:`_life`),
 ``filter`` + ``filter-lang`` (cql2-text | cql2-json, parsed by the ``cql2`` library) +
 ``filter-crs``, and on structures ``sector``, ``family``, ``commune``, ``departement``,
 ``epci``, ``ept`` (comma-separated lists) and ``q`` (French full text on name+description);
@@ -244,12 +245,39 @@ def _datetime(collection: Collection, value: str, binds: _Binds) -> str | None:
     if not collection.datetime_column:
         # Collections without a temporal property are not filtered (OGC API Features §7.15.4).
         return None
+    if collection.datetime_end_column:
+        return _life(collection, start, end, binds)
     col = collection.q(collection.datetime_column)
     conds = []
     if start is not None:
         conds.append(f"{col} >= {binds.add(start)}")
     if end is not None:
         conds.append(f"{col} <= {binds.add(end)}")
+    return "(" + " AND ".join(conds) + ")"
+
+
+def _life(
+    collection: Collection, start: datetime | None, end: datetime | None, binds: _Binds
+) -> str:
+    """`datetime` on a life [opened, closed]: the rows whose life meets the instant/interval.
+
+    OGC API Features §7.15.4 with a start and an end property: a feature is selected when its
+    interval intersects the requested one. A date the registry does not know decides nothing
+    in the row's favour: an unknown opening date never meets a bounded end, an unknown
+    closing date of a closed structure never meets a bounded start; a structure not closed
+    is alive until today (its life has no end).
+    """
+    assert collection.datetime_column and collection.datetime_end_column
+    opened = collection.q(collection.datetime_column)
+    closed = collection.q(collection.datetime_end_column)
+    conds = []
+    if end is not None:
+        conds.append(f"{opened} <= {binds.add(end.astimezone(UTC).date())}")
+    if start is not None:
+        alive = f"{closed} IS NULL"
+        if collection.column("status") is not None:
+            alive += f" AND {collection.q('status')} <> 'closed'"
+        conds.append(f"({closed} >= {binds.add(start.astimezone(UTC).date())} OR ({alive}))")
     return "(" + " AND ".join(conds) + ")"
 
 

@@ -99,6 +99,12 @@ territories = sa.Table(
     ),
     sa.Column("vintage", sa.Text, nullable=False),
     sa.Column("layer", sa.Text, nullable=False),
+    # 0015: the centroid of the Lambert-93 outline, where coverage places the population.
+    sa.Column(
+        "centre_l93",
+        Geometry("POINT", srid=2154, spatial_index=False),
+        sa.Computed("ST_Centroid(ST_Transform(geom, 2154))", persisted=True),
+    ),
     sa.UniqueConstraint("level", "code", name="territories_level_code_key"),
     sa.CheckConstraint(_in("level", TERRITORY_LEVELS), name="territories_level_check"),
     sa.Index("territories_geom_idx", "geom", postgresql_using="gist"),
@@ -201,6 +207,12 @@ structures = sa.Table(
         "structures_location_check_idx",
         "location_check",
         postgresql_where=sa.text("location_check IS DISTINCT FROM 'ok'"),
+    ),
+    # The ids public reads page and count (PUBLIC_STATUSES): index-only scans (0009).
+    sa.Index(
+        "structures_public_id_idx",
+        "id",
+        postgresql_where=sa.text("status IN ('active', 'closed')"),
     ),
 )
 
@@ -495,7 +507,7 @@ import_jobs = sa.Table(
 
 # --- 0004_land ----------------------------------------------------------------------------
 
-LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv")
+LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
 
 # One row per imported land layer (source): what it is, its vintage and how it was loaded.
 land_layers = sa.Table(
@@ -577,6 +589,8 @@ land_sites = sa.Table(
     sa.Column("footprint", Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)),
     sa.Column("content_hash", sa.Text, nullable=False),
     sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    # 0014: the inventory a site comes from (Cartofriches: Fonds Friches, MTE, Basias/Basol…).
+    sa.Column("origin", sa.Text),
     sa.UniqueConstraint("source", "source_id", name="land_sites_source_source_id_key"),
     sa.CheckConstraint(
         _in("kind", ("friche", "local_vacant", "terrain_public")), name="land_sites_kind_check"
@@ -584,7 +598,15 @@ land_sites = sa.Table(
     sa.CheckConstraint(
         _in(
             "status",
-            ("sans_projet", "avec_projet", "reconvertie", "potentielle", "disponible", "occupe"),
+            (
+                "sans_projet",
+                "avec_projet",
+                "reconvertie",
+                "potentielle",
+                "disponible",
+                "occupe",
+                "inconnu",
+            ),
         ),
         name="land_sites_status_check",
     ),
@@ -693,4 +715,131 @@ tile_grid = sa.Table(
     sa.Column("sy", sa.Double, nullable=False),
     sa.Column("sid", sa.Numeric, nullable=False),
     sa.Index("tile_grid_empty_idx", "n", postgresql_where=sa.text("n <= 0")),
+)
+
+# --- 0011_proposals -----------------------------------------------------------------------
+
+PROPOSAL_KINDS = ("create", "update", "close")
+PROPOSAL_ORIGINS = ("contribution", "self_update", "reconcile", "staff")
+# "received": stored as sent, not yet checked; "pending": checked, awaiting a moderator.
+PROPOSAL_STATUSES = ("received", "pending", "approved", "rejected", "needs_info", "spam")
+
+proposals = sa.Table(
+    "proposals",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'received'")),
+    sa.Column("structure_id", sa.BigInteger, sa.ForeignKey("structures.id", ondelete="SET NULL")),
+    sa.Column("base_version", sa.Integer),
+    # The submission exactly as received, stored before any check that could fail.
+    sa.Column("raw", JSONB, nullable=False),
+    sa.Column("changes", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("previous", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("origin_detail", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("contributor_email", sa.Text),
+    sa.Column("client_key", sa.Text),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", sa.DateTime(timezone=True)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(_in("kind", PROPOSAL_KINDS), name="proposals_kind_check"),
+    sa.CheckConstraint(_in("origin", PROPOSAL_ORIGINS), name="proposals_origin_check"),
+    sa.CheckConstraint(_in("status", PROPOSAL_STATUSES), name="proposals_status_check"),
+    sa.Index("proposals_status_idx", "status", "created_at"),
+    sa.Index(
+        "proposals_structure_idx",
+        "structure_id",
+        postgresql_where=sa.text("structure_id IS NOT NULL"),
+    ),
+)
+
+# --- 0013_reconcile -----------------------------------------------------------------------
+
+RECONCILE_KINDS = ("sirene_etablissement", "sirene_unite_legale", "rna")
+RECONCILE_STATUSES = ("running", "succeeded", "rejected", "failed", "dry_run")
+
+reconcile_runs = sa.Table(
+    "reconcile_runs",
+    metadata,
+    _identity(),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("file_bytes", sa.BigInteger),
+    sa.Column("status", sa.Text, nullable=False, server_default=sa.text("'running'")),
+    sa.Column("dry_run", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, server_default=sa.text("0")),
+    # Counters of the run (closed, moved, family…): one JSON object, the CLI's summary.
+    sa.Column("summary", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Column("errors", JSONB, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("message", sa.Text),
+    sa.CheckConstraint(_in("kind", RECONCILE_KINDS), name="reconcile_runs_kind_check"),
+    sa.CheckConstraint(_in("status", RECONCILE_STATUSES), name="reconcile_runs_status_check"),
+)
+
+# --- 0014_land_context --------------------------------------------------------------------
+
+# Context figures per commune (LOVAC vacancy…), one row per source, commune and indicator;
+# a null value is a figure the source withholds (statistical secrecy), never a zero.
+commune_indicators = sa.Table(
+    "commune_indicators",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("commune_code", sa.Text, primary_key=True),
+    sa.Column("indicator", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double),
+    sa.Column("vintage", sa.Text),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.Index("commune_indicators_lookup_idx", "indicator", "commune_code"),
+)
+
+# --- 0016_history -------------------------------------------------------------------------
+
+# Every state a structure had: its row as JSON (all columns but geom and search), its point,
+# the period [valid_from, valid_to) it was current (valid_to NULL: the current state), who
+# changed it and in which import run. Filled by statement triggers on structures (and by
+# carteco_record_structure_versions(ids) for writers that bypass them). No foreign key: a
+# deleted structure keeps its past.
+structure_versions = sa.Table(
+    "structure_versions",
+    metadata,
+    _identity(),
+    sa.Column("structure_id", sa.BigInteger, nullable=False),
+    sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("valid_to", sa.DateTime(timezone=True)),
+    sa.Column("data", JSONB, nullable=False),
+    sa.Column("geom", _point()),
+    sa.Column("changed_by", sa.Text),
+    sa.Column("import_run_id", sa.BigInteger),
+    sa.CheckConstraint(
+        "valid_to IS NULL OR valid_to >= valid_from", name="structure_versions_check"
+    ),
+    sa.Index(
+        "structure_versions_current_idx",
+        "structure_id",
+        unique=True,
+        postgresql_where=sa.text("valid_to IS NULL"),
+    ),
+    sa.Index("structure_versions_structure_idx", "structure_id", "valid_from"),
+    sa.Index("structure_versions_period_idx", "valid_from", "valid_to"),
+    sa.Index("structure_versions_geom_idx", "geom", postgresql_using="gist"),
+)
+
+# --- 0015_population_grid -----------------------------------------------------------------
+
+# INSEE Filosofi 200 m squares (idcar_200m, ind) when a deployment loads them.
+population_grid = sa.Table(
+    "population_grid",
+    metadata,
+    sa.Column("idcar", sa.Text, primary_key=True),
+    sa.Column("population", sa.Double, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("geom", Geometry("POLYGON", srid=4326, spatial_index=False), nullable=False),
+    sa.Column("centre", _point(), nullable=False),
+    sa.CheckConstraint("population >= 0", name="population_grid_population_check"),
+    sa.Index("population_grid_centre_idx", "centre", postgresql_using="gist"),
 )

@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = 30.0
     log_json: bool = True
+    chromium: str | None = Field(
+        default=None,
+        description="Chromium binary that prints reports to PDF; found on PATH when unset.",
+    )
 
     def effective_data_dir(self) -> Path:
         """The data folder, created if needed."""

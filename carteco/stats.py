@@ -8,6 +8,7 @@ structures count; "per 10,000" uses the territory's municipal population.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from carteco.collections import LEVEL_STRUCTURE_COLUMN
 from carteco.db import quote_ident
+from carteco.history import structures_source
 from carteco.territory_levels import BY_NAME
 from carteco.territory_levels import LEVELS as TERRITORY_LEVELS
 
@@ -110,19 +112,24 @@ REASON_QPV = (
 )
 
 # The départements a territory spans (from the COG table, else its own row): a QPV share is a
-# figure only when every one of them has its QPV outlines loaded.
+# figure only when every one of them has its QPV outlines loaded. The COG branch filters on the
+# level's own column (one scan of communes_ref for all the codes, not one per code).
+_COG_COLUMN = {
+    "region": "region_code",
+    "departement": "departement_code",
+    "epci": "epci_code",
+    "ept": "ept_code",
+    "commune": "code",
+}
+_QPV_COVERAGE_COG = """
+    SELECT c.{col} AS code, c.departement_code FROM communes_ref c
+     WHERE c.type = 'commune-actuelle' AND c.{col} = ANY(CAST(:codes AS text[]))
+    UNION"""
 _QPV_COVERAGE_SQL = """
-WITH t AS (SELECT * FROM unnest(CAST(:codes AS text[])) AS t(code)),
-deps AS (
-    SELECT t.code, c.departement_code
-      FROM t JOIN communes_ref c ON c.type = 'commune-actuelle'
-       AND CASE :lvl WHEN 'region' THEN c.region_code WHEN 'departement' THEN c.departement_code
-                     WHEN 'epci' THEN c.epci_code WHEN 'ept' THEN c.ept_code
-                     WHEN 'commune' THEN c.code END = t.code
-    UNION
-    SELECT t.code, r.departement_code
-      FROM t JOIN territories r ON r.level = :lvl AND r.code = t.code
-     WHERE r.departement_code IS NOT NULL
+WITH deps AS ({cog}
+    SELECT r.code, r.departement_code FROM territories r
+     WHERE r.level = :lvl AND r.code = ANY(CAST(:codes AS text[]))
+       AND r.departement_code IS NOT NULL
 )
 SELECT code FROM deps GROUP BY code
 HAVING bool_and(EXISTS (SELECT 1 FROM territories q
@@ -136,15 +143,33 @@ def qpv_covered(conn: Connection, level: str, codes: list[str]) -> set[str]:
         return set()
     if level == "qpv":
         return set(codes)
-    rows = conn.execute(sa.text(_QPV_COVERAGE_SQL), {"codes": codes, "lvl": level})
+    if conn.execute(
+        sa.text("SELECT NOT EXISTS (SELECT 1 FROM territories WHERE level = 'qpv')")
+    ).scalar():
+        return set()  # no QPV layer at all: nothing is covered (an index probe, not a scan)
+    col = _COG_COLUMN.get(level)
+    cog = _QPV_COVERAGE_COG.format(col=quote_ident(col, _COG_COLUMN.values())) if col else ""
+    sql = _QPV_COVERAGE_SQL.format(cog=cog)
+    rows = conn.execute(sa.text(sql), {"codes": codes, "lvl": level})
     return {r.code for r in rows}
 
 
-def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[str, Any]]:
+def _source(as_of: datetime | None) -> tuple[str, dict[str, Any]]:
+    """The structures table, or its state just before `as_of` (carteco/history.py)."""
+    if as_of is None:
+        return "structures", {}
+    return structures_source("as_of"), {"as_of": as_of}
+
+
+def _figures(
+    conn: Connection, level: str, codes: list[str], as_of: datetime | None = None
+) -> dict[str, dict[str, Any]]:
     """Figures of several territories of one level at once, keyed by code."""
     col = "s." + quote_ident(LEVEL_STRUCTURE_COLUMN[level], LEVEL_STRUCTURE_COLUMN.values())
-    params = {"codes": codes, "lvl": level}
-    base = f"FROM structures s WHERE s.status = 'active' AND {col} = ANY(CAST(:codes AS text[]))"
+    src, src_params = _source(as_of)
+    params = {"codes": codes, "lvl": level, **src_params}
+    cond = f"s.status = 'active' AND {col} = ANY(CAST(:codes AS text[]))"
+    base = f"FROM {src} s WHERE {cond}"
     out: dict[str, dict[str, Any]] = {}
     for r in conn.execute(
         sa.text(
@@ -189,7 +214,7 @@ def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[s
     secs = conn.execute(
         sa.text(
             f"SELECT {col} AS code, x.k, count(*) AS n "  # noqa: S608
-            f"{base.replace('WHERE', ', unnest(s.sectors) AS x(k) WHERE', 1)} GROUP BY 1, 2"
+            f"FROM {src} s, unnest(s.sectors) AS x(k) WHERE {cond} GROUP BY 1, 2"
         ),
         params,
     )
@@ -199,6 +224,67 @@ def _figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[s
     for f in out.values():
         _derive(f)
     return out
+
+
+REASON_OPENED = "aucune date d'ouverture connue (opened_on) pour les structures de ce territoire"
+REASON_CLOSED = "aucune date de fermeture connue (closed_on) pour les structures fermées"
+
+
+def per_year(
+    conn: Connection, level: str, code: str, as_of: datetime | None = None
+) -> dict[str, Any]:
+    """Structures created and closed per year in a territory, from opened_on / closed_on.
+
+    Over the public structures (active and closed). A year appears only when something
+    happened in it; the structures whose date is unknown are counted apart, and a series
+    with no known date at all is null with its reason, never a row of zeros.
+    """
+    col = "s." + quote_ident(LEVEL_STRUCTURE_COLUMN[level], LEVEL_STRUCTURE_COLUMN.values())
+    src, params = _source(as_of)
+    params = {**params, "code": code}
+    where = f"FROM {src} s WHERE s.status IN ('active', 'closed') AND {col} = :code"
+    created: dict[str, int] = {}
+    closed: dict[str, int] = {}
+    for r in conn.execute(
+        sa.text(
+            "SELECT 'o' AS k, extract(year FROM s.opened_on)::int AS y, count(*) AS n "  # noqa: S608
+            f"{where} AND s.opened_on IS NOT NULL GROUP BY 2 "
+            "UNION ALL SELECT 'c', extract(year FROM s.closed_on)::int, count(*) "
+            f"{where} AND s.status = 'closed' AND s.closed_on IS NOT NULL GROUP BY 2"
+        ),
+        params,
+    ):
+        (created if r.k == "o" else closed)[str(r.y)] = int(r.n)
+    unknown = (
+        conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE s.opened_on IS NULL) AS o, "  # noqa: S608
+                "count(*) FILTER (WHERE s.status = 'closed' AND s.closed_on IS NULL) AS c, "
+                f"count(*) FILTER (WHERE s.status = 'closed') AS nc {where}"
+            ),
+            params,
+        )
+        .mappings()
+        .one()
+    )
+    unavailable = {}
+    if not created:
+        unavailable["created"] = REASON_OPENED
+    if not closed and unknown["nc"]:
+        unavailable["closed"] = REASON_CLOSED
+    return {
+        "created": dict(sorted(created.items())) if created else None,
+        # No closed structure at all: an empty series is the fact, not a missing figure.
+        "closed": dict(sorted(closed.items())) if closed or not unknown["nc"] else None,
+        "opened_on_unknown": int(unknown["o"]),
+        "closed_on_unknown": int(unknown["c"]),
+        "unavailable": unavailable,
+    }
+
+
+def territory_figures(conn: Connection, level: str, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """Counts, densities and QPV shares of several territories of one level, keyed by code."""
+    return _figures(conn, level, codes)
 
 
 def _per_10k(n: float, population: int | None) -> float | None:
@@ -263,15 +349,21 @@ def _average(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
-def territory_stats(conn: Connection, level: str, code: str) -> dict[str, Any] | None:
-    """Figures of a territory, of each of its parents, and the average of its siblings."""
+def territory_stats(
+    conn: Connection, level: str, code: str, as_of: datetime | None = None
+) -> dict[str, Any] | None:
+    """Figures of a territory, of each of its parents, and the average of its siblings.
+
+    With `as_of`, the registry as it stood just before that instant (carteco/history.py).
+    """
     t = territory(conn, level, code, geometry=False)
     if t is None:
         return None
-    own = _figures(conn, level, [code])[code]
+    own = _figures(conn, level, [code], as_of)[code]
+    own["per_year"] = per_year(conn, level, code, as_of)
     parent_figs = []
     for p in t["parents"]:
-        parent_figs.append(_figures(conn, p["level"], [p["code"]])[p["code"]])
+        parent_figs.append(_figures(conn, p["level"], [p["code"]], as_of)[p["code"]])
     siblings: dict[str, Any] | None = None
     if t["parents"]:
         first = t["parents"][0]
@@ -285,11 +377,12 @@ def territory_stats(conn: Connection, level: str, code: str) -> dict[str, Any] |
                 {"l": level, "p": first["code"], "c": code},
             ).scalars()
         )
-        figs = _figures(conn, level, codes) if codes else {}
+        figs = _figures(conn, level, codes, as_of) if codes else {}
         siblings = _average(list(figs.values()))
         if siblings is not None:
             siblings["parent"] = {k: first[k] for k in ("level", "code", "name")}
     return {
+        "as_of": None if as_of is None else (as_of - timedelta(days=1)).date().isoformat(),
         "territory": {
             **{k: t[k] for k in ("level", "code", "name", "population", "area_km2")},
             "unavailable": t["unavailable"],
@@ -300,7 +393,8 @@ def territory_stats(conn: Connection, level: str, code: str) -> dict[str, Any] |
         "notes": (
             "Structures actives localisées dans le territoire ; « per_10000 » rapporte le "
             "nombre à la population municipale ; la moyenne des territoires voisins porte sur "
-            "les territoires de même niveau ayant le même parent immédiat. Un chiffre dont la "
+            "les territoires de même niveau ayant le même parent immédiat ; « per_year » compte "
+            "les créations (opened_on) et fermetures (closed_on) par année. Un chiffre dont la "
             "couche ou le dénominateur manque vaut null, la raison dans « unavailable »."
         ),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import tempfile
 import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,3 +221,104 @@ def test_no_import_after_code() -> None:
         if re.search(r"noqa:[^#]*\bE402\b", line)
     ]
     assert not bad, bad
+
+
+# -- SQL lives in the core ----------------------------------------------------------------------
+
+# A statement in a string literal (f-string parts included): uppercase keywords, as the project
+# writes SQL. HTTP verbs alone ("DELETE") or French prose do not match.
+SQL_STATEMENT = re.compile(
+    r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b"
+    r"|\b(?:CREATE|ALTER|DROP|TRUNCATE)\s+(?:TABLE|INDEX|VIEW|SCHEMA|EXTENSION)\b"
+    r"|\bST_\w+\s*\(|\s=\s*:[A-Za-z_]\w*"  # a PostGIS function, a bound parameter
+)
+# What an outer module may use of SQLAlchemy: its exceptions and the Connection/Engine types.
+SQLALCHEMY_ALLOWED = {"exc", "engine", "Engine", "Connection"}
+# Methods that run SQL (on a Connection, a Session, a DB-API cursor).
+EXECUTING = {"execute", "exec_driver_sql", "executemany", "executescript", "scalar", "scalars"}
+
+
+def _is_outer(module: str) -> bool:
+    return _within(module, "api") or _within(module, CLI)
+
+
+def _sql_findings(path: Path) -> Iterator[str]:
+    """Where a module writes or runs SQL itself: SQLAlchemy's SQL builders, an execute call,
+    a SQL statement in a string, a `.sql` file name."""
+    where = path.relative_to(ROOT)
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    aliases: set[str] = set()  # names bound to the sqlalchemy module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "sqlalchemy":
+                    aliases.add(alias.asname or alias.name)
+                elif _within(alias.name, "sqlalchemy"):
+                    if alias.name.split(".")[1] not in SQLALCHEMY_ALLOWED:
+                        yield f"{where}:{node.lineno}: imports {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and _within(node.module or "", "sqlalchemy"):
+            parts = (node.module or "").split(".")
+            names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+            for name in names:
+                if name not in SQLALCHEMY_ALLOWED:
+                    yield f"{where}:{node.lineno}: imports {name} from {node.module}"
+        elif isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id in aliases:
+                if node.attr not in SQLALCHEMY_ALLOWED:
+                    yield f"{where}:{node.lineno}: uses {node.value.id}.{node.attr}"
+            if node.attr in EXECUTING:
+                yield f"{where}:{node.lineno}: calls .{node.attr}(…)"
+        elif isinstance(node, ast.JoinedStr):  # an f-string: its literal parts, joined
+            text = "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+            if SQL_STATEMENT.search(text):
+                yield f"{where}:{node.lineno}: SQL in a string: {text[:60]!r}"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if SQL_STATEMENT.search(node.value):
+                yield f"{where}:{node.lineno}: SQL in a string: {node.value[:60]!r}"
+            if node.value.strip().endswith(".sql"):
+                yield f"{where}:{node.lineno}: names a .sql file: {node.value!r}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("read_sql", "text"):
+                yield f"{where}:{node.lineno}: calls {node.func.id}(…)"
+
+
+def test_the_sql_rule_sees_sql() -> None:
+    # Guards the rule below: each way of writing SQL in a route is caught.
+    samples = {
+        "import sqlalchemy as sa\nq = sa.text('x')\n": "uses sa.text",
+        "from sqlalchemy import select\n": "imports select",
+        "def f(conn):\n    conn.execute(q)\n": "calls .execute",
+        "q = 'SELECT id FROM structures'\n": "SQL in a string",
+        "q = f'UPDATE {t} SET a = 1'\n": "SQL in a string",
+        "n = 'ST_Extent(geom)'\n": "SQL in a string",
+        "w = f'({w} AND {col} = :_code)'\n": "SQL in a string",
+        "p = 'extent.sql'\n": "names a .sql file",
+        "import sqlalchemy as sa\ntry:\n    pass\nexcept sa.exc.DBAPIError:\n    pass\n": "",
+        "from sqlalchemy.engine import Connection\nmethods = ['GET', 'DELETE']\n": "",
+    }
+    with tempfile.TemporaryDirectory(dir=ROOT / "tests") as tmp:
+        for i, (source, expected) in enumerate(samples.items()):
+            path = Path(tmp) / f"sample{i}.py"
+            path.write_text(source, encoding="utf-8")
+            found = " ".join(_sql_findings(path))
+            assert (expected in found) if expected else not found, (source, found)
+
+
+def test_no_sql_in_api_nor_cli() -> None:
+    # SQL lives in the core (query modules and their sql/ folders) or in tiles: the routes and
+    # the commands call a function that takes a connection.
+    bad = [f for m, p in MODULES.items() if _is_outer(m) for f in _sql_findings(p)]
+    assert not bad, _report("SQL in api/ or carteco/cli/ (move it to a core module)", bad)
+
+
+def test_absolute_urls_start_in_one_place() -> None:
+    # Links, Location headers, TileJSON: every absolute URL starts from api.urls.public_base
+    # (public_url, or a checked Host), never from the request's own base URL.
+    bad = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.attr}"
+        for module, path in MODULES.items()
+        if _within(module, "api") and module != "api.urls"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr in ("base_url", "url_for")
+    ]
+    assert not bad, _report("absolute URLs built outside api/urls.py", bad)

@@ -141,13 +141,34 @@ def registry(engine: sa.Engine) -> dict[str, Any]:
         grid = conn.execute(
             sa.text("SELECT z, cx, cy, sector, n, sx, sy FROM tile_grid ORDER BY 1, 2, 3, 4")
         ).all()
-    return {"structures": structures, "links": links, "grid": grid}
+        # The history (carteco/history.py): every version, ids and instants aside.
+        history = conn.execute(
+            sa.text(
+                """
+                SELECT s.source, s.source_id,
+                       v.data - 'id' - 'created_at' - 'updated_at' - 'located_at' AS data,
+                       ST_AsEWKB(v.geom) AS geom, v.changed_by, v.import_run_id,
+                       v.valid_to IS NULL AS current, v.valid_to = v.valid_from AS empty
+                  FROM structure_versions v JOIN structures s ON s.id = v.structure_id
+                 ORDER BY s.source, s.source_id, v.valid_from, v.id
+                """
+            )
+        ).all()
+    return {"structures": structures, "links": links, "grid": grid, "history": history}
 
 
 def _summary(report: Any) -> dict[str, Any]:
     d = report.as_dict()
-    return {k: d[k] for k in ("status", "rows_read", "created", "updated", "unchanged",
-                              "rejected", "errors", "message")}  # fmt: skip
+    out = {k: d[k] for k in ("status", "rows_read", "created", "updated", "unchanged",
+                             "rejected", "errors", "message", "missing")}  # fmt: skip
+    if out["missing"]:
+        out["missing"] = {
+            **out["missing"],
+            "structures": [
+                {k: v for k, v in st.items() if k != "id"} for st in out["missing"]["structures"]
+            ],
+        }
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +218,36 @@ def test_row_and_bulk_paths_give_the_same_registry(
     assert codes["À Lyon"] == "69123/69/84"
     assert codes["Près de la limite"].count("/") == 2  # a commune near the boundary
     assert versions == 2  # one change, one new version (then nothing on the second re-import)
+
+
+def test_row_and_bulk_paths_close_missing_structures_alike(
+    engine: sa.Engine, second_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """--missing close: the structures absent from a re-import closed (and versioned) alike."""
+    full = write(tmp_path / "liste.csv")
+    part = tmp_path / "partielle.csv"
+    part.write_text(HEADER + "\n".join(_rows()[:80]) + "\n", encoding="utf-8")
+    _seed(engine)
+    _seed(second_engine)
+    for path, missing in ((full, "flag"), (part, "close"), (full, "close")):
+        row = run_import(
+            engine, path, source="liste", skip_invalid=True, bulk=False, missing=missing
+        )
+        big = run_import(
+            second_engine, path, source="liste", skip_invalid=True, bulk=True, missing=missing
+        )
+        assert row.status == big.status == "succeeded"
+        assert _summary(big) == _summary(row)
+        assert registry(second_engine) == registry(engine)
+        if path == part:
+            assert row.missing["applied"] == "close" and row.missing["count"] > 0
+        if path == full and missing == "close":
+            assert row.missing["back"] > 0  # reopened: back in the file
+    with second_engine.connect() as conn:
+        authors = set(
+            conn.execute(sa.text("SELECT DISTINCT changed_by FROM structure_versions")).scalars()
+        )
+    assert "import:liste" in authors
 
 
 def test_bulk_dry_run_and_invalid_rows(engine: sa.Engine, tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ from tests.test_land_import import LAND, reset_land
 
 GEODATA = ROOT / "geodata" / "data"
 MEDIATION = LAND / "mediation_numerique_31_08_2022.csv"
-PRICED = {"Vente", "Vente en l'état futur d'achèvement", "Adjudication", "Vente terrain à bâtir"}
+# Market prices: plain sales of existing goods. VEFA, adjudications and building-land sales
+# have prices of another nature and are reported apart.
+MARKET = {"Vente"}
 
 
 _STATE: dict[str, Any] = {}
@@ -120,7 +122,7 @@ def test_dvf_medians_and_counts_per_commune_match_pandas(loaded: dict[str, Any])
         bati = g.loc[g["type_local"].str.startswith("Local"), "surface_reelle_bati"].sum()
         price = None
         only_premises = types == {"Local industriel. commercial ou assimilé"}
-        if only_premises and g["nature_mutation"].iloc[0] in PRICED and value > 0 and bati > 0:
+        if only_premises and g["nature_mutation"].iloc[0] in MARKET and value > 0 and bati > 0:
             price = value / bati
         rows.append({"commune": g["code_commune"].iloc[0], "price": price, "id": mid})
     muts = pd.DataFrame(rows)
@@ -144,6 +146,8 @@ def test_dvf_medians_and_counts_per_commune_match_pandas(loaded: dict[str, Any])
     assert doc["departement_figures"]["prices"]["terrain"] == {
         "sales": 0,
         "median_eur_m2": None,
+        "q1_eur_m2": None,
+        "q3_eur_m2": None,
         "reason": "aucune vente",
     }
     years = {y["year"]: y for y in doc["price_trend"]["years"]}
@@ -263,6 +267,109 @@ def test_matching_ranks_expected_site_and_reports_unmet(loaded: dict[str, Any]) 
     assert 1000 <= (top["built_surface_m2"] or top["surface_m2"]) <= 20000
     rules = {r["rule"] for r in doc08["recommendations"]}
     assert {"urbanisme_transitoire", "bourse_locaux", "donnees"} <= rules
+
+
+def test_market_medians_leave_vefa_and_auctions_apart(loaded: dict[str, Any]) -> None:
+    """Medians rest on plain sales; VEFA and adjudications are listed apart with their own."""
+    df = pd.read_csv(LAND / "dvf_qpv_31_2016-2020.csv", dtype={"code_commune": str})
+    natures = df.groupby("id_mutation")["nature_mutation"].first()
+    prices = loaded["docs"]["31"]["departement_figures"]["prices"]
+    assert prices["market_sales"] == int((natures == "Vente").sum())
+    other = {o["nature"]: o for o in prices["other_natures"]}
+    assert "Vente" not in other
+    assert {"Vente en l'état futur d'achèvement", "Adjudication"} <= set(other)
+    local = prices["local"]
+    assert local["q1_eur_m2"] <= local["median_eur_m2"] <= local["q3_eur_m2"]
+    # The scope of the layer is printed with the figure.
+    doc = loaded["docs"]["31"]
+    assert doc["layers"]["dvf"]["scope"] == "ventes situées en QPV uniquement"
+
+
+def test_trend_withheld_on_thin_or_partial_years(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    """A change needs two complete years with enough market sales at each end."""
+    trend = loaded["docs"]["31"]["price_trend"]
+    years = {y["year"]: y for y in trend["years"]}
+    # 2020 holds a third of a usual year's mutations: incomplete, never an end.
+    assert years[2020]["complete"] is False and "incomplète" in years[2020]["note"]
+    assert all(years[y]["complete"] for y in (2016, 2017, 2018, 2019))
+    change = trend["local_change"]
+    assert change is not None
+    assert change["from_year"] != 2016  # 12 market sales of premises: under the threshold
+    assert change["to_year"] != 2020
+    assert change["from_sales"] >= 20 and change["to_sales"] >= 20
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "31")
+    assert "2020 : année incomplète" in html
+    assert "ventes situées en QPV uniquement" in html
+    assert "Vente en l&#39;état futur d&#39;achèvement" in html or "VEFA" in html
+
+
+def test_unknown_surfaces_are_not_zeros_and_pollution_is_shown(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
+    """The CNIG built-surface column is empty for every friche: unknown, never 0."""
+    supply = loaded["docs"]["08"]["supply"]
+    for row in supply["by_kind_status"]:
+        assert row["built_surface_known"] == 0 and row["built_surface_m2"] is None
+        if row["surface_known"] == 0:
+            assert row["surface_m2"] is None
+    df = pd.read_csv(LAND / "friches_ardennes_cnig.csv", dtype=str)
+    expected = df["sol_pollution_existe"].value_counts().to_dict()
+    got: dict[str, int] = {}
+    for row in supply["by_kind_status"]:
+        for k, v in row["pollution"].items():
+            got[k] = got.get(k, 0) + v
+    assert got == expected
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "08")
+    assert "pollution avérée" in html and "Surface bâtie (m²)" in html
+    # Unknown built surfaces print as "—", never as 0.
+    assert '<td class="n">0</td><td class="n">0</td><td>pollution' not in html
+
+
+def test_absence_of_inventoried_site_is_not_scarcity(loaded: dict[str, Any]) -> None:
+    """A commune outside a 6-site example inventory is "aucun site inventorié"."""
+    types = loaded["docs"]["93"]["typology"]
+    assert types
+    assert all("peu d'offre" not in t["label"] for t in types)
+    assert any(t["supply"] == "aucun site inventorié" for t in types)
+
+
+def test_polluted_site_matched_to_farmland_says_so() -> None:
+    """Matching a food-growing need to a polluted friche says so and ranks it lower."""
+    from carteco.diagnostics.matching import _evaluate
+    from carteco.diagnostics.options import Options
+
+    need = {
+        "kind": "terrain_agricole",
+        "surface_min_m2": None,
+        "surface_max_m2": None,
+        "budget_rent_eur_month": None,
+        "budget_purchase_eur": None,
+        "territories": [],
+        "max_distance_km": None,
+        "lon": 4.7,
+        "lat": 49.7,
+    }
+    site = {
+        "status": "sans_projet",
+        "usages": ["terrain_agricole"],
+        "surface_m2": 5000.0,
+        "built_surface_m2": None,
+        "rent_eur_month": None,
+        "price_eur": None,
+        "commune_code": "08105",
+        "epci_code": None,
+        "departement_code": "08",
+        "lon": 4.71,
+        "lat": 49.7,
+        "pollution": "pollution inexistante",
+    }
+    _f, clean = _evaluate(need, site, {}, Options())
+    _f, dirty = _evaluate(need, {**site, "pollution": "pollution avérée"}, {}, Options())
+    assert "pollution" not in clean
+    assert "culture alimentaire exclue" in dirty["pollution"]
+    assert dirty["score"] < clean["score"]
 
 
 def test_departement_without_land_layers_says_so(loaded: dict[str, Any], engine: sa.Engine) -> None:

@@ -18,7 +18,7 @@ from carteco.land import run_land_import
 from tests.conftest import FIXTURES, ROOT
 
 LAND = FIXTURES / "foncier"
-LAND_TABLES = "land_needs, land_sites, land_transactions, land_layers"
+LAND_TABLES = "land_needs, land_sites, land_transactions, land_layers, commune_indicators"
 
 
 def reset_land(engine: sa.Engine) -> None:
@@ -288,3 +288,35 @@ def test_sites_given_by_address_are_geocoded(land: sa.Engine, tmp_path: Path) ->
         with land.begin() as conn:
             conn.execute(sa.text("TRUNCATE geo_addresses, geo_streets, geocode_cache"))
             conn.execute(sa.text("DELETE FROM geo_meta"))
+
+
+def test_geodvf_local_repeated_per_crop_counts_once(land: sa.Engine, tmp_path: Path) -> None:
+    """A local whose row repeats for each crop of its parcel counts its surface once."""
+    header = (
+        "id_mutation,date_mutation,numero_disposition,nature_mutation,valeur_fonciere,"
+        "code_commune,code_departement,id_parcelle,lot1_numero,type_local,surface_reelle_bati,"
+        "nombre_pieces_principales,nature_culture,surface_terrain,longitude,latitude\n"
+    )
+    rows = [
+        # One shop of 100 m² on a parcel of two crops: two rows, one local.
+        "2022-1,2022-03-01,1,Vente,200000,93070,93,930700000A0001,,Local industriel. commercial"
+        " ou assimilé,100,0,sols,50,2.33,48.91",
+        "2022-1,2022-03-01,1,Vente,200000,93070,93,930700000A0001,,Local industriel. commercial"
+        " ou assimilé,100,0,jardins,30,2.33,48.91",
+        # Two identical shops sold together (same crop): two locals.
+        "2022-2,2022-04-01,1,Vente,300000,93070,93,930700000A0002,,Local industriel. commercial"
+        " ou assimilé,75,0,sols,20,2.33,48.91",
+        "2022-2,2022-04-01,1,Vente,300000,93070,93,930700000A0002,,Local industriel. commercial"
+        " ou assimilé,75,0,sols,20,2.33,48.91",
+    ]
+    path = tmp_path / "geodvf.csv"
+    path.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    rep = run_land_import(land, "dvf", path)
+    assert rep.status == "succeeded", rep.as_dict()
+    with land.connect() as conn:
+        got = dict(
+            conn.execute(
+                sa.text("SELECT id_mutation, price_m2 FROM land_transactions ORDER BY 1")
+            ).all()
+        )
+    assert got == {"2022-1": 2000.0, "2022-2": 2000.0}

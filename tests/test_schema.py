@@ -96,7 +96,8 @@ def test_metadata_covers_every_migrated_table(database_url: str) -> None:
     finally:
         eng.dispose()
     assert tables == set(metadata.tables)
-    assert len(tables) == 25
+    # A floor, not a count: every wave adds tables; losing the core ones is the failure.
+    assert {"structures", "structure_sources", "audit_log", "proposals"} <= tables
 
 
 @pytest.mark.parametrize("kind", sorted(CATALOG))

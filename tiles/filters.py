@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from carteco.collections import get_collection
 from carteco.errors import CartecoError
 from carteco.filters import SIMPLE_FILTERS, FilterLimits, compile_filter
+from carteco.history import PARAM as AS_OF
+from carteco.history import cutoff, parse_as_of, structures_source
 from carteco.territory_levels import FILTER_LEVELS, LEVEL_COLUMNS, TERRITORY_CODE
 from tiles.mvt import NO_FILTER, TileFilter
 
@@ -71,13 +73,21 @@ def tile_filter(params: Mapping[str, str], limits: FilterLimits | None = None) -
     The CQL2 text goes through the same bounded parse as the items (size and depth `limits`).
     """
     norm = normalise_params(params)
-    if not norm:
+    as_of = params.get(AS_OF) or None
+    if not norm and as_of is None:
         return NO_FILTER
     collection = get_collection("structures")
     assert collection is not None
-    sql, binds = compile_filter(collection, norm, limits)
-    if sql == "TRUE":
+    sql, binds = compile_filter(collection, norm, limits) if norm else ("TRUE", {})
+    source = ""
+    if as_of is not None:
+        # A past date (ASCII, not in the future: AsOfError → 400) reads the history.
+        day = parse_as_of(as_of)
+        source = structures_source("tile_as_of")
+        binds = {**binds, "tile_as_of": cutoff(day)}
+        norm = {**norm, AS_OF: day.isoformat()}
+    if sql == "TRUE" and not source:
         return NO_FILTER
     canonical = "&".join(f"{k}={norm[k]}" for k in sorted(norm))
     key = hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()[:20]
-    return TileFilter(sql, binds, key)
+    return TileFilter("" if sql == "TRUE" else sql, binds, key, source)

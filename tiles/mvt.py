@@ -38,9 +38,12 @@ class TileFilter:
     sql: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     key: str = ""
+    # `as_of`: SQL of the structures as they stood then (carteco/history.py), replacing the
+    # table in the tile queries; its instant is bound among `params`.
+    source: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.sql)
+        return bool(self.sql or self.source)
 
 
 NO_FILTER = TileFilter()
@@ -111,7 +114,11 @@ def tile_query(
         else:
             sql = _sql("structures_points.sql")
         # The fragment comes from the filter compiler: parameterised, identifiers allow-listed.
-        sql = sql.replace("/*filter*/", (" AND (" + filt.sql + ")") if filt else "")
+        sql = sql.replace("/*filter*/", (" AND (" + filt.sql + ")") if filt.sql else "")
+        if filt.source:
+            # A past date: the clusters and points of the registry as it stood then.
+            sql = sql.replace("FROM structures t", f"FROM {filt.source} t")
+            sql = sql.replace("LEFT JOIN structures s", f"LEFT JOIN {filt.source} s")
         params.update(filt.params)
     else:
         sql = _sql("territories.sql").replace("/*filter*/", "")

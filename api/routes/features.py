@@ -1,8 +1,8 @@
 """OGC API – Features (Parts 1, 2 and 3) at the root: landing page, collections, items.
 
 Handlers are sync (the pooled engine runs in the thread pool); features are GeoJSON text built
-by PostGIS and sent as raw bytes. Query parameters are parsed here, against an allow-list per
-endpoint, so any unknown or invalid parameter is a 400 problem (never FastAPI's 422).
+by PostGIS and sent as raw bytes. Query parameters arrive parsed and checked, as request
+objects built by the dependencies of `api/params.py` (an unknown or invalid one is a 400).
 """
 
 from __future__ import annotations
@@ -16,37 +16,36 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, Response
 from sqlalchemy.engine import Connection, Engine
 from starlette.background import BackgroundTask
 
-from api.deps import get_conn, get_engine, get_settings, int_param
-from api.errors import Problem
+from api.deps import get_conn, get_engine, get_settings
+from api.errors import Problem, run_db
+from api.params import (
+    SUPPORTED_CRS,
+    ItemQuery,
+    ItemsQuery,
+    collection_param,
+    feature_id_param,
+    item_query,
+    items_query,
+    json_or_html,
+    ogc_parameters,
+)
+from api.responses import GEOJSON, html, json_bytes
 from api.streaming import CursorStreamingResponse, content_disposition
-from api.templating import TEMPLATES
 from api.urls import public_base
 from carteco import export as exp
-from carteco.collections import COLLECTIONS, Collection, get_collection
-from carteco.features import Output, feature, items_page, parse_properties
-from carteco.filters import (
-    CRS84,
-    EPSG2154,
-    EPSG4326,
-    FILTER_PARAMS,
-    SIMPLE_FILTERS,
-    FilterLimits,
-    compile_filter,
-    equality_params,
-    parse_crs,
-)
+from carteco.collections import COLLECTIONS, Collection
+from carteco.features import collection_extent, feature, items_page, loaded_levels
+from carteco.filters import CRS84
+from carteco.gogocarto import gogocarto_meta, gogocarto_stream
 from carteco.registry import registry_summary
 from carteco.settings import Settings
 
-GEOJSON = "application/geo+json"
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
-SUPPORTED_CRS = [CRS84, EPSG4326, EPSG2154]
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
@@ -69,17 +68,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/array-functions",
 ]
 
-ITEMS_PARAMS = {
-    "f",
-    "limit",
-    "offset",
-    "after",
-    "crs",
-    "sortby",
-    "properties",
-    *FILTER_PARAMS,
-}
-
 
 # -- parameter handling ------------------------------------------------------------------------
 
@@ -87,101 +75,6 @@ ITEMS_PARAMS = {
 def _wants_gzip(request: Request) -> bool:
     """True when the client accepts gzip."""
     return "gzip" in request.headers.get("accept-encoding", "").lower()
-
-
-def query_params(request: Request, allowed: set[str]) -> dict[str, str]:
-    """Single-valued query parameters, refusing unknown or repeated ones with a 400."""
-    out: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
-        no_nul(key, value)
-        if key not in allowed:
-            raise Problem(
-                400,
-                f"paramètre inconnu : {key}",
-                errors=[{"parameter": key, "reason": "paramètre inconnu"}],
-            )
-        if key in out:
-            raise Problem(400, f"paramètre répété : {key}")
-        out[key] = value
-    return out
-
-
-def no_nul(name: str, *values: str) -> None:
-    """Refuse NUL characters (PostgreSQL text cannot hold them) with a 400."""
-    if any("\x00" in v for v in (name, *values)):
-        raise Problem(400, f"{name} : caractère NUL interdit")
-
-
-def negotiate(request: Request, params: dict[str, str], formats: tuple[str, ...]) -> str:
-    """The output format: `f` first, then the Accept header; 400 for an unknown `f`."""
-    f = params.get("f")
-    if f is not None:
-        if f not in formats:
-            raise Problem(
-                400,
-                f"format inconnu : {f} (possibles : {', '.join(formats)})",
-                errors=[{"parameter": "f", "reason": "format inconnu"}],
-            )
-        return f
-    accept = request.headers.get("accept", "")
-    if "text/html" in accept and "json" not in accept.split("text/html")[0]:
-        return "html"
-    return formats[0]
-
-
-def base_url(request: Request, settings: Settings) -> str:
-    """The public root URL (setting `public_url`, else an allowed Host): see api.urls."""
-    return public_base(request)
-
-
-def parse_limit(params: dict[str, str], settings: Settings, default: int | None) -> int | None:
-    """`limit` between 1 and max_features (a larger value is capped, as the standard allows)."""
-    raw = params.get("limit")
-    if raw is None:
-        return default
-    expected = f"entier de 1 à {settings.max_features} attendu"
-    return min(int_param(raw, "limit", 1, 2**63 - 1, expected), settings.max_features)
-
-
-def parse_offset(params: dict[str, str]) -> int:
-    """`offset` ≥ 0."""
-    raw = params.get("offset", "0")
-    return int_param(raw, "offset", 0, 999_999_999, "entier positif ou nul attendu")
-
-
-def collection_or_404(cid: str) -> Collection:
-    """The collection, or a 404 problem."""
-    c = get_collection(cid)
-    if c is None:
-        raise Problem(404, f"collection inconnue : {cid}")
-    return c
-
-
-def run_db(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a query; database refusals become 400/503 problems (never raw errors)."""
-    try:
-        return fn(*args, **kwargs)
-    except sa.exc.DBAPIError as exc:
-        name = type(exc.orig).__name__ if exc.orig is not None else ""
-        if name == "QueryCanceled":
-            raise Problem(
-                503,
-                "requête trop longue pour la base de données ; restreignez le filtre",
-                headers={"Retry-After": "5"},
-            ) from exc
-        if isinstance(exc, sa.exc.OperationalError):
-            raise
-        raise Problem(400, "filtre ou géométrie refusé par la base de données") from exc
-
-
-def json_bytes(obj: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-
-
-def html(request: Request, template: str, **ctx: Any) -> HTMLResponse:
-    """Render a French HTML page."""
-    return TEMPLATES.TemplateResponse(request, template, ctx)
 
 
 # -- documents ---------------------------------------------------------------------------------
@@ -227,30 +120,6 @@ def collection_doc(c: Collection, root: str, extent: list[float] | None) -> dict
     if extent:
         doc["extent"] = {"spatial": {"bbox": [extent], "crs": CRS84}}
     return doc
-
-
-def collection_extent(conn: Connection, c: Collection) -> list[float] | None:
-    """Bounding box of a collection (estimated from statistics for structures)."""
-    if c.table == "structures":
-        sql = "SELECT ST_EstimatedExtent('public', 'structures', 'geom')::box2d::text"
-        try:
-            with conn.begin_nested():
-                box = conn.execute(sa.text(sql)).scalar()
-        except sa.exc.DBAPIError:
-            box = None
-        if not box:
-            box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM structures")).scalar()
-    elif c.table == "territories":
-        box = conn.execute(
-            sa.text("SELECT ST_Extent(geom)::text FROM territories WHERE level = :l"),
-            {"l": c.level},
-        ).scalar()
-    else:
-        box = conn.execute(sa.text("SELECT ST_Extent(geom)::text FROM stations")).scalar()
-    if not box:
-        return None
-    inner = box[box.index("(") + 1 : box.index(")")].replace(",", " ").split()
-    return [round(float(v), 6) for v in inner]
 
 
 def queryables_doc(c: Collection, root: str) -> dict[str, Any]:
@@ -333,19 +202,11 @@ def _links_for_page(
 
 
 def download_response(
-    request: Request,
-    engine: Engine,
-    conn: Connection,
-    settings: Settings,
-    c: Collection,
-    fmt: str,
-    where: str,
-    binds: dict[str, Any],
-    limit: int | None,
-    out: Output,
-    crs_uri: str = CRS84,
+    request: Request, engine: Engine, conn: Connection, settings: Settings, q: ItemsQuery
 ) -> Response:
     """A whole (filtered) collection as a file: streamed GeoJSON/CSV, or GPKG/FlatGeobuf."""
+    c, fmt, where, binds, limit, out = q.collection, q.fmt, q.where, q.binds, q.limit, q.output
+    crs_uri = q.crs_uri
     fresh = exp.freshness(conn, c)
     etag = fresh.etag(c.id, fmt, str(request.url.query))
     headers = {
@@ -396,140 +257,6 @@ def download_response(
     )
 
 
-# -- OpenAPI parameter descriptions (OGC style) ------------------------------------------------
-
-
-def _p(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-        **extra,
-    }
-
-
-def ogc_parameters(settings: Settings, with_simple: bool = True) -> list[dict[str, Any]]:
-    """The query parameters of `/items` as OpenAPI 3.0 objects (bbox, limit, datetime...)."""
-    crs_schema = {"type": "string", "format": "uri", "enum": SUPPORTED_CRS, "default": CRS84}
-    params = [
-        _p(
-            "f",
-            {"type": "string", "enum": ["json", "geojson", "html", "csv", "gpkg", "fgb"]},
-            "Format : json (page GeoJSON), html, ou un téléchargement complet "
-            "(geojson, csv, gpkg, fgb).",
-            style="form",
-            explode=False,
-        ),
-        _p(
-            "limit",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": settings.max_features,
-                "default": settings.default_limit,
-            },
-            "Nombre maximal d'objets par page.",
-            style="form",
-            explode=False,
-        ),
-        _p("offset", {"type": "integer", "minimum": 0, "default": 0}, "Décalage de pagination."),
-        _p(
-            "after",
-            {"type": "string"},
-            "Pagination par clé : objets d'identifiant supérieur (liens « next »).",
-        ),
-        _p(
-            "bbox",
-            {
-                "type": "array",
-                "minItems": 4,
-                "maxItems": 6,
-                "items": {"type": "number"},
-            },
-            "Emprise : minx,miny,maxx,maxy (ou 6 nombres avec l'altitude), en CRS84 "
-            "sauf `bbox-crs`.",
-            style="form",
-            explode=False,
-        ),
-        _p("bbox-crs", crs_schema, "Système de coordonnées de `bbox`.", style="form"),
-        _p(
-            "datetime",
-            {"type": "string"},
-            "Instant ou intervalle RFC 3339 (`2024-01-01T00:00:00Z`, `2024-01-01/..`), "
-            "sur la date de dernière modification.",
-            style="form",
-            explode=False,
-        ),
-        _p(
-            "crs",
-            crs_schema,
-            "Système de coordonnées des géométries renvoyées (téléchargements : GeoJSON en "
-            "CRS84 seulement ; CSV, GeoPackage et FlatGeobuf aussi en Lambert-93).",
-            style="form",
-        ),
-        _p("filter", {"type": "string"}, "Filtre CQL2 (texte ou JSON)."),
-        _p(
-            "filter-lang",
-            {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"},
-            "Langage du filtre.",
-        ),
-        _p("filter-crs", crs_schema, "Système de coordonnées des géométries du filtre."),
-        _p(
-            "sortby",
-            {"type": "array", "items": {"type": "string"}},
-            "Tri : `+nom,-updated_at`.",
-            style="form",
-            explode=False,
-        ),
-        _p(
-            "properties",
-            {"type": "array", "items": {"type": "string"}},
-            "Propriétés à renvoyer.",
-            style="form",
-            explode=False,
-        ),
-    ]
-    if with_simple:
-        params += [
-            _p("sector", {"type": "string"}, "Codes de secteur (liste, sous-secteurs inclus)."),
-            _p("family", {"type": "string"}, "Familles de l'ESS (liste)."),
-            _p("commune", {"type": "string"}, "Codes INSEE de communes (liste)."),
-            _p("departement", {"type": "string"}, "Codes de départements (liste)."),
-            _p("epci", {"type": "string"}, "SIREN d'EPCI (liste)."),
-            _p("ept", {"type": "string"}, "Codes d'EPT (liste)."),
-            _p("q", {"type": "string"}, "Recherche plein texte (nom et description)."),
-        ]
-    return params + queryable_parameters({p["name"] for p in params})
-
-
-def queryable_parameters(taken: set[str]) -> list[dict[str, Any]]:
-    """`<queryable>=<value>` equality parameters (Part 3 queryables-query-parameters class).
-
-    One `items` operation serves every collection: each queryable is declared once, and
-    a collection without it answers 400 (unknown parameter).
-    """
-    found: dict[str, tuple[str, set[str], list[str]]] = {}
-    for c in COLLECTIONS.values():
-        for name in equality_params(c):
-            col = c.column(name)
-            assert col is not None
-            typ, ids, enum = found.setdefault(name, (col.type, set(), list(col.enum or ())))
-            ids.add(c.id)
-            if typ != col.type or list(col.enum or ()) != enum:
-                found[name] = ("string", ids, [])  # differs between collections: plain text
-    out = []
-    for name in sorted(set(found) - taken):
-        typ, ids, enum = found[name]
-        schema: dict[str, Any] = {"type": typ}
-        if enum:
-            schema["enum"] = enum
-        where = "toutes les collections" if len(ids) == len(COLLECTIONS) else ", ".join(sorted(ids))
-        out.append(_p(name, schema, f"Égalité sur la propriété interrogeable `{name}` ({where})."))
-    return out
-
-
 # -- the router --------------------------------------------------------------------------------
 
 
@@ -554,11 +281,9 @@ def features_router(settings: Settings | None = None) -> APIRouter:
     def landing(
         request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        fmt: str = Depends(json_or_html),
     ) -> Response:
-        params = query_params(request, {"f"})
-        fmt = negotiate(request, params, ("json", "html"))
-        root = base_url(request, st)
+        root = public_base(request)
         links = [
             {"rel": "self", "type": "application/json", "title": "Ce document", "href": root + "/"},
             {"rel": "alternate", "type": "text/html", "title": "HTML", "href": root + "/?f=html"},
@@ -605,9 +330,7 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         openapi_extra={"parameters": ogc_parameters(settings)[:1]},
         response_class=Response,
     )
-    def conformance(request: Request) -> Response:
-        params = query_params(request, {"f"})
-        fmt = negotiate(request, params, ("json", "html"))
+    def conformance(request: Request, fmt: str = Depends(json_or_html)) -> Response:
         doc = {"conformsTo": CONFORMANCE}
         if fmt == "html":
             return html(request, "ogc_conformance.html", doc=doc)
@@ -622,12 +345,10 @@ def features_router(settings: Settings | None = None) -> APIRouter:
     def collections(
         request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        fmt: str = Depends(json_or_html),
     ) -> Response:
-        params = query_params(request, {"f"})
-        fmt = negotiate(request, params, ("json", "html"))
-        root = base_url(request, st)
-        levels = set(conn.execute(sa.text("SELECT DISTINCT level FROM territories")).scalars())
+        root = public_base(request)
+        levels = loaded_levels(conn)
         docs = [
             collection_doc(c, root, collection_extent(conn, c))
             for c in COLLECTIONS.values()
@@ -656,15 +377,12 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         response_class=Response,
     )
     def collection(
-        collectionId: str,  # noqa: N803 - the OGC path parameter name
         request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        c: Collection = Depends(collection_param),
+        fmt: str = Depends(json_or_html),
     ) -> Response:
-        c = collection_or_404(collectionId)
-        params = query_params(request, {"f"})
-        fmt = negotiate(request, params, ("json", "html"))
-        doc = collection_doc(c, base_url(request, st), collection_extent(conn, c))
+        doc = collection_doc(c, public_base(request), collection_extent(conn, c))
         if fmt == "html":
             return html(request, "ogc_collections.html", doc={"collections": [doc]}, single=True)
         return Response(json_bytes(doc), media_type="application/json")
@@ -676,14 +394,11 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         response_class=Response,
     )
     def queryables(
-        collectionId: str,  # noqa: N803
         request: Request,
-        st: Settings = Depends(get_settings),
+        c: Collection = Depends(collection_param),
+        fmt: str = Depends(json_or_html),
     ) -> Response:
-        c = collection_or_404(collectionId)
-        params = query_params(request, {"f"})
-        fmt = negotiate(request, params, ("json", "html"))
-        doc = queryables_doc(c, base_url(request, st))
+        doc = queryables_doc(c, public_base(request))
         if fmt == "html":
             return html(request, "ogc_queryables.html", doc=doc, collection=c)
         return Response(json_bytes(doc), media_type="application/schema+json")
@@ -695,53 +410,44 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         response_class=Response,
     )
     def items(
-        collectionId: str,  # noqa: N803
         request: Request,
         conn: Connection = Depends(get_conn),
         engine: Engine = Depends(get_engine),
         st: Settings = Depends(get_settings),
+        q: ItemsQuery = Depends(items_query),
     ) -> Response:
-        c = collection_or_404(collectionId)
-        allowed = (
-            ITEMS_PARAMS | (set(SIMPLE_FILTERS) if c.simple_filters else set()) | equality_params(c)
-        )
-        params = query_params(request, allowed)
-        fmt = negotiate(request, params, ("json", "geojson", "html", "csv", "gpkg", "fgb"))
-        # A FilterError becomes a 400 with errors[] in api/errors.py.
-        where, binds = compile_filter(c, params, FilterLimits.from_settings(st))
-        props = parse_properties(c, params.get("properties"))
-        crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
-        if fmt in exp.FORMATS:
-            limit = parse_limit(params, st, None) if "limit" in params else None
-            if fmt == "geojson" and crs_uri != CRS84:
-                raise Problem(400, exp.GEOJSON_CRS84)
-            # Downloads are x/y in both CRS (CRS84 and Lambert-93 are east, north).
-            out = Output(srid=srid, properties=props)
-            return download_response(
-                request, engine, conn, st, c, fmt, where, binds, limit, out, crs_uri
+        c = q.collection
+        if q.fmt == "gogocarto":
+            return CursorStreamingResponse(
+                gogocarto_stream(engine, c, q.where, q.binds, q.limit, meta=gogocarto_meta(st)),
+                gzip=_wants_gzip(request),
+                media_type="application/json",
+                headers={
+                    "Content-Disposition": content_disposition("elements.json"),
+                    "Link": exp.licence_link(st.data_licence, st.data_attribution),
+                },
             )
-        limit = parse_limit(params, st, st.default_limit) or st.default_limit
-        offset = parse_offset(params)
-        out = Output(srid=srid, swap=swap, properties=props)
-        after: Any = params.get("after")
-        if after is not None and c.id_type == "integer":
-            after = int_param(after, "after", 0, 2**63 - 1, "identifiant entier attendu")
+        if q.download:
+            return download_response(request, engine, conn, st, q)
+        assert q.limit is not None  # a page always has one
         page = run_db(
             items_page,
             conn,
             c,
-            where,
-            binds,
-            limit=limit,
-            offset=offset,
-            sortby=params.get("sortby"),
-            out=out,
-            after=after,
+            q.where,
+            q.binds,
+            limit=q.limit,
+            offset=q.offset,
+            sortby=q.sortby,
+            out=q.output,
+            after=q.after,
         )
-        root = base_url(request, st)
-        links = _links_for_page(root, c.id, params, offset, limit, page.has_next, page.last_id)
-        headers = {"Content-Crs": f"<{crs_uri}>"}
-        if fmt == "html":
+        root = public_base(request)
+        links = _links_for_page(
+            root, c.id, q.params, q.offset, q.limit, page.has_next, page.last_id
+        )
+        headers = {"Content-Crs": f"<{q.crs_uri}>"}
+        if q.fmt == "html":
             return html(
                 request,
                 "ogc_items.html",
@@ -749,7 +455,7 @@ def features_router(settings: Settings | None = None) -> APIRouter:
                 features=json.loads(page.features),
                 page=page,
                 links=links,
-                offset=offset,
+                offset=q.offset,
                 headers=headers,
             )
         meta: dict[str, Any] = {"numberReturned": page.number_returned}
@@ -775,36 +481,31 @@ def features_router(settings: Settings | None = None) -> APIRouter:
         response_class=Response,
     )
     def item(
-        collectionId: str,  # noqa: N803
-        featureId: str,  # noqa: N803
         request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        q: ItemQuery = Depends(item_query),
+        featureId: str = Depends(feature_id_param),  # noqa: N803 - the OGC path parameter
     ) -> Response:
-        c = collection_or_404(collectionId)
-        params = query_params(request, {"f", "crs", "properties"})
-        fmt = negotiate(request, params, ("json", "geojson", "html"))
-        crs_uri, srid, swap = parse_crs(params.get("crs"), "crs")
-        props = parse_properties(c, params.get("properties"))
+        c = q.collection
         found = None
         if "\x00" not in featureId:
-            found = feature(conn, c, featureId, Output(srid=srid, swap=swap, properties=props))
+            found = feature(conn, c, featureId, q.output)
         if found is None:
             raise Problem(404, f"aucun objet {featureId} dans la collection {c.id}")
         text, facts = found
-        root = base_url(request, st)
+        root = public_base(request)
         href = f"{root}/collections/{c.id}/items/{featureId}"
         links = [
             {"rel": "self", "type": GEOJSON, "href": href},
             {"rel": "alternate", "type": "text/html", "href": href + "?f=html"},
             {"rel": "collection", "type": "application/json", "href": f"{root}/collections/{c.id}"},
         ]
-        headers = {"Content-Crs": f"<{crs_uri}>"}
+        headers = {"Content-Crs": f"<{q.crs_uri}>"}
         if "version" in facts:
             headers["ETag"] = f'"{facts["version"]}"'
         if facts.get("updated_at") is not None:
             headers["Last-Modified"] = format_datetime(facts["updated_at"], usegmt=True)
-        if fmt == "html":
+        if q.fmt == "html":
             return html(
                 request,
                 "ogc_items.html",

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from api.deps import get_engine
 from api.errors import Problem
+from carteco import registry
 
 
 def health_router() -> APIRouter:
@@ -18,8 +19,7 @@ def health_router() -> APIRouter:
     def healthz(engine: Engine = Depends(get_engine)) -> dict[str, object]:
         try:
             with engine.connect() as conn:
-                n = conn.execute(sa.text("SELECT count(*) FROM structures")).scalar_one()
-                postgis = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar_one()
+                n, postgis = registry.health(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise Problem(
                 503, "la base de données ne répond pas", headers={"Retry-After": "5"}

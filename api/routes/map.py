@@ -18,6 +18,8 @@ from carteco import carte
 from carteco.collections import get_collection
 from carteco.families import FAMILY_LABELS
 from carteco.filters import FilterLimits, compile_filter
+from carteco.history import PARAM as AS_OF
+from carteco.history import cutoff, parse_as_of
 from carteco.registry import registry_summary
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
@@ -105,6 +107,8 @@ def _filters(request: Request) -> tuple[str, dict[str, Any]]:
 def _check_filters(request: Request, conn: Connection) -> None:
     """Refuse the filters of a map link that name no sector, family or territory (400 / 404)."""
     _filters(request)
+    if request.query_params.get(AS_OF):
+        parse_as_of(request.query_params[AS_OF])  # AsOfError: a 400 (the tiles would refuse it)
     _locked_territory(conn, request.query_params.get("territoire"))
 
 
@@ -258,7 +262,9 @@ def map_router() -> APIRouter:
         conn: Connection = Depends(get_conn),
     ) -> dict[str, Any]:
         where, binds = _filters(request)
-        return carte.structures_in_view(conn, where, binds, limit)
+        day = request.query_params.get(AS_OF)
+        as_of = cutoff(parse_as_of(day)) if day else None  # the map at a past date
+        return carte.structures_in_view(conn, where, binds, limit, as_of)
 
     @router.get(
         "/territoires/{level}/{code}",

@@ -3,51 +3,39 @@ within a polygon. Plain JSON / GeoJSON, same filters as the OGC items."""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
-from api.deps import get_conn, get_settings, int_param
-from api.errors import Problem
-from api.routes.features import (
-    GEOJSON,
-    ITEMS_PARAMS,
-    base_url,
-    json_bytes,
-    no_nul,
+from api.deps import get_conn
+from api.errors import run_db
+from api.params import (
+    FILTERS,
+    MAX_NEAREST,
+    MAX_RADIUS_M,
+    STRUCTURES,
+    NearbyQuery,
+    StructuresQuery,
+    TerritoryRef,
+    as_of_query,
+    nearby_query,
     ogc_parameters,
-    parse_limit,
-    parse_offset,
-    query_params,
-    run_db,
+    territory_geometry,
+    territory_ref,
+    territory_structures_query,
+    within_query,
 )
-from carteco.collections import COLLECTIONS, LEVEL_STRUCTURE_COLUMN
-from carteco.features import Output, feature_sql, items_page, parse_properties
-from carteco.filters import (
-    SIMPLE_FILTERS,
-    FilterLimits,
-    compile_filter,
-    equality_params,
-)
+from api.responses import GEOJSON, feature_collection, json_bytes
+from api.urls import public_base
+from carteco.features import items_page
+from carteco.features import nearby as nearby_features
+from carteco.history import PARAM as AS_OF
 from carteco.settings import Settings
-from carteco.stats import LEVEL_ALIASES, LEVELS, territory, territory_stats
-from carteco.text import ascii_float
-
-STRUCTURES = COLLECTIONS["structures"]
-MAX_RADIUS_M = 50_000
-MAX_NEAREST = 1000
-MAX_POLYGON_BYTES = 1_000_000
-MAX_POLYGON_VERTICES = 20_000
-FILTERS = (
-    ITEMS_PARAMS - {"f", "crs", "sortby", "after"}
-    | set(SIMPLE_FILTERS)
-    | equality_params(STRUCTURES)
-)
+from carteco.stats import LEVELS, territory, territory_stats
 
 
 def _with_distance(feature: str, distance: float) -> str:
@@ -57,40 +45,11 @@ def _with_distance(feature: str, distance: float) -> str:
     return f'{head}{sep}"distance_m":{distance:.1f}}}}}'
 
 
-def _level(level: str, code: str = "") -> str:
-    no_nul("code", code)
-    lv = LEVEL_ALIASES.get(level)
-    if lv is None:
-        raise Problem(404, f"niveau de territoire inconnu : {level} ({', '.join(LEVELS)})")
-    return lv
-
-
-def _filters(
-    params: dict[str, str], st: Settings
-) -> tuple[str, dict[str, Any], tuple[str, ...] | None]:
-    # A FilterError becomes a 400 with errors[] in api/errors.py.
-    where, binds = compile_filter(STRUCTURES, params, FilterLimits.from_settings(st))
-    props = parse_properties(STRUCTURES, params.get("properties"))
-    return where, binds, props
-
-
-def _collection(features: str, meta: dict[str, Any]) -> Response:
-    body = (
-        '{"type":"FeatureCollection","features":' + features + "," + json_bytes(meta).decode()[1:]
-    )
-    return Response(body.encode(), media_type=GEOJSON)
-
-
-def _float(params: dict[str, str], name: str, lo: float, hi: float) -> float:
-    raw = params.get(name)
-    value = ascii_float(raw) if raw is not None else None
-    if value is None or not lo <= value <= hi:
-        raise Problem(
-            400,
-            f"{name} : nombre entre {lo} et {hi} attendu",
-            errors=[{"parameter": name, "reason": "nombre attendu"}],
-        )
-    return value
+def _page_meta(page: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"numberReturned": page.number_returned}
+    if page.number_matched is not None:
+        meta["numberMatched"] = page.number_matched
+    return meta
 
 
 def territories_router(settings: Settings | None = None) -> APIRouter:
@@ -129,14 +88,14 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         },
     )
     def get_territory(
-        level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
+        conn: Connection = Depends(get_conn),
+        geometry: bool = Depends(territory_geometry),
+        t: TerritoryRef = Depends(territory_ref),
     ) -> Response:
-        params = query_params(request, {"geometry"})
-        geometry = params.get("geometry", "true").lower() not in ("false", "0", "non")
-        t = territory(conn, _level(level, code), code, geometry=geometry)
-        if t is None:
-            raise Problem(404, f"territoire inconnu : {level} {code}")
-        return Response(json_bytes(t), media_type="application/json")
+        found = territory(conn, t.level, t.code, geometry=geometry)
+        if found is None:
+            raise t.unknown()
+        return Response(json_bytes(found), media_type="application/json")
 
     @router.get(
         "/territories/{level}/{code}/structures",
@@ -150,59 +109,54 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         },
     )
     def territory_structures(
-        level: str,
-        code: str,
         request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        t: TerritoryRef = Depends(territory_ref),
+        q: StructuresQuery = Depends(territory_structures_query),
     ) -> Response:
-        lv = _level(level, code)
-        params = query_params(request, FILTERS)
-        if territory(conn, lv, code, geometry=False) is None:
-            raise Problem(404, f"territoire inconnu : {level} {code}")
-        where, binds, props = _filters(params, st)
-        col = STRUCTURES.q(LEVEL_STRUCTURE_COLUMN[lv])
-        where = f"({where} AND {col} = :_tcode)"
-        binds = {**binds, "_tcode": code}
-        limit = parse_limit(params, st, st.default_limit) or st.default_limit
-        offset = parse_offset(params)
+        limit, offset = q.limit, q.offset
         page = run_db(
             items_page,
             conn,
             STRUCTURES,
-            where,
-            binds,
+            q.where,
+            q.binds,
             limit=limit,
             offset=offset,
-            out=Output(properties=props),
+            out=q.output,
         )
-        href = f"{base_url(request, st)}/territories/{lv}/{code}/structures"
-        base = {k: v for k, v in params.items() if k != "offset"}
-        links = [{"rel": "self", "type": GEOJSON, "href": href + "?" + urlencode(params)}]
+        href = f"{public_base(request)}/territories/{t.level}/{t.code}/structures"
+        base = {k: v for k, v in q.params.items() if k != "offset"}
+        links = [{"rel": "self", "type": GEOJSON, "href": href + "?" + urlencode(q.params)}]
         if page.has_next:
-            q = urlencode({**base, "offset": offset + limit, "limit": limit})
-            links.append({"rel": "next", "type": GEOJSON, "href": f"{href}?{q}"})
+            more = urlencode({**base, "offset": offset + limit, "limit": limit})
+            links.append({"rel": "next", "type": GEOJSON, "href": f"{href}?{more}"})
         if offset:
-            q = urlencode({**base, "offset": max(0, offset - limit), "limit": limit})
-            links.append({"rel": "prev", "type": GEOJSON, "href": f"{href}?{q}"})
-        meta: dict[str, Any] = {"numberReturned": page.number_returned}
-        if page.number_matched is not None:
-            meta["numberMatched"] = page.number_matched
+            less = urlencode({**base, "offset": max(0, offset - limit), "limit": limit})
+            links.append({"rel": "prev", "type": GEOJSON, "href": f"{href}?{less}"})
+        meta = _page_meta(page)
         meta["links"] = links
-        return _collection(page.features, meta)
+        return feature_collection(page.features, meta)
 
     @router.get(
         "/territories/{level}/{code}/stats",
         summary="Statistiques d'un territoire comparé à ses parents et à ses voisins",
-        openapi_extra={"parameters": [level_param, code_param]},
+        openapi_extra={
+            "parameters": [
+                level_param,
+                code_param,
+                *[p for p in ogc_parameters(settings) if p["name"] == AS_OF],
+            ]
+        },
     )
     def stats(
-        level: str, code: str, request: Request, conn: Connection = Depends(get_conn)
+        conn: Connection = Depends(get_conn),
+        t: TerritoryRef = Depends(territory_ref),
+        as_of: datetime | None = Depends(as_of_query),
     ) -> Response:
-        query_params(request, set())
-        result = territory_stats(conn, _level(level, code), code)
+        result = territory_stats(conn, t.level, t.code, as_of)
         if result is None:
-            raise Problem(404, f"territoire inconnu : {level} {code}")
+            raise t.unknown()
         return Response(json_bytes(result), media_type="application/json")
 
     nearby_params = [
@@ -231,46 +185,15 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
         },
     )
     def nearby(
-        request: Request,
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        q: NearbyQuery = Depends(nearby_query),
     ) -> Response:
-        params = query_params(request, FILTERS | {"lon", "lat", "radius", "nearest"})
-        lon = _float(params, "lon", -180, 180)
-        lat = _float(params, "lat", -90, 90)
-        if ("radius" in params) == ("nearest" in params):
-            raise Problem(400, "donnez soit radius (mètres), soit nearest (nombre)")
-        where, binds, props = _filters(params, st)
-        feat = feature_sql(STRUCTURES, Output(properties=props))
-        pt = "ST_SetSRID(ST_MakePoint(:_lon, :_lat), 4326)"
-        dist = f"ST_Distance(t.geom::geography, {pt}::geography)"
-        values: dict[str, Any] = {**binds, "_lon": lon, "_lat": lat}
-        if "radius" in params:
-            radius = _float(params, "radius", 0, MAX_RADIUS_M)
-            limit = parse_limit(params, st, st.max_features) or st.max_features
-            # Degree box first so the GiST index works; the geography test is exact.
-            cond = (
-                f"t.geom && ST_Expand({pt}, :_r / 111000.0 / greatest(cos(radians(:_lat)), 0.01))"
-                f" AND ST_DWithin(t.geom::geography, {pt}::geography, :_r)"
-            )
-            sql = (
-                f"SELECT {feat} AS f, {dist} AS d {STRUCTURES.from_sql()} "  # noqa: S608
-                f"AND {cond} AND {where} ORDER BY d, t.id LIMIT :_lim"
-            )
-            values.update({"_r": radius, "_lim": limit})
-        else:
-            raw = params["nearest"]
-            n = int_param(raw, "nearest", 1, MAX_NEAREST)
-            # KNN on the index (planar order), then the exact geodesic order.
-            sql = (
-                f"SELECT f, d FROM (SELECT {feat} AS f, {dist} AS d, t.id "  # noqa: S608
-                f"{STRUCTURES.from_sql()} AND t.geom IS NOT NULL AND {where} "
-                f"ORDER BY t.geom <-> {pt} LIMIT :_k) c ORDER BY d, id LIMIT :_n"
-            )
-            values.update({"_k": n * 2 + 20, "_n": n})
-        rows = run_db(lambda: conn.execute(sa.text(sql), values).all())
-        feats = [_with_distance(r.f, r.d) for r in rows]
-        return _collection("[" + ",".join(feats) + "]", {"numberReturned": len(feats)})
+        rows = run_db(
+            nearby_features, conn, STRUCTURES, q.where, q.binds, q.output, q.lon, q.lat,
+            radius=q.radius, limit=q.limit, nearest=q.nearest,
+        )  # fmt: skip
+        feats = [_with_distance(f, d) for f, d in rows]
+        return feature_collection("[" + ",".join(feats) + "]", {"numberReturned": len(feats)})
 
     @router.post(
         "/structures/within",
@@ -281,56 +204,21 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
     )
     def within(
         request: Request,
-        geometry: dict[str, Any] = Body(
-            ...,
-            description="Polygon ou MultiPolygon GeoJSON (ou un Feature qui en porte un), CRS84.",
-        ),
         conn: Connection = Depends(get_conn),
-        st: Settings = Depends(get_settings),
+        q: StructuresQuery = Depends(within_query),
     ) -> Response:
-        params = query_params(request, FILTERS)
-        size = int(request.headers.get("content-length") or 0)
-        if size > MAX_POLYGON_BYTES:
-            raise Problem(413, f"polygone trop volumineux ({MAX_POLYGON_BYTES} octets au plus)")
-        if geometry.get("type") == "Feature":
-            geometry = geometry.get("geometry") or {}
-        if geometry.get("type") not in ("Polygon", "MultiPolygon"):
-            raise Problem(400, "un Polygon ou MultiPolygon GeoJSON est attendu")
-        text = json.dumps(geometry)
-        no_nul("geometry", text.replace("\\u0000", "\x00"))
-        if text.count(",") > MAX_POLYGON_VERTICES * 2:
-            raise Problem(413, f"polygone trop détaillé ({MAX_POLYGON_VERTICES} sommets au plus)")
-        try:
-            valid, reason = conn.execute(
-                sa.text(
-                    "SELECT ST_IsValid(g), ST_IsValidReason(g) FROM "
-                    "(SELECT ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326) AS g) s"
-                ),
-                {"g": text},
-            ).one()
-        except sa.exc.DBAPIError as exc:
-            conn.rollback()
-            raise Problem(400, "géométrie GeoJSON illisible") from exc
-        if not valid:
-            raise Problem(400, f"polygone invalide : {reason}")
-        where, binds, props = _filters(params, st)
-        poly = "ST_SetSRID(ST_GeomFromGeoJSON(:_poly), 4326)"
-        where = f"({where} AND t.geom && {poly} AND ST_Intersects(t.geom, {poly}))"
-        limit = parse_limit(params, st, st.default_limit) or st.default_limit
-        offset = parse_offset(params)
+        limit, offset = q.limit, q.offset
         page = run_db(
             items_page,
             conn,
             STRUCTURES,
-            where,
-            {**binds, "_poly": text},
+            q.where,
+            q.binds,
             limit=limit,
             offset=offset,
-            out=Output(properties=props),
+            out=q.output,
         )
-        meta: dict[str, Any] = {"numberReturned": page.number_returned}
-        if page.number_matched is not None:
-            meta["numberMatched"] = page.number_matched
+        meta = _page_meta(page)
         meta["links"] = []
         if page.has_next:
             meta["links"].append(
@@ -338,10 +226,10 @@ def territories_router(settings: Settings | None = None) -> APIRouter:
                     "rel": "next",
                     "type": GEOJSON,
                     "method": "POST",
-                    "href": f"{base_url(request, st)}/structures/within?"
-                    + urlencode({**params, "offset": offset + limit, "limit": limit}),
+                    "href": f"{public_base(request)}/structures/within?"
+                    + urlencode({**q.params, "offset": offset + limit, "limit": limit}),
                 }
             )
-        return _collection(page.features, meta)
+        return feature_collection(page.features, meta)
 
     return router

@@ -23,11 +23,6 @@ DEFAULT_BOUNDS = [1.44, 48.12, 3.56, 49.24]
 DEFAULT_CENTER = [2.35, 48.86, 9]
 
 
-def base_url(request: Request) -> str:
-    """The service's base URL as clients see it (public_url when set): see api.urls."""
-    return public_base(request)
-
-
 def _layer(collection_id: str) -> TileLayer:
     layer = get_layer(collection_id)
     if layer is None:
@@ -75,7 +70,7 @@ def _query_suffix(request: Request) -> str:
 
 def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
     """A TileJSON 3.0 document for one layer (or several sharing the same URL scheme)."""
-    base = base_url(request)
+    base = public_base(request)
     layer = layers[0]
     return {
         "tilejson": "3.0.0",
@@ -105,7 +100,7 @@ def tilejson(request: Request, layers: list[TileLayer]) -> dict[str, Any]:
 
 def tileset_metadata(request: Request, layer: TileLayer) -> dict[str, Any]:
     """The OGC API – Tiles tileset description of a layer in WebMercatorQuad."""
-    base = base_url(request)
+    base = public_base(request)
     t = tms()
     own = f"{base}/collections/{layer.id}/tiles/{TMS_ID}"
     limits = []
@@ -181,7 +176,7 @@ def tiles_router() -> APIRouter:
 
     @router.get("/tileMatrixSets", summary="Jeux de matrices de tuiles")
     def matrix_sets(request: Request) -> dict[str, Any]:
-        base = base_url(request)
+        base = public_base(request)
         return {
             "tileMatrixSets": [
                 {
@@ -225,7 +220,7 @@ def tiles_router() -> APIRouter:
     @router.get("/collections/{collection_id}/tiles", summary="Tuiles vectorielles d'une couche")
     def tilesets(collection_id: str, request: Request) -> dict[str, Any]:
         layer = _layer(collection_id)
-        base = base_url(request)
+        base = public_base(request)
         return {
             "tilesets": [
                 {

@@ -14,11 +14,9 @@ import logging
 import shutil
 import tempfile
 import threading
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import Connection, Engine
@@ -27,13 +25,18 @@ from starlette.datastructures import FormData, UploadFile
 
 from api.deps import AuthFirstRoute, bearer, get_engine, get_settings, require
 from api.errors import Problem
-from api.routes.features import GEOJSON, base_url, json_bytes, no_nul
+from api.params import no_nul
+from api.responses import GEOJSON, json_bytes
+from api.urls import public_base
+from carteco import import_jobs, registry
 from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.features import feature
 from carteco.geocoding.registry import set_manual_location
+from carteco.history import set_change_context
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
+from carteco.importer.missing import MISSING_ACTIONS
 from carteco.importer.progress import JobProgress, job_progress
 from carteco.models import PUBLIC_STATUSES
 from carteco.registry import lock_structure_version
@@ -48,8 +51,6 @@ from carteco.text import ascii_int
 
 log = logging.getLogger("carteco.api")
 STRUCTURES = COLLECTIONS["structures"]
-# Column casts of the editable fields whose SQL type is not text.
-_CASTS = {"sectors": "text[]", "opened_on": "date", "closed_on": "date"}
 
 
 # Writes answer with the structure as it now is: a GeoJSON Feature.
@@ -85,6 +86,13 @@ IMPORT_BODY: dict[str, Any] = {
                         },
                         "skip_invalid": {"type": "boolean", "default": False},
                         "dry_run": {"type": "boolean", "default": False},
+                        "missing": {
+                            "type": "string",
+                            "enum": list(MISSING_ACTIONS),
+                            "default": "flag",
+                            "description": "Structures de la source absentes du fichier : "
+                            "flag (signalées), close (fermées ce jour), keep (rien).",
+                        },
                     },
                 }
             }
@@ -204,9 +212,7 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
     status, report, message = "failed", None, None
     try:
         with engine.begin() as conn:
-            conn.execute(
-                sa.text("UPDATE import_jobs SET status = 'running' WHERE id = :i"), {"i": job_id}
-            )
+            import_jobs.mark_running(conn, job_id)
         mapping = Mapping.from_file(opts["mapping"]) if opts.get("mapping") else None
         rep = run_import(
             engine,
@@ -217,6 +223,7 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
             skip_invalid=opts["skip_invalid"],
             limits=opts.get("limits"),
             progress=JobProgress(engine, job_id),
+            missing=opts.get("missing", "flag"),
         )
         status, report = rep.status, rep.as_dict()
     except ImportFileError as exc:
@@ -229,32 +236,14 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
     if status not in ("succeeded", "rejected", "failed", "dry_run"):
         status = "failed"
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "UPDATE import_jobs SET status = :s, report = CAST(:r AS jsonb), message = :m, "
-                "run_id = :run, finished_at = now() WHERE id = :i"
-            ),
-            {
-                "s": status,
-                "r": json.dumps(report, default=str) if report else None,
-                "m": message or (report or {}).get("message"),
-                "run": (report or {}).get("run_id"),
-                "i": job_id,
-            },
-        )
+        import_jobs.finish_job(conn, job_id, status, report, message)
 
 
 def _queue_job(engine: Engine, token: Token, name: str, opts: dict[str, Any]) -> int:
     """Record a queued import job (and its audit line); its id."""
-    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid")}
+    shown = {k: opts[k] for k in ("source", "dry_run", "skip_invalid", "missing")}
     with engine.begin() as conn:
-        job_id = conn.execute(
-            sa.text(
-                "INSERT INTO import_jobs (file_name, source, token_id) "
-                "VALUES (:f, :s, :t) RETURNING id"
-            ),
-            {"f": name, "s": opts["source"], "t": token.id},
-        ).scalar_one()
+        job_id = import_jobs.queue_job(conn, name, opts["source"], token.id)
         audit(conn, token, "import", f"imports/{job_id}", {"file": name, **shown})
     return int(job_id)
 
@@ -289,15 +278,19 @@ def writes_router() -> APIRouter:
                 raise Problem(400, "mapping : un fichier est attendu")
             if source is not None and not isinstance(source, str):
                 raise Problem(400, "source : un texte est attendu")
+            missing = form.get("missing") or "flag"
+            if missing not in MISSING_ACTIONS:
+                raise Problem(400, f"missing : {', '.join(MISSING_ACTIONS)} attendu")
             opts: dict[str, Any] = {
                 "skip_invalid": _form_bool(form, "skip_invalid"),
                 "dry_run": _form_bool(form, "dry_run"),
+                "missing": missing,
                 "limits": ReadLimits.from_settings(st),
             }
             job_id = await run_in_threadpool(_enqueue, engine, token, file, mapping, source, opts)
         finally:
             await form.close()
-        href = f"{base_url(request, st)}/imports/{job_id}"
+        href = f"{public_base(request)}/imports/{job_id}"
         return Response(
             json_bytes({"id": job_id, "status": "queued", "href": href}),
             status_code=202,
@@ -353,17 +346,7 @@ def writes_router() -> APIRouter:
         engine: Engine = Depends(get_engine),
     ) -> Response:
         with engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.text(
-                        "SELECT id, status, file_name, source, run_id, report, message, "
-                        "created_at, finished_at FROM import_jobs WHERE id = :i"
-                    ),
-                    {"i": job_id},
-                )
-                .mappings()
-                .first()
-            )
+            row = import_jobs.get_job(conn, job_id)
         if row is None:
             raise Problem(404, f"import inconnu : {job_id}")
         body = dict(row)
@@ -402,28 +385,13 @@ def writes_router() -> APIRouter:
             raise Problem(400, "aucune modification demandée")
         clean = structure_changes(changes)
         new_point = clean.pop("location", None)
-        sets: list[str] = []
-        values: dict[str, Any] = {"id": structure_id, "v": expected}
-        for key, value in clean.items():
-            # Keys come from EDITABLE_FIELDS (an allow-list), values are bound parameters.
-            cast = _CASTS.get(key)
-            sets.append(f"{key} = CAST(:p_{key} AS {cast})" if cast else f"{key} = :p_{key}")
-            values[f"p_{key}"] = value.isoformat() if isinstance(value, date) else value
         with engine.begin() as conn:
-            row = conn.execute(
-                sa.text(
-                    f"UPDATE structures SET {', '.join(sets) or 'id = id'} "  # noqa: S608 - allow-listed keys
-                    "WHERE id = :id AND version = :v RETURNING version"
-                ),
-                values,
-            ).first()
-            if row is None:
-                exists = conn.execute(
-                    sa.text("SELECT version FROM structures WHERE id = :id"), {"id": structure_id}
-                ).scalar()
-                if exists is None:
+            set_change_context(conn, f"api:{token.name}")  # the version's author (history)
+            updated, current = registry.update_structure(conn, structure_id, expected, clean)
+            if not updated:
+                if current is None:
                     raise Problem(404, f"structure inconnue : {structure_id}")
-                raise stale(int(exists))
+                raise stale(current)
             if new_point is not None:
                 set_manual_location(
                     conn, structure_id, *new_point, by=f"api:{token.name}",
@@ -446,14 +414,9 @@ def writes_router() -> APIRouter:
     ) -> Response:
         expected = expected_version(request)
         with engine.begin() as conn:
+            set_change_context(conn, f"api:{token.name}")  # the version's author (history)
             check_version(conn, structure_id, expected)
-            conn.execute(
-                sa.text(
-                    "UPDATE structures SET status = 'closed', "
-                    "closed_on = coalesce(closed_on, current_date) WHERE id = :id"
-                ),
-                {"id": structure_id},
-            )
+            registry.close_structure(conn, structure_id)
             audit(conn, token, "close", f"structures/{structure_id}", {})
         return _current(engine, request, st, str(structure_id))
 

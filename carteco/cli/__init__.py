@@ -20,6 +20,8 @@ from carteco.cli.geocode import geocode_cmd, geocode_csv_cmd, review_cmd
 from carteco.cli.geodata import geodata_app
 from carteco.cli.imports import import_cmd, sectors_list
 from carteco.cli.land import land_app
+from carteco.cli.observatoire import coverage_cmd, panorama_cmd, population_app
+from carteco.cli.reconcile import reconcile_app
 from carteco.cli.service import demo, serve
 from carteco.cli.tiles import tiles_app
 from carteco.cli.tokens import token_app
@@ -34,8 +36,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(geodata_app, name="geodata")
 app.command("sectors")(sectors_list)
 app.command("import")(import_cmd)
+app.add_typer(reconcile_app, name="reconcile")
 app.command("serve")(serve)
 app.command("demo")(demo)
+app.command("panorama")(panorama_cmd)
+app.command("coverage")(coverage_cmd)
+app.add_typer(population_app, name="population")
 app.command("geocode")(geocode_cmd)
 app.command("geocode-csv")(geocode_csv_cmd)
 app.command("review")(review_cmd)

@@ -10,6 +10,7 @@ import typer
 from carteco.cli.common import cli_engine, cli_settings, console
 from carteco.cli.common import out as stdout
 from carteco.diagnostics.options import Options
+from carteco.diagnostics.pdf import PdfError, html_to_pdf
 from carteco.territory_levels import DEPARTEMENT_CODE
 
 diagnostic_app = typer.Typer(help="Diagnostics territoriaux.", no_args_is_help=True)
@@ -23,6 +24,9 @@ def diagnostic_foncier(
     min_sales: Annotated[
         int, typer.Option(help="Ventes minimum derrière un prix médian", min=1)
     ] = 5,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Imprimer aussi rapport.pdf (Chromium sans écran)")
+    ] = False,
 ) -> None:
     """Write rapport.html, indicateurs.json (+ schema) and GeoJSON layers for a département."""
     # Imported here: folium (with pandas) and pyproj take `import carteco.cli` from ~0.9 s to
@@ -46,6 +50,16 @@ def diagnostic_foncier(
                 status.update(f"Diagnostic foncier du {dep} : {msg}…")
 
             paths = write_outputs(conn, dep, out, Options(min_sales=min_sales), progress=say)
+    if pdf:
+        settings = cli_settings()
+        try:
+            with console.status("Impression du PDF (Chromium)…"):
+                paths.append(
+                    html_to_pdf(out / "rapport.html", out / "rapport.pdf", settings.chromium)
+                )
+        except PdfError as exc:
+            console.print(f"[red]PDF :[/red] {exc}")
+            raise typer.Exit(1) from exc
     for p in paths:
         stdout.print(str(p), highlight=False)
     console.print(f"Rapport : {out / 'rapport.html'}")

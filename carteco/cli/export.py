@@ -12,13 +12,19 @@ from carteco.collections import get_collection
 from carteco.export import FORMATS, export_to_file
 from carteco.features import Output, parse_properties
 from carteco.filters import FilterError, compile_filter, parse_crs
+from carteco.gogocarto import gogocarto_meta, gogocarto_stream
+from carteco.history import AsOfError, cutoff, parse_as_of
 
 
 def export_cmd(
     out: Annotated[Path, typer.Argument(help="Fichier à écrire.")],
     format: Annotated[
         str | None,
-        typer.Option("--format", "-f", help="geojson, csv, gpkg ou fgb (sinon l'extension)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="geojson, csv, gpkg, fgb ou gogocarto (sinon l'extension).",
+        ),
     ] = None,
     collection: Annotated[str, typer.Option(help="Collection à exporter.")] = "structures",
     sector: Annotated[str | None, typer.Option(help="Codes de secteur (liste).")] = None,
@@ -36,6 +42,10 @@ def export_cmd(
         str | None,
         typer.Option(help="CRS84 (défaut) ou EPSG:2154 (Lambert-93 ; pas en GeoJSON)."),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Le registre à la fin de ce jour (AAAA-MM-JJ)."),
+    ] = None,
     properties: Annotated[
         str | None,
         typer.Option(help="Propriétés à garder (liste), l'identifiant et la géométrie en plus."),
@@ -45,8 +55,8 @@ def export_cmd(
     fmt = format or out.suffix.lstrip(".").lower()
     if fmt == "json":
         fmt = "geojson"
-    if fmt not in FORMATS:
-        console.print(f"[red]Format inconnu :[/red] {fmt!r} (geojson, csv, gpkg, fgb).")
+    if fmt not in (*FORMATS, "gogocarto"):
+        console.print(f"[red]Format inconnu :[/red] {fmt!r} (geojson, csv, gpkg, fgb, gogocarto).")
         raise typer.Exit(2)
     coll = get_collection(collection)
     if coll is None:
@@ -68,15 +78,27 @@ def export_cmd(
     if not coll.simple_filters and any(k in params for k in ("sector", "family", "q")):
         console.print(f"[red]Filtres de structures inapplicables à {collection}.[/red]")
         raise typer.Exit(2)
+    if fmt == "gogocarto" and not coll.history:
+        console.print("[red]Le format gogocarto ne s'applique qu'aux structures.[/red]")
+        raise typer.Exit(2)
     try:
+        if as_of:
+            coll = coll.at(cutoff(parse_as_of(as_of)))
         where, binds = compile_filter(coll, params)
         _, srid, _ = parse_crs(crs, "crs")
         shape = Output(srid=srid, properties=parse_properties(coll, properties))
-    except FilterError as exc:
+    except (FilterError, AsOfError) as exc:
         console.print(f"[red]Paramètre invalide :[/red] {exc}")
         raise typer.Exit(2) from exc
     settings = cli_settings()
     engine = cli_engine(settings)
+    if fmt == "gogocarto":
+        meta = gogocarto_meta(settings)
+        with out.open("wb") as f:
+            for chunk in gogocarto_stream(engine, coll, where, binds, limit, meta=meta):
+                f.write(chunk)
+        console.print(f"Export gogocarto écrit : {out} ({out.stat().st_size} octets).")
+        return
     try:
         export_to_file(
             engine,

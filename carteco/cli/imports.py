@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,14 @@ from carteco.cli.geocode import run_geocode
 from carteco.importer import ImportFileError, ImportReport, ReadLimits, run_import
 from carteco.importer.mapping import Mapping
 from carteco.sectors import load_taxonomy
+
+
+class MissingAction(StrEnum):
+    """`--missing`: the choices of carteco.importer.missing.MISSING_ACTIONS."""
+
+    flag = "flag"
+    close = "close"
+    keep = "keep"
 
 
 def sectors_list() -> None:
@@ -43,6 +52,23 @@ def print_report(report: ImportReport, max_errors: int = 50) -> None:
         console.print(f"  … et {len(report.errors) - max_errors} autres erreurs")
     if report.message:
         console.print("  " + report.message, markup=False)
+    print_missing(report)
+
+
+def print_missing(report: ImportReport, shown: int = 20) -> None:
+    """The source's structures absent from the file, and what was done with them."""
+    m = report.missing
+    if not m or (not m["count"] and not m["back"]):
+        return
+    verb = {"flag": "signalées", "close": "fermées", "keep": "gardées telles quelles"}
+    applied = m.get("applied", m["action"])
+    out.print(f"  absentes du fichier : {m['count']} ({verb[applied]}) · revenues : {m['back']}")
+    for s in m["structures"][:shown]:
+        out.print(f"    {s['source_id']} — {s['name']} (id {s['id']})", markup=False)
+    if m["count"] > shown:
+        out.print(f"    … et {m['count'] - shown} autres")
+    if m.get("note"):
+        console.print("  " + m["note"], markup=False)
 
 
 def import_file(
@@ -54,6 +80,7 @@ def import_file(
     skip_invalid: bool = False,
     limits: ReadLimits | None = None,
     bulk: bool | None = None,
+    missing: str = "flag",
 ) -> ImportReport:
     """Import one file with a progress bar (rows/s, time left); print the report."""
     with progress(path.name, rate="lignes") as advance:
@@ -69,6 +96,7 @@ def import_file(
             bulk=bulk,
             # Bulk path: rows validated by one forked process per core (one process here).
             workers=os.cpu_count() or 1,
+            missing=missing,
         )
     print_report(report)
     return report
@@ -95,6 +123,13 @@ def import_cmd(
             "par défaut au-delà de CARTECO_BULK_IMPORT_MIN_ROWS lignes",
         ),
     ] = None,
+    missing: Annotated[
+        MissingAction,
+        typer.Option(
+            help="Structures de la source absentes du fichier : flag (signaler), "
+            "close (fermer à la date du jour) ou keep (ne rien faire)"
+        ),
+    ] = MissingAction.flag,
 ) -> None:
     """Import a structure list as one transaction (upsert on source id, then SIRET, then RNA)."""
     settings = cli_settings()
@@ -102,7 +137,9 @@ def import_cmd(
     try:
         m = Mapping.from_file(mapping) if mapping else None
         limits = ReadLimits.from_settings(settings)
-        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits, bulk)
+        report = import_file(
+            engine, path, source, m, dry_run, skip_invalid, limits, bulk, missing.value
+        )
     except ImportFileError as exc:
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc

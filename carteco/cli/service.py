@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 
-from carteco import db
+from carteco import db, registry
 from carteco.cli.common import cli_engine, cli_settings, out
 from carteco.cli.db import db_upgrade
 from carteco.cli.geocode import run_geocode
 from carteco.cli.geodata import geodata_load
 from carteco.cli.imports import import_file
-from carteco.demo import DEMO_SOURCES
+from carteco.demo import DEMO_LAND, DEMO_SOURCES
 from carteco.importer.mapping import Mapping
+from carteco.land import run_land_import
 
 
 def serve(
@@ -62,10 +62,23 @@ def demo(
         )
         if report.status != "succeeded":
             raise typer.Exit(1)
+    for layer in DEMO_LAND:
+        land = run_land_import(
+            engine,
+            layer.kind,
+            layer.path,
+            source=layer.source,
+            description=layer.description,
+            vintage=layer.vintage,
+        )
+        if land.status != "succeeded":
+            out.print(f"[red]{layer.file} : {land.message}[/red]")
+            raise typer.Exit(1)
     # SIAE rows carry addresses only: place them (commune precision without a BAN file).
     run_geocode(engine, None, False, 0.5, "local", None)
     with engine.connect() as conn:
-        n, located = conn.execute(sa.text("SELECT count(*), count(geom) FROM structures")).one()
+        summary = registry.registry_summary(conn)
+        n, located = summary["structures"], summary["located"]
     out.print(f"Démo prête : {n} structures, dont {located} localisées.")
     if serve_after:
         url = f"http://{host or settings.host}:{port or settings.port}/"

@@ -23,6 +23,7 @@ from carteco.diagnostics.matching import match_needs
 from carteco.diagnostics.options import Options
 from carteco.diagnostics.rules import recommendations, typology
 from carteco.sectors import load_taxonomy
+from carteco.text import fold
 
 SQL_DIR = Path(__file__).parent / "sql"
 SCHEMA_ID = "https://carteco.fr/schemas/diagnostic-foncier/1"
@@ -46,6 +47,7 @@ STATUS_LABELS = {
     "potentielle": "potentielle",
     "disponible": "disponible",
     "occupe": "occupé",
+    "inconnu": "statut inconnu",
 }
 AVAILABLE_STATUSES = ("sans_projet", "potentielle", "disponible")
 Progress = Callable[[str], None]
@@ -112,12 +114,14 @@ def foncier_indicators(
         dict(r)
         for r in conn.execute(
             sa.text(
-                "SELECT commune_code, kind, year, price_m2, valeur_fonciere FROM land_transactions"
-                " WHERE departement_code = :dep"
+                "SELECT commune_code, kind, year, price_m2, valeur_fonciere, nature_mutation,"
+                " qpv_code FROM land_transactions WHERE departement_code = :dep"
             ),
             {"dep": dep},
         ).mappings()
     ]
+    for s in sales:
+        s["market"] = is_market_sale(s["nature_mutation"])
     say("Sites disponibles et gares")
     sites = [
         dict(r)
@@ -133,6 +137,7 @@ def foncier_indicators(
     commune_rows = [
         _commune_row(c, structures, sales, sites, needs, matching, layers, opts) for c in communes
     ]
+    _commune_context(conn, commune_rows, layers)
     inter_rows = _inter_rows(communes, commune_rows, structures, sales, layers, opts)
     dep_row = _area_figures(
         "departement",
@@ -162,6 +167,7 @@ def foncier_indicators(
         "communes": commune_rows,
         "price_trend": trend,
         "supply": _supply(sites, layers, opts),
+        "qpv_figures": _qpv_figures(conn, dep, structures, sales, layers, opts),
         "needs": {
             "available": layers["needs"]["available"],
             "count": len(needs) if layers["needs"]["available"] else None,
@@ -226,6 +232,7 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
                 """
                 SELECT count(*) AS n, min(date_mutation) AS first, max(date_mutation) AS last,
                        count(DISTINCT commune_code) AS communes,
+                       count(*) FILTER (WHERE qpv_code IS NOT NULL) AS in_qpv,
                        string_agg(DISTINCT source, ', ') AS sources
                   FROM land_transactions WHERE departement_code = :d
                 """
@@ -289,6 +296,24 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
         .mappings()
         .one()
     )
+    lovac = (
+        conn.execute(
+            sa.text(
+                """
+                SELECT count(DISTINCT i.commune_code) AS n,
+                       count(DISTINCT i.commune_code) FILTER (WHERE i.value IS NOT NULL) AS known,
+                       string_agg(DISTINCT i.source, ', ') AS sources,
+                       string_agg(DISTINCT i.vintage, ', ') AS vintage
+                  FROM commune_indicators i
+                 WHERE i.indicator = 'logements_vacants_2ans_pct'
+                   AND i.commune_code = ANY(:codes)
+                """
+            ),
+            {"codes": [c["code"] for c in communes]},
+        )
+        .mappings()
+        .one()
+    )
     ref = {
         r["name"]: r
         for r in conn.execute(sa.text("SELECT name, vintage FROM reference_layers")).mappings()
@@ -347,6 +372,12 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
             "description": prov(dvf["sources"])["description"],
             "vintage": f"{dvf['first']} → {dvf['last']}" if dvf["n"] else None,
             "coverage": f"{dvf['n']} mutations, {dvf['communes']} communes" if dvf["n"] else None,
+            # What the loaded sales stand for, printed beside every price figure.
+            "scope": None
+            if not dvf["n"]
+            else "ventes situées en QPV uniquement"
+            if dvf["in_qpv"] == dvf["n"]
+            else f"ventes chargées de {dvf['communes']} commune(s)",
             "note": None
             if dvf["n"]
             else "Aucune transaction DVF chargée pour ce département : aucun prix n'est affiché.",
@@ -375,6 +406,21 @@ def _layers(conn: Connection, dep: str, communes: list[dict[str, Any]]) -> dict[
             "note": None
             if needs["n"]
             else "Aucun besoin déclaré pour ce département : pas d'appariement.",
+        },
+        "lovac": {
+            "available": lovac["n"] > 0,
+            "label": "Vacance des logements privés (LOVAC)",
+            "source": lovac["sources"],
+            "description": prov(lovac["sources"])["description"],
+            "vintage": lovac["vintage"],
+            "coverage": f"{lovac['known']}/{n_communes} communes avec un taux publié"
+            if lovac["n"]
+            else None,
+            "scope": "logements du parc privé vacants depuis 2 ans ou plus : un indicateur de "
+            "contexte, pas une mesure des locaux d'activité",
+            "note": None
+            if lovac["n"]
+            else "Aucune donnée LOVAC chargée pour ce département : la vacance n'est pas indiquée.",
         },
         "stations": {
             "available": stations["n"] > 0,
@@ -425,16 +471,59 @@ def _structure_layer(
 # ---------------------------------------------------------------- figures
 
 
+def is_market_sale(nature: str | None) -> bool:
+    """A sale at a market price: a plain "Vente" of an existing good.
+
+    VEFA (off-plan sales of new buildings), adjudications (auctions) and sales of building
+    land have prices of their own; mixed into one median they raise it (Montpellier +69 %).
+    """
+    return fold(nature or "") == "vente"
+
+
 def _median_block(prices: list[float], opts: Options) -> dict[str, Any]:
-    """Median €/m² with its count, or no figure (and why) under the minimum."""
+    """Median €/m² with its count and spread (interquartile range), or no figure (and why)."""
     n = len(prices)
     if n < opts.min_sales:
         return {
             "sales": n,
             "median_eur_m2": None,
+            "q1_eur_m2": None,
+            "q3_eur_m2": None,
             "reason": f"moins de {opts.min_sales} ventes" if n else "aucune vente",
         }
-    return {"sales": n, "median_eur_m2": round(statistics.median(prices)), "reason": None}
+    q1, _q2, q3 = statistics.quantiles(prices, n=4, method="inclusive")
+    return {
+        "sales": n,
+        "median_eur_m2": round(statistics.median(prices)),
+        "q1_eur_m2": round(q1),
+        "q3_eur_m2": round(q3),
+        "reason": None,
+    }
+
+
+def _market_prices(sales: list[dict[str, Any]], kind: str) -> list[float]:
+    return [s["price_m2"] for s in sales if s["market"] and s["kind"] == kind and s["price_m2"]]
+
+
+def _other_natures(sales: list[dict[str, Any]], opts: Options) -> list[dict[str, Any]]:
+    """Sales that are not market sales (VEFA, adjudications…), by nature, shown apart."""
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in sales:
+        if not s["market"]:
+            by[s["nature_mutation"] or "?"].append(s)
+    return [
+        {
+            "nature": nature,
+            "sales": len(rows),
+            "local": _median_block(
+                [r["price_m2"] for r in rows if r["kind"] == "local" and r["price_m2"]], opts
+            ),
+            "terrain": _median_block(
+                [r["price_m2"] for r in rows if r["kind"] == "terrain" and r["price_m2"]], opts
+            ),
+        }
+        for nature, rows in sorted(by.items())
+    ]
 
 
 def _area_figures(
@@ -486,12 +575,10 @@ def _area_figures(
             "sales": len(sales),
             "value_eur": round(sum(s["valeur_fonciere"] or 0 for s in sales)),
             "sales_by_kind": dict(sorted(Counter(s["kind"] for s in sales).items())),
-            "local": _median_block(
-                [s["price_m2"] for s in sales if s["kind"] == "local" and s["price_m2"]], opts
-            ),
-            "terrain": _median_block(
-                [s["price_m2"] for s in sales if s["kind"] == "terrain" and s["price_m2"]], opts
-            ),
+            "market_sales": sum(1 for s in sales if s["market"]),
+            "local": _median_block(_market_prices(sales, "local"), opts),
+            "terrain": _median_block(_market_prices(sales, "terrain"), opts),
+            "other_natures": _other_natures(sales, opts),
         }
     else:
         row["prices"] = None
@@ -533,7 +620,7 @@ def _commune_row(
         row["supply"] = {
             "sites": len(mine),
             "available": len(avail),
-            "available_surface_m2": round(sum(s["surface_m2"] or 0 for s in avail)),
+            "available_surface_m2": _known_sum(avail, "surface_m2"),
         }
     else:
         row["supply"] = None
@@ -577,8 +664,11 @@ def _inter_rows(
         mine = [r for r in rows if r["code"] in codes]
         row["supply"] = (
             {
-                k: sum(r["supply"][k] for r in mine)
-                for k in ("sites", "available", "available_surface_m2")
+                "sites": sum(r["supply"]["sites"] for r in mine),
+                "available": sum(r["supply"]["available"] for r in mine),
+                "available_surface_m2": _known_sum(
+                    [r["supply"] for r in mine], "available_surface_m2"
+                ),
             }
             if layers["sites"]["available"]
             else None
@@ -593,48 +683,129 @@ def _inter_rows(
 
 
 def _trend(sales: list[dict[str, Any]], opts: Options) -> dict[str, Any]:
-    """Yearly sales and median €/m² of premises; the change between the first and last years
-    that each rest on enough sales."""
+    """Yearly sales and market median €/m² of premises; the change between the first and last
+    complete years that each rest on enough sales, or no change and why."""
     years = sorted({s["year"] for s in sales})
+    counts = {y: sum(1 for s in sales if s["year"] == y) for y in years}
+    typical = statistics.median(counts.values()) if counts else 0
     rows = []
     for y in years:
         ys = [s for s in sales if s["year"] == y]
+        complete = counts[y] >= opts.complete_year_share * typical
         rows.append(
             {
                 "year": y,
                 "sales": len(ys),
-                "local": _median_block(
-                    [s["price_m2"] for s in ys if s["kind"] == "local" and s["price_m2"]], opts
-                ),
-                "terrain": _median_block(
-                    [s["price_m2"] for s in ys if s["kind"] == "terrain" and s["price_m2"]], opts
-                ),
+                "complete": complete,
+                "note": None
+                if complete
+                else f"année incomplète : {counts[y]} mutations pour {round(typical)} "
+                "en année médiane",
+                "local": _median_block(_market_prices(ys, "local"), opts),
+                "terrain": _median_block(_market_prices(ys, "terrain"), opts),
             }
         )
-    measured = [r for r in rows if r["local"]["median_eur_m2"] is not None]
+    usable = [
+        r
+        for r in rows
+        if r["complete"]
+        and r["local"]["median_eur_m2"] is not None
+        and r["local"]["sales"] >= opts.min_trend_sales
+    ]
     change = None
-    if len(measured) >= 2:
-        a, b = measured[0], measured[-1]
+    withheld = None
+    if len(usable) >= 2:
+        a, b = usable[0], usable[-1]
         years_n = b["year"] - a["year"]
+        ratio = b["local"]["median_eur_m2"] / a["local"]["median_eur_m2"]
         change = {
             "from_year": a["year"],
             "to_year": b["year"],
             "from_eur_m2": a["local"]["median_eur_m2"],
             "to_eur_m2": b["local"]["median_eur_m2"],
-            "change_pct": round(
-                100 * (b["local"]["median_eur_m2"] / a["local"]["median_eur_m2"] - 1), 1
-            ),
-            "yearly_pct": round(
-                100
-                * (
-                    (b["local"]["median_eur_m2"] / a["local"]["median_eur_m2"]) ** (1 / years_n) - 1
-                ),
-                1,
-            )
-            if years_n
-            else None,
+            "from_sales": a["local"]["sales"],
+            "to_sales": b["local"]["sales"],
+            "change_pct": round(100 * (ratio - 1), 1),
+            "yearly_pct": round(100 * (ratio ** (1 / years_n) - 1), 1) if years_n else None,
         }
-    return {"years": rows, "local_change": change}
+    elif rows:
+        withheld = (
+            "évolution non publiée : il faut deux années complètes avec au moins "
+            f"{opts.min_trend_sales} ventes de locaux d'activité au prix du marché chacune "
+            f"({len(usable)} année(s) remplissent ces conditions)"
+        )
+    return {"years": rows, "local_change": change, "local_change_withheld": withheld}
+
+
+def _commune_context(conn: Connection, rows: list[dict[str, Any]], layers: dict[str, Any]) -> None:
+    """LOVAC vacancy of each commune, or null with the reason (layer absent, rate withheld)."""
+    values: dict[str, float | None] = {}
+    if layers["lovac"]["available"]:
+        values = dict(
+            conn.execute(
+                sa.text(
+                    """
+                    SELECT DISTINCT ON (commune_code) commune_code, value
+                      FROM commune_indicators
+                     WHERE indicator = 'logements_vacants_2ans_pct'
+                       AND commune_code = ANY(:codes)
+                     ORDER BY commune_code, source
+                    """
+                ),
+                {"codes": [r["code"] for r in rows]},
+            ).all()
+        )
+    for row in rows:
+        value = values.get(row["code"])
+        if value is not None:
+            reason = None
+        elif not layers["lovac"]["available"]:
+            reason = "couche LOVAC absente"
+        elif row["code"] in values:
+            reason = "taux non publié (secret statistique)"
+        else:
+            reason = "commune absente du fichier LOVAC"
+        row["context"] = {"logements_vacants_2ans_pct": value, "reason": reason}
+
+
+def _qpv_figures(
+    conn: Connection,
+    dep: str,
+    structures: list[dict[str, Any]],
+    sales: list[dict[str, Any]],
+    layers: dict[str, Any],
+    opts: Options,
+) -> dict[str, Any]:
+    """Structures and market prices of premises per QPV, or why there are none."""
+    if not layers["qpv"]["available"]:
+        return {"available": False, "reason": layers["qpv"]["note"], "quartiers": []}
+    qpvs = conn.execute(
+        sa.text(
+            "SELECT code, name FROM territories WHERE level = 'qpv' AND departement_code = :d "
+            "ORDER BY code"
+        ),
+        {"d": dep},
+    ).all()
+    out = []
+    for code, name in qpvs:
+        mine = [s for s in structures if s["precise"] and s["qpv_code"] == code]
+        qs = [s for s in sales if s["qpv_code"] == code]
+        out.append(
+            {
+                "code": code,
+                "name": name,
+                "structures": len(mine),
+                "sales": len(qs),
+                "local": _median_block(_market_prices(qs, "local"), opts),
+            }
+        )
+    return {"available": True, "reason": None, "quartiers": out}
+
+
+def _known_sum(rows: list[dict[str, Any]], key: str) -> int | None:
+    """Sum of a column over the rows where it is known; None when it is known for none."""
+    known = [r[key] for r in rows if r[key] is not None]
+    return round(sum(known)) if known else None
 
 
 def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) -> dict[str, Any]:
@@ -650,17 +821,35 @@ def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) 
             "status": st,
             "status_label": STATUS_LABELS.get(st, st),
             "sites": len(v),
-            "surface_m2": round(sum(s["surface_m2"] or 0 for s in v)),
+            # Sums over the sites whose surface is known, with that count: never a 0 for
+            # "unknown" (the CNIG built-surface column is empty for every Ardennes friche).
+            "surface_m2": _known_sum(v, "surface_m2"),
             "surface_known": sum(1 for s in v if s["surface_m2"] is not None),
-            "built_surface_m2": round(sum(s["built_surface_m2"] or 0 for s in v)),
+            "built_surface_m2": _known_sum(v, "built_surface_m2"),
+            "built_surface_known": sum(1 for s in v if s["built_surface_m2"] is not None),
+            "pollution": dict(
+                sorted(Counter(s["pollution"] or "non renseignée" for s in v).items())
+            ),
         }
         for (k, st), v in sorted(groups.items())
     ]
+    by_origin: Counter[tuple[str, str]] = Counter(
+        (s["origin"] or "non renseignée", s["status"]) for s in sites if s["kind"] == "friche"
+    )
     with_st = layers["stations"]["available"]
     dists = [s["station_distance_m"] for s in sites if s["station_distance_m"] is not None]
     return {
         "available": True,
         "by_kind_status": by,
+        "friches_by_origin_status": [
+            {
+                "origin": o,
+                "status": st,
+                "status_label": STATUS_LABELS.get(st, st),
+                "sites": n,
+            }
+            for (o, st), n in sorted(by_origin.items())
+        ],
         "station_distance": {
             "available": with_st,
             "median_m": round(statistics.median(dists)) if dists else None,
@@ -679,6 +868,8 @@ def _supply(sites: list[dict[str, Any]], layers: dict[str, Any], opts: Options) 
                 "surface_m2": s["surface_m2"],
                 "built_surface_m2": s["built_surface_m2"],
                 "owner_type": s["owner_type"],
+                "pollution": s["pollution"],
+                "origin": s["origin"],
                 "rent_eur_month": s["rent_eur_month"],
                 "price_eur": s["price_eur"],
                 "commune_code": s["commune_code"],

@@ -19,6 +19,8 @@ CRITERIA_LABELS = {
     "territory": "hors des territoires souhaités ou trop loin",
     "status": "site déjà reconverti ou occupé",
 }
+# CNIG "sol_pollution_existe" values that call for a soil study before any use.
+POLLUTED = {"pollution avérée": "avérée", "pollution supposée": "supposée"}
 _TO_L93 = Transformer.from_crs(4326, 2154, always_xy=True)
 
 
@@ -108,6 +110,21 @@ def _evaluate(
     else:
         return "territory", details
     points += STATUS_POINTS.get(site["status"], 5)
+    pollution = POLLUTED.get((site.get("pollution") or "").strip().lower())
+    if pollution is None and "basias" in (site.get("origin") or "").lower():
+        # Basias/Basol list former industrial sites: soil pollution is possible until studied.
+        pollution = "possible (ancien site industriel Basias/Basol)"
+    if pollution:
+        # Growing food on polluted soil is not a match one may make silently: say so, and
+        # rank the site after clean ones for farmland needs.
+        if need["kind"] == "terrain_agricole":
+            points -= 30
+            details["pollution"] = (
+                f"pollution {pollution} : culture alimentaire exclue sans étude de sol "
+                "et dépollution"
+            )
+        else:
+            details["pollution"] = f"pollution {pollution} : diagnostic de sol à prévoir"
     details["score"] = round(min(points, 100.0), 1)
     return None, details
 

@@ -14,6 +14,11 @@ class Options:
     """Parameters of the diagnostic, stated in the report."""
 
     min_sales: int = 5
+    # A price change is a headline: each end year needs this many market sales of premises,
+    # and a year with fewer than `complete_year_share` of the median yearly count of sales is
+    # incomplete (a partial file, a lockdown) and never an end of the comparison.
+    min_trend_sales: int = 20
+    complete_year_share: float = 0.6
     qpv_buffer_m: float = 300.0
     similar_k: int = 3
     matches_per_need: int = 3

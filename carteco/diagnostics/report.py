@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import statistics
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from carteco.diagnostics.engine import (
     STATUS_LABELS,
     Options,
     foncier_indicators,
+    is_market_sale,
     sector_labels,
 )
 from carteco.diagnostics.rules import KIND_LABELS
@@ -182,7 +184,7 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
                     "id_mutation": r.id_mutation,
                     "date": str(r.date_mutation),
                     "commune": r.commune_code,
-                    "nature": r.kind,
+                    "nature": r.nature_mutation,
                     "prix_eur_m2": r.price_m2,
                     "valeur_fonciere": r.valeur_fonciere,
                 },
@@ -191,14 +193,17 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
                 sa.text(
                     """
                     SELECT id_mutation, date_mutation, commune_code, kind, price_m2,
-                           valeur_fonciere, ST_X(geom) AS lon, ST_Y(geom) AS lat
+                           valeur_fonciere, nature_mutation, ST_X(geom) AS lon, ST_Y(geom) AS lat
                       FROM land_transactions
                      WHERE departement_code = :d AND price_m2 IS NOT NULL AND geom IS NOT NULL
+                       AND kind = 'local'
                      ORDER BY date_mutation, id_mutation
                     """
                 ),
                 {"d": dep},
             )
+            # The map shows the sales behind the headline median: market sales of premises.
+            if is_market_sale(r.nature_mutation)
         ]
     layers = {
         "communes": _fc(communes),
@@ -469,7 +474,8 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         _outline_layer(m, layers)
         _qpv_layer(m, layers)
         prices = sorted(f["properties"]["prix_eur_m2"] for f in layers["ventes_prix"]["features"])
-        q = [prices[int(len(prices) * k / 4)] for k in (1, 2, 3)]
+        # The same quartiles as the figures (the middle threshold is the median shown).
+        q = statistics.quantiles(prices, n=4, method="inclusive") if len(prices) > 1 else prices * 3
         ramp = ["#fee5d9", "#fcae91", "#fb6a4a", "#cb181d"]
 
         def price_colour(p: dict[str, Any]) -> str:

@@ -17,6 +17,9 @@ KIND_LABELS = {
 }
 
 
+NO_SITE = "aucun site inventorié"
+
+
 def _active(row: dict[str, Any]) -> bool:
     """A commune worth a line: it has structures, sales, sites or needs."""
     return bool(
@@ -50,7 +53,10 @@ def typology(
             pressure = "moyenne"
         supply = None
         if row["supply"] is not None:
-            supply = "offre disponible" if row["supply"]["available"] else "peu d'offre"
+            # An inventory lists what someone recorded: a commune with no site in it is
+            # "not inventoried", never "little supply" (24 of 28 communes of 93 were so
+            # labelled from a 6-site example file).
+            supply = "offre disponible" if row["supply"]["available"] else NO_SITE
         if pressure is None and supply is None:
             label = "Données insuffisantes"
         elif pressure is None:
@@ -113,8 +119,8 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
                     "territory": _inter_name(doc, inter),
                     "text": (
                         f"{len(group)} friche(s) sans projet ({', '.join(names)}"
-                        f"{'…' if len(group) > 5 else ''}) totalisent "
-                        f"{_m2(sum(s['surface_m2'] or 0 for s in group))} ; "
+                        f"{'…' if len(group) > 5 else ''}) "
+                        f"{_surface_text(group)} ; "
                         f"{near} structure(s) de l'ESS à moins de 2 km"
                         + (
                             f" et {len(unmet_here)} besoin(s) non satisfait(s)"
@@ -126,7 +132,8 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
                     ),
                     "figures": {
                         "friches_sans_projet": len(group),
-                        "surface_m2": round(sum(s["surface_m2"] or 0 for s in group)),
+                        "surface_m2": _known_surface(group),
+                        "surface_connue_pour": sum(1 for s in group if s["surface_m2"] is not None),
                         "structures_a_moins_de_2km": near,
                         "besoins_non_satisfaits": len(unmet_here),
                     },
@@ -134,19 +141,21 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
             )
 
     # 2. High pressure and little supply: mobilise public land.
-    hot = [t for t in doc["typology"] if t["pressure"] == "forte" and t["supply"] == "peu d'offre"]
+    hot = [t for t in doc["typology"] if t["pressure"] == "forte" and t["supply"] == NO_SITE]
     if hot:
         recos.append(
             {
                 "rule": "foncier_public",
-                "title": "Forte pression, peu d'offre : mobiliser le foncier public",
+                "title": "Forte pression, aucun site inventorié : recenser et mobiliser le "
+                "foncier public",
                 "territory": ", ".join(t["name"] for t in hot[:10]),
                 "text": (
                     f"{len(hot)} commune(s) où le prix médian des locaux d'activité dépasse de "
                     f"{round((opts.pressure_high - 1) * 100)} % au moins la médiane "
-                    "départementale sans site disponible recensé : recenser et mobiliser le "
-                    "foncier et les rez-de-chaussée publics (collectivités, bailleurs sociaux), "
-                    "baux à loyer modéré pour l'ESS."
+                    "départementale (ventes au prix du marché) sans site disponible dans "
+                    "l'inventaire chargé — ce qui ne prouve pas l'absence d'offre : compléter "
+                    "l'inventaire, recenser et mobiliser le foncier et les rez-de-chaussée "
+                    "publics (collectivités, bailleurs sociaux), baux à loyer modéré pour l'ESS."
                 ),
                 "figures": {
                     t["code"]: {
@@ -155,7 +164,7 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
                         "mediane_departement_eur_m2": t["figures"][
                             "median_local_departement_eur_m2"
                         ],
-                        "sites_disponibles": 0,
+                        "sites_disponibles_inventories": 0,
                     }
                     for t in hot
                 },
@@ -256,6 +265,20 @@ def _inter_name(doc: dict[str, Any], code: str) -> str:
         if r["code"] == code:
             return f"{r['name']} ({r['kind']})"
     return code
+
+
+def _known_surface(sites: list[dict[str, Any]]) -> int | None:
+    known = [s["surface_m2"] for s in sites if s["surface_m2"] is not None]
+    return round(sum(known)) if known else None
+
+
+def _surface_text(sites: list[dict[str, Any]]) -> str:
+    """ "totalisent X m²", saying over how many sites; "de surface inconnue" when none is."""
+    known = [s for s in sites if s["surface_m2"] is not None]
+    if not known:
+        return "de surface inconnue"
+    text = "totalisent " + _m2(sum(s["surface_m2"] for s in known))
+    return text if len(known) == len(sites) else f"{text} (surface connue pour {len(known)})"
 
 
 def _m2(value: float) -> str:

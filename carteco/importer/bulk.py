@@ -14,7 +14,7 @@ memory whatever the file's size:
    join for all new and moved points, then one INSERT and one UPDATE.
 
 The per-row triggers `structures_tag` and `structures_touch` are skipped in that transaction
-(`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migration 0009): the INSERT and
+(`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migration 0018): the INSERT and
 UPDATE carry the codes, `version` and `updated_at` those triggers would have set. A killed
 import leaves nothing behind: everything happens in the one transaction.
 """
@@ -35,8 +35,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
+from carteco.importer.missing import apply_missing, check_action
 from carteco.importer.pipeline import (
     _BY_KEY,
     _COLS,
@@ -143,12 +145,15 @@ def run_bulk_import(
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
     workers: int = 1,
+    missing: str = "flag",
 ) -> ImportReport:
     """Import one large CSV file as one transaction, like `run_import`, in bounded memory.
 
     With `workers` > 1, rows are validated in that many forked processes (batches in flight
     bounded, results taken in file order); the command line uses it, not the server.
+    `missing`: the source's structures absent from the file, as on the row path.
     """
+    check_action(missing)
     source = (source or path.stem).strip() or "import"
     report = ImportReport(file=path.name, source=source, checksum=scan.checksum, dry_run=dry_run)
     with tracked_run(engine, report):
@@ -163,6 +168,7 @@ def run_bulk_import(
             progress,
             limits or ReadLimits(),
             workers,
+            missing,
         )
     return report
 
@@ -235,6 +241,7 @@ def _run(
     progress: Progress | None,
     limits: ReadLimits,
     workers: int = 1,
+    missing: str = "flag",
 ) -> None:
     report.format = "csv"
     headers, rows = _rows(path, scan, limits)
@@ -249,6 +256,8 @@ def _run(
                 {"s": report.source},
             )
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            # Who wrote the versions the statement-level history triggers record (history.py).
+            set_change_context(conn, f"import:{report.source}", report.run_id)
             conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'on'"))
             conn.execute(sa.text(_STAGE))
             conn.execute(sa.text("SET LOCAL jit = off"))  # compiling costs more than it saves
@@ -289,6 +298,16 @@ def _run(
             conn.execute(sa.text("ANALYZE bulk_stage"))
             clock("duplicates")
             _upsert(conn, cur, report)
+            # Per-row triggers are back on: closures and flags bump versions as usual.
+            report.missing = apply_missing(
+                conn,
+                report.source,
+                conn.execute(sa.text(_SOURCE_IDS)).scalars(),
+                missing,
+                report.run_id,
+                report.rejected,
+            )
+            clock("missing")
             if dry_run:
                 trans.rollback()
                 report.status = "dry_run"
@@ -412,6 +431,7 @@ _TAG_LIST = (
     "qpv_code"
 )
 _STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
+_SOURCE_IDS = "SELECT DISTINCT source_id FROM bulk_stage"
 _COPY_STAGE = f"COPY bulk_stage ({_STAGE_COLS}) FROM STDIN"
 _COPY_MERGED = f"COPY bulk_merged ({_STAGE_COLS}) FROM STDIN"
 

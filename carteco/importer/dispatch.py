@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from carteco.importer import bulk as bulk_path
 from carteco.importer import pipeline
 from carteco.importer.mapping import Mapping
+from carteco.importer.missing import check_action
 from carteco.importer.pipeline import ImportReport, Progress
 from carteco.importer.readers import ReadLimits
 
@@ -25,6 +26,7 @@ def run_import(
     limits: ReadLimits | None = None,
     bulk: bool | None = None,
     workers: int = 1,
+    missing: str = "flag",
 ) -> ImportReport:
     """Import one file as one transaction; with errors, write nothing unless `skip_invalid`.
 
@@ -32,7 +34,9 @@ def run_import(
     bulk path: same rules, messages and result, in bounded memory. `bulk=False` forces the row
     path; files given as bytes (`data`) always take it. `workers` > 1 validates the bulk
     path's rows in that many forked processes (the command line; not from a threaded server).
+    `missing`: what becomes of the source's structures absent from the file (flag, close, keep).
     """
+    check_action(missing)
     if data is None and bulk is not False:
         scan = bulk_path.bulk_candidate(path, bulk, limits or ReadLimits())
         if scan is not None:
@@ -47,7 +51,8 @@ def run_import(
                 progress,
                 limits,
                 workers,
+                missing,
             )
     return pipeline.run_import(
-        engine, path, source, mapping, dry_run, skip_invalid, data, progress, limits
+        engine, path, source, mapping, dry_run, skip_invalid, data, progress, limits, missing
     )

@@ -87,8 +87,19 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
         "etat_administratif",
         "statut_gogocarto",  # set by the GoGoCarto reader from the element's "status"
     ),
-    "opened_on": ("date_creation", "date_ouverture", "opened_on"),
-    "closed_on": ("date_fermeture", "date_cessation", "closed_on"),
+    # SIRENE: dateCreationEtablissement (else dateCreationUniteLegale); RNA waldec: date_creat,
+    # date_disso. SIRENE's dateDebut starts the current *period* of an establishment (for a
+    # closed one, its closing date), not its creation: it is not taken as an opening date.
+    # GoGoCarto's createdAt dates the map entry, not the structure: not taken either.
+    "opened_on": (
+        "date_creation",
+        "date_ouverture",
+        "opened_on",
+        "datecreationetablissement",
+        "datecreationunitelegale",
+        "date_creat",
+    ),
+    "closed_on": ("date_fermeture", "date_cessation", "closed_on", "date_disso"),
 }
 FIELDS = tuple(DEFAULT_ALIASES)
 

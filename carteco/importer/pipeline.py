@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import execute_rows
+from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
+from carteco.importer.missing import apply_missing, check_action
 from carteco.importer.readers import ReadLimits, read_table
 from carteco.importer.validate import RECORD_FIELDS, Record, RowValidator
 from carteco.sectors import load_taxonomy
@@ -44,6 +46,8 @@ class ImportReport:
     run_id: int | None = None
     dry_run: bool = False
     message: str | None = None
+    # Structures of the source absent from the file (carteco.importer.missing).
+    missing: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
@@ -61,6 +65,7 @@ class ImportReport:
             "rejected": self.rejected,
             "errors": [e.as_dict() for e in self.errors],
             "message": self.message,
+            "missing": self.missing,
         }
 
 
@@ -74,8 +79,13 @@ def run_import(
     data: bytes | None = None,
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
+    missing: str = "flag",
 ) -> ImportReport:
-    """Import one file as one transaction; with errors, write nothing unless `skip_invalid`."""
+    """Import one file as one transaction; with errors, write nothing unless `skip_invalid`.
+
+    `missing`: what becomes of the source's structures absent from the file (flag, close, keep).
+    """
+    check_action(missing)
     if data is None:
         if path.is_dir():
             raise ImportFileError(str(path), "c'est un dossier : un fichier est attendu")
@@ -101,6 +111,7 @@ def run_import(
             skip_invalid,
             progress,
             limits or ReadLimits(),
+            missing,
         )
     return report
 
@@ -176,6 +187,7 @@ def _run(
     skip_invalid: bool,
     progress: Progress | None,
     limits: ReadLimits,
+    missing: str = "flag",
 ) -> None:
     table = read_table(path, data, limits)
     report.format = table.format
@@ -216,7 +228,12 @@ def _run(
             # by its file (rows capped) and stopped by killing it, and must not fail halfway
             # because one big batch ran long on a busy machine.
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            # Who wrote the versions this import records (carteco/history.py).
+            set_change_context(conn, f"import:{report.source}", report.run_id)
             _upsert(conn, report, list(records.values()))
+            report.missing = apply_missing(
+                conn, report.source, records, missing, report.run_id, report.rejected
+            )
             if dry_run:
                 trans.rollback()
                 report.status = "dry_run"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from carteco.importer.readers import SourceTable, read_table
 from carteco.land.parse import RowReader, departement_of, is_departement, resolve_columns
 from carteco.text import fold
 
-KINDS = ("dvf", "friches", "sites", "besoins", "qpv")
+KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
 Progress = Callable[[int, int], None]
 
 # Natures of mutation whose value is a market price (exchanges and expropriations are not).
@@ -64,6 +65,9 @@ FRICHE_STATUS = {
     "reconvertie": "reconvertie",
     "friche potentielle": "potentielle",
     "potentielle": "potentielle",
+    # Cartofriches: 93 Île-de-France sites have no known status; kept unknown, never guessed.
+    "inconnu": "inconnu",
+    "statut inconnu": "inconnu",
 }
 SITE_STATUS = {
     **FRICHE_STATUS,
@@ -119,6 +123,10 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "code_qp": ("code_qp", "code_qpv"),
         "longitude": ("longitude", "lon"),
         "latitude": ("latitude", "lat"),
+        # geo-dvf (Etalab national format): one row per disposition × parcel × local × crop.
+        "numero_disposition": ("numero_disposition",),
+        "lot1_numero": ("lot1_numero",),
+        "nombre_pieces": ("nombre_pieces_principales",),
     },
     "friches": {
         "site_id": ("site_id",),
@@ -126,7 +134,9 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "site_type": ("site_type",),
         "site_adresse": ("site_adresse",),
         "site_statut": ("site_statut",),
-        "comm_insee": ("comm_insee", "code_insee"),
+        "comm_insee": ("comm_insee", "code_insee", "code_commune"),
+        # Cartofriches: the inventory behind the record (Fonds Friches, MTE, Basias/Basol…).
+        "origin": ("source_cartofriches", "source_r", "source_donnee"),
         "epci_siren": ("epci_siren",),
         "bati_surface": ("bati_surface",),
         "proprio_type": ("proprio_personne", "proprio_type_catpro3", "proprio_type"),
@@ -170,6 +180,15 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "latitude": ("latitude", "lat"),
         "date": ("date_besoin", "date"),
     },
+    "lovac": {
+        "commune": ("code_commune", "codgeo", "insee_com", "code_insee"),
+        "parc_prive": ("nb_logements_parc_prive_2022", "nb_logements_parc_prive", "parc_prive"),
+        "vacants_2ans_pct": (
+            "prop_logements_vacants_2ans_plus_parc_prive_01012021_pct",
+            "prop_logements_vacants_2ans_plus_pct",
+            "taux_vacance_2ans",
+        ),
+    },
     "qpv": {
         "code": ("code_qp", "code_qpv", "code_quartier", "code"),
         "name": ("nom_qp", "nom_qpv", "lib_qp", "nom"),
@@ -183,7 +202,13 @@ REQUIRED = {
     "sites": ("id", "name", "kind"),
     "besoins": ("id", "name", "kind"),
     "qpv": ("code",),
+    "lovac": ("commune", "vacants_2ans_pct"),
 }
+# LOVAC indicators kept per commune: (indicator, column key).
+LOVAC_INDICATORS = (
+    ("logements_vacants_2ans_pct", "vacants_2ans_pct"),
+    ("logements_parc_prive", "parc_prive"),
+)
 
 
 @dataclass
@@ -333,6 +358,15 @@ def _parse_dvf(
             "commune": commune,
             "parcelle": r.raw("id_parcelle"),
             "culture": r.raw("nature_culture"),
+            # What identifies one local within a mutation in geo-dvf: its rows repeat per crop.
+            "local_key": (
+                r.raw("numero_disposition"),
+                r.raw("id_parcelle"),
+                fold(r.raw("type_local")),
+                r.raw("surface_bati"),
+                r.raw("lot1_numero"),
+                r.raw("nombre_pieces"),
+            ),
             "qp": r.text("code_qp"),
             "point": r.point(),
             "dep": r.text("code_departement"),
@@ -374,7 +408,7 @@ def _fold_mutation(mid: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One transaction from the dispositions of a mutation (the value counts once)."""
     first = rows[0]
     types = sorted({_type_code(r["type"]) for r in rows if r["type"]})
-    local_bati = sum(r["bati"] or 0.0 for r in rows if _type_code(r["type"]) == "local")
+    local_bati = _built_once([r for r in rows if _type_code(r["type"]) == "local"])
     # The land surface repeats on each local of a parcel, while a parcel of several crops
     # (nature de culture) has one row per crop: count each (parcel, crop, surface) once.
     parcels: set[tuple[str, str, float]] = set()
@@ -426,8 +460,26 @@ def _fold_mutation(mid: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return rec
 
 
+def _built_once(rows: list[dict[str, Any]]) -> float:
+    """Built surface of the locals of a mutation, each local counted once.
+
+    geo-dvf repeats a local's row for every crop (nature de culture) of its parcel: rows alike
+    but for the crop are one local. Rows alike *and* of the same crop are distinct locals (two
+    identical shops sold together), so each is counted.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["local_key"]].append(r)
+    total = 0.0
+    for group in groups.values():
+        crops = Counter(r["culture"] for r in group)
+        locals_n = max(crops.values())
+        total += (group[0]["bati"] or 0.0) * locals_n
+    return total
+
+
 def _sum_bati(rows: list[dict[str, Any]]) -> float | None:
-    total = sum(r["bati"] or 0.0 for r in rows)
+    total = _built_once(rows)
     return total or None
 
 
@@ -519,6 +571,7 @@ def _site_record(r: RowReader, base: dict[str, Any]) -> dict[str, Any]:
         "owner_type": base.get("owner_type"),
         "owner_name": base.get("owner_name"),
         "pollution": base.get("pollution"),
+        "origin": base.get("origin"),
         "rent_eur_month": base.get("rent_eur_month"),
         "price_eur": base.get("price_eur"),
         "address": base.get("address"),
@@ -606,6 +659,7 @@ def _parse_friches(
                         "owner_type": r.text("proprio_type"),
                         "owner_name": r.text("proprio_nom"),
                         "pollution": r.text("pollution"),
+                        "origin": r.text("origin"),
                         "address": r.text("site_adresse"),
                         "commune_code": commune,
                         "epci_code": r.text("epci_siren"),
@@ -695,10 +749,11 @@ def _parse_sites(
 _SITE_UPSERT = sa.text(
     """
     INSERT INTO land_sites (source, source_id, name, kind, site_type, status, usages, surface_m2,
-        built_surface_m2, owner_type, owner_name, pollution, rent_eur_month, price_eur, address,
-        commune_code, epci_code, departement_code, geom, footprint, content_hash, extra)
+        built_surface_m2, owner_type, owner_name, pollution, origin, rent_eur_month, price_eur,
+        address, commune_code, epci_code, departement_code, geom, footprint, content_hash, extra)
     VALUES (:source, :source_id, :name, :kind, :site_type, :status, :usages, :surface_m2,
-        :built_surface_m2, :owner_type, :owner_name, :pollution, :rent_eur_month, :price_eur,
+        :built_surface_m2, :owner_type, :owner_name, :pollution, :origin, :rent_eur_month,
+        :price_eur,
         :address, :commune_code, :epci_code, :departement_code,
         CASE WHEN CAST(:lon AS float8) IS NOT NULL THEN ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
              WHEN CAST(:footprint AS text) IS NOT NULL THEN ST_PointOnSurface(
@@ -710,7 +765,8 @@ _SITE_UPSERT = sa.text(
         site_type = EXCLUDED.site_type, status = EXCLUDED.status, usages = EXCLUDED.usages,
         surface_m2 = EXCLUDED.surface_m2, built_surface_m2 = EXCLUDED.built_surface_m2,
         owner_type = EXCLUDED.owner_type, owner_name = EXCLUDED.owner_name,
-        pollution = EXCLUDED.pollution, rent_eur_month = EXCLUDED.rent_eur_month,
+        pollution = EXCLUDED.pollution, origin = EXCLUDED.origin,
+        rent_eur_month = EXCLUDED.rent_eur_month,
         price_eur = EXCLUDED.price_eur, address = EXCLUDED.address,
         commune_code = EXCLUDED.commune_code, epci_code = EXCLUDED.epci_code,
         departement_code = EXCLUDED.departement_code, geom = EXCLUDED.geom,
@@ -871,6 +927,76 @@ def _write_needs(conn: Connection, source: str, parsed: Parsed, report: ImportRe
     )
 
 
+# ---------------------------------------------------------------- LOVAC
+
+
+def _parse_lovac(
+    conn: Connection, file: str, table: SourceTable, progress: Progress | None
+) -> Parsed:
+    """LOVAC per commune: share of private dwellings vacant 2 years or more, and the stock.
+
+    A blank rate is statistical secrecy or a missing figure: it is kept as null (never 0).
+    """
+    cols = _columns("lovac", file, table)
+    records: dict[str, dict[str, Any]] = {}
+    errors: list[RowError] = []
+    rejected = 0
+    for i, row in enumerate(table.rows, start=1):
+        r = RowReader(row, cols)
+        commune = r.insee("commune", required=True)
+        values = {ind: r.number(key) if key in cols else None for ind, key in LOVAC_INDICATORS}
+        rate = values["logements_vacants_2ans_pct"]
+        if rate is not None and rate > 100:
+            r.error("vacants_2ans_pct", r.raw("vacants_2ans_pct"), "part supérieure à 100 %")
+        if commune and commune in records and not r.errors:
+            r.error("commune", commune, "commune en double dans le fichier")
+        if r.errors:
+            errors.extend(r.errors)
+            rejected += 1
+        elif commune:
+            records[commune] = {"commune_code": commune, **values}
+        _tick(progress, i, len(table.rows))
+    return Parsed(records, errors, rejected)
+
+
+def _write_lovac(conn: Connection, source: str, parsed: Parsed, report: ImportReport) -> None:
+    """Upsert each commune's indicators; count created, updated and unchanged communes."""
+    existing: dict[tuple[str, str], float | None] = {
+        (c, ind): v
+        for c, ind, v in conn.execute(
+            sa.text(
+                "SELECT commune_code, indicator, value FROM commune_indicators WHERE source = :s"
+            ),
+            {"s": source},
+        ).all()
+    }
+    params: list[dict[str, Any]] = []
+    for code, rec in parsed.records.items():
+        rows = [(ind, rec[ind]) for ind, _key in LOVAC_INDICATORS]
+        if all((code, ind) in existing and existing[(code, ind)] == v for ind, v in rows):
+            report.unchanged += 1
+            continue
+        if any((code, ind) in existing for ind, _v in rows):
+            report.updated += 1
+        else:
+            report.created += 1
+        params.extend(
+            {"s": source, "c": code, "i": ind, "v": v, "vintage": parsed.vintage} for ind, v in rows
+        )
+    if params:
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO commune_indicators (source, commune_code, indicator, value, vintage)
+                VALUES (:s, :c, :i, :v, :vintage)
+                ON CONFLICT (source, commune_code, indicator) DO UPDATE
+                   SET value = EXCLUDED.value, vintage = EXCLUDED.vintage
+                """
+            ),
+            params,
+        )
+
+
 # ---------------------------------------------------------------- QPV
 
 
@@ -1005,6 +1131,7 @@ PARSERS: dict[str, Callable[[Connection, str, SourceTable, Progress | None], Par
     "sites": _parse_sites,
     "besoins": _parse_needs,
     "qpv": _parse_qpv,
+    "lovac": _parse_lovac,
 }
 WRITERS: dict[str, Callable[[Connection, str, Parsed, ImportReport], None]] = {
     "dvf": _write_dvf,
@@ -1012,4 +1139,5 @@ WRITERS: dict[str, Callable[[Connection, str, Parsed, ImportReport], None]] = {
     "sites": _write_sites,
     "besoins": _write_needs,
     "qpv": _write_qpv,
+    "lovac": _write_lovac,
 }

@@ -5,7 +5,8 @@
   const config = JSON.parse(document.getElementById("cc-config").textContent);
   const $ = (id) => document.getElementById(id);
   const origin = window.location.origin;
-  const FILTERS = ["secteur", "famille", "territoire"];
+  // as_of (AAAA-MM-JJ): the registry at a past date, read by the tiles from the history.
+  const FILTERS = ["secteur", "famille", "territoire", "as_of"];
   // Positions known only to the commune (its centre) are drawn apart from exact ones.
   const COMMUNE_LEVEL = "municipality";
   const POINT_LAYERS = ["points", "points-commune"];

@@ -1,7 +1,7 @@
 -- Sites of a département with the nearest station (Lambert-93 distance; the KNN on the
 -- indexed column picks candidates, the exact metric distance decides).
 SELECT s.id, s.source, s.source_id, s.name, s.kind, s.site_type, s.status, s.usages,
-       s.surface_m2, s.built_surface_m2, s.owner_type, s.rent_eur_month, s.price_eur,
+       s.surface_m2, s.built_surface_m2, s.owner_type, s.pollution, s.origin, s.rent_eur_month, s.price_eur,
        s.address, s.commune_code, s.epci_code, s.departement_code,
        ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
        ST_AsGeoJSON(s.footprint, 6) AS footprint,

@@ -6,15 +6,15 @@ set-based statements in its own transaction, where it sets `carteco.bulk_import 
 without calling any function; every other writer still goes through them. The statement-level
 tile triggers are unchanged.
 
-Revision ID: 0009_bulk_import
-Revises: 0008_structure_visibility
+Revision ID: 0018_bulk_import
+Revises: 0017_public_structures_index
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
-revision = "0009_bulk_import"
-down_revision = "0008_structure_visibility"
+revision = "0018_bulk_import"
+down_revision = "0017_public_structures_index"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,116 @@
+"""Rows missing from a re-import: what happens to the structures a source no longer lists.
+
+`flag` (the default) lists them in the report and marks them in `extra` (key
+`_absent_de_la_source`: source, since, run, action), `close` closes them as of today (and marks
+them the same way), `keep` does nothing. Only the source's own active structures are concerned;
+a structure another source also feeds stays that source's. When the file had rejected rows,
+the rows missing may be those rejected ones: `close` then only flags, and says so.
+
+A structure whose row comes back loses its mark; if the mark had closed it, it is reopened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from carteco.errors import CartecoError
+
+MISSING_ACTIONS = ("flag", "close", "keep")
+FLAG_KEY = "_absent_de_la_source"
+MAX_LISTED = 1000
+
+
+class MissingActionError(CartecoError):
+    """An unknown --missing action."""
+
+    kind = "invalid"
+
+
+def check_action(action: str) -> str:
+    """The action, or MissingActionError naming the allowed ones."""
+    if action not in MISSING_ACTIONS:
+        raise MissingActionError(
+            f"missing : action inconnue {action!r} (attendu : {', '.join(MISSING_ACTIONS)})"
+        )
+    return action
+
+
+_ABSENT = sa.text(
+    """
+    SELECT id, source_id, name FROM structures
+     WHERE source = :source AND status = 'active' AND source_id <> ALL(:sids)
+     ORDER BY id
+    """
+)
+_FLAG = sa.text(
+    """
+    UPDATE structures
+       SET extra = jsonb_set(extra, ARRAY[:key],
+                             coalesce(extra -> :key, CAST(:flag AS jsonb)))
+     WHERE id = ANY(:ids)
+    """
+)
+_CLOSE = sa.text(
+    """
+    UPDATE structures
+       SET status = 'closed', closed_on = coalesce(closed_on, CAST(:today AS date)),
+           extra = jsonb_set(extra, ARRAY[:key], CAST(:flag AS jsonb))
+     WHERE id = ANY(:ids)
+    """
+)
+# Back in the file: the mark goes; a closure that the mark made is undone.
+_BACK = sa.text(
+    """
+    UPDATE structures
+       SET status = CASE WHEN status = 'closed' AND extra -> :key ->> 'action' = 'close'
+                         THEN 'active' ELSE status END,
+           closed_on = CASE WHEN status = 'closed' AND extra -> :key ->> 'action' = 'close'
+                             AND closed_on = CAST(extra -> :key ->> 'depuis' AS date)
+                            THEN NULL ELSE closed_on END,
+           extra = extra - :key
+     WHERE source = :source AND source_id = ANY(:sids) AND extra ? :key
+    RETURNING id
+    """
+)
+
+
+def apply_missing(
+    conn: Connection,
+    source: str,
+    present: Iterable[str],
+    action: str,
+    run_id: int | None,
+    rejected: int = 0,
+) -> dict[str, Any]:
+    """Flag, close or keep the source's active structures absent from the file; a summary."""
+    check_action(action)
+    sids = sorted(set(present))
+    back = [r[0] for r in conn.execute(_BACK, {"key": FLAG_KEY, "source": source, "sids": sids})]
+    summary: dict[str, Any] = {"action": action, "count": 0, "back": len(back), "structures": []}
+    if action == "keep":
+        return summary
+    absent = [dict(r) for r in conn.execute(_ABSENT, {"source": source, "sids": sids}).mappings()]
+    summary["count"] = len(absent)
+    summary["structures"] = absent[:MAX_LISTED]
+    if not absent:
+        return summary
+    today = date.today().isoformat()
+    applied = action
+    if action == "close" and rejected:
+        applied = "flag"
+        summary["note"] = (
+            f"{rejected} ligne(s) rejetée(s) : les structures absentes sont seulement signalées, "
+            "pas fermées (elles sont peut-être parmi les lignes rejetées)"
+        )
+    summary["applied"] = applied
+    flag = json.dumps({"source": source, "depuis": today, "run_id": run_id, "action": applied})
+    ids = [r["id"] for r in absent]
+    sql = _CLOSE if applied == "close" else _FLAG
+    conn.execute(sql, {"key": FLAG_KEY, "flag": flag, "ids": ids, "today": today})
+    return summary

@@ -1,0 +1,1 @@
+"""The Observatoire: territorial panoramas and coverage (distance to the nearest structure)."""

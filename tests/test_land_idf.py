@@ -1,0 +1,196 @@
+"""Île-de-France land layers on real files: Cartofriches, LOVAC, geo-dvf; the 93 and 94
+diagnostics built from them, checked against independent pandas computations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from pypdf import PdfReader
+
+from carteco.demo import DEMO_LAND, DEMO_SOURCES
+from carteco.diagnostics.engine import foncier_indicators
+from carteco.diagnostics.report import build_report
+from carteco.importer import run_import
+from carteco.importer.mapping import Mapping
+from carteco.land import run_land_import
+from tests.conftest import ARTIFACTS, ROOT
+from tests.test_land_import import reset_land
+
+LAYERS = {layer.kind: layer for layer in DEMO_LAND}
+CARTOFRICHES = LAYERS["friches"].path
+LOVAC = LAYERS["lovac"].path
+GEODVF = LAYERS["dvf"].path
+
+
+@pytest.fixture(scope="module")
+def idf(engine: sa.Engine) -> Iterator[dict[str, Any]]:
+    """The IDF demo registry and land layers, imported as `carteco demo` does."""
+    reset_land(engine)
+    for d in DEMO_SOURCES:
+        rep = run_import(
+            engine,
+            d.path,
+            source=d.source,
+            mapping=Mapping.from_file(d.mapping_path),
+            skip_invalid=d.skip_invalid,
+        )
+        assert rep.status == "succeeded"
+    reports = {}
+    for layer in DEMO_LAND:
+        reports[layer.kind] = run_land_import(
+            engine,
+            layer.kind,
+            layer.path,
+            source=layer.source,
+            description=layer.description,
+            vintage=layer.vintage,
+        )
+        assert reports[layer.kind].status == "succeeded", reports[layer.kind].as_dict()
+    with engine.connect() as conn:
+        docs = {dep: foncier_indicators(conn, dep) for dep in ("93", "94")}
+    yield {"reports": reports, "docs": docs}
+    reset_land(engine)
+
+
+def test_cartofriches_import_keeps_status_and_origin(
+    idf: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Every site is kept with its status (unknown stays unknown) and its inventory."""
+    df = pd.read_csv(CARTOFRICHES, dtype=str)
+    assert idf["reports"]["friches"].created == len(df)
+    with engine.connect() as conn:
+        got = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM land_sites GROUP BY status")).all()
+        )
+        origins = dict(
+            conn.execute(sa.text("SELECT origin, count(*) FROM land_sites GROUP BY origin")).all()
+        )
+    assert got == {"potentielle": 385, "avec_projet": 243, "inconnu": 93}
+    assert origins == df["source_cartofriches"].value_counts().to_dict()
+    again = run_land_import(engine, "friches", CARTOFRICHES, source=LAYERS["friches"].source)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, len(df))
+
+
+def test_lovac_blank_rates_stay_null(idf: dict[str, Any], engine: sa.Engine) -> None:
+    """A withheld LOVAC rate is null, never 0; the commune rows say why."""
+    df = pd.read_csv(LOVAC, dtype={"code_commune": str})
+    rate = "prop_logements_vacants_2ans_plus_parc_prive_01012021_pct"
+    with engine.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT commune_code, value FROM commune_indicators "
+                    "WHERE indicator = 'logements_vacants_2ans_pct'"
+                )
+            ).all()
+        )
+    assert len(stored) == len(df)
+    for code, value in zip(df["code_commune"], df[rate], strict=True):
+        if pd.isna(value):
+            assert stored[code] is None
+        else:
+            assert stored[code] == pytest.approx(float(value))
+    communes = {c["code"]: c for c in idf["docs"]["93"]["communes"]}
+    for code, value in zip(df["code_commune"], df[rate], strict=True):
+        if code in communes:
+            ctx = communes[code]["context"]
+            if pd.isna(value):
+                assert ctx["logements_vacants_2ans_pct"] is None and ctx["reason"]
+            else:
+                assert ctx["logements_vacants_2ans_pct"] == pytest.approx(float(value))
+
+
+def test_geodvf_national_format_groups_mutations(idf: dict[str, Any], engine: sa.Engine) -> None:
+    """geo-dvf: one transaction per mutation; premises prices from plain sales only."""
+    df = pd.read_csv(GEODVF, dtype=str)
+    assert idf["reports"]["dvf"].created == df["id_mutation"].nunique()
+    with engine.connect() as conn:
+        rows = {
+            r.id_mutation: r
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id_mutation, dispositions, kind, surface_bati_m2, price_m2 "
+                    "FROM land_transactions"
+                )
+            )
+        }
+    for mid, g in df.groupby("id_mutation"):
+        assert rows[mid].dispositions == len(g)
+        types = set(g["type_local"].dropna())
+        if types == {"Local industriel. commercial ou assimilé"}:
+            bati = g["surface_reelle_bati"].astype(float).sum()
+            assert rows[mid].kind == "local"
+            assert rows[mid].surface_bati_m2 == pytest.approx(bati)
+    prices = idf["docs"]["93"]["departement_figures"]["prices"]
+    market = df.groupby("id_mutation")["nature_mutation"].first()
+    assert prices["market_sales"] == int((market == "Vente").sum())
+
+
+def test_93_and_94_reports_say_where_the_friches_are(
+    idf: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Friches by status and inventory, LOVAC context, QPV figures absent with their reason."""
+    df = pd.read_csv(CARTOFRICHES, dtype={"code_commune": str})
+    for dep in ("93", "94"):
+        doc = idf["docs"][dep]
+        mine = df[df["code_commune"].str[:2] == dep]
+        rows = doc["supply"]["friches_by_origin_status"]
+        assert sum(r["sites"] for r in rows) == len(mine)
+        expected = mine.groupby("source_cartofriches").size().to_dict()
+        got: dict[str, int] = {}
+        for r in rows:
+            got[r["origin"]] = got.get(r["origin"], 0) + r["sites"]
+        assert got == expected
+        assert doc["layers"]["lovac"]["available"]
+        assert doc["qpv_figures"]["available"] is False and doc["qpv_figures"]["reason"]
+        # No friche of Cartofriches carries a surface: no surface figure, no zero.
+        for row in doc["supply"]["by_kind_status"]:
+            assert row["surface_m2"] is None and row["surface_known"] == 0
+        with engine.connect() as conn:
+            _doc, _layers, html = build_report(conn, dep)
+        assert "Friches par inventaire d'origine et par statut" in html
+        assert "Appel à projet Fonds Friches" in html
+        assert "statut inconnu" in html
+        assert "Chiffres par QPV non établis" in html
+
+
+def test_93_pdf_report_printed_by_chromium(
+    idf: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    """`carteco diagnostic foncier 93 --pdf`: a one-page summary first, then the report."""
+    out = tmp_path / "d93"
+    res = subprocess.run(
+        [sys.executable, "-m", "carteco.cli", "diagnostic", "foncier", "93", "--pdf"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CARTECO_DATABASE_URL": database_url},
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    pdf = out / "rapport.pdf"
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "diagnostic_93.pdf").write_bytes(pdf.read_bytes())
+    reader = PdfReader(pdf)
+    # NFKC: Chromium's fonts set ligatures ("ﬀ") that text extraction keeps.
+    pages = [unicodedata.normalize("NFKC", p.extract_text() or "") for p in reader.pages]
+    assert 6 <= len(pages) <= 60
+    first = pages[0]
+    assert "L'essentiel en une page" in first and "Seine-Saint-Denis" in first
+    assert "Leviers proposés" in first or "Aucune" in first or "Offre" in first
+    # The summary holds on its page: the next page starts the detailed report.
+    assert "L'essentiel en une page" not in pages[1]
+    text = "\n".join(pages)
+    for expected in ("Pression foncière", "Offre foncière", "Recommandations", "Méthode"):
+        assert expected in text
+    assert "Appel à projet Fonds Friches" in text
