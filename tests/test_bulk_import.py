@@ -250,6 +250,44 @@ def test_row_and_bulk_paths_close_missing_structures_alike(
     assert "import:liste" in authors
 
 
+def _index_definitions(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes WHERE tablename IN "
+                    "('structures', 'structure_versions') ORDER BY indexname"
+                )
+            ).scalars()
+        )
+
+
+def test_first_bulk_import_rebuilds_the_indexes(
+    engine: sa.Engine, second_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Into an empty registry the bulk path drops and rebuilds its indexes: same registry."""
+    path = write(tmp_path / "liste.csv")
+    for eng in (engine, second_engine):
+        with eng.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(REGISTRY_TABLES)} RESTART IDENTITY CASCADE"))
+            conn.execute(sa.text("TRUNCATE tile_grid"))
+    before = _index_definitions(second_engine)
+    assert any("USING gin" in d for d in before)
+    row = run_import(engine, path, source="liste", skip_invalid=True, bulk=False)
+    big = run_import(second_engine, path, source="liste", skip_invalid=True, bulk=True)
+    assert _summary(big) == _summary(row) and big.created > 100
+    assert registry(second_engine) == registry(engine)
+    assert _index_definitions(second_engine) == before
+    with second_engine.connect() as conn:
+        valid = conn.execute(
+            sa.text(
+                "SELECT bool_and(x.indisvalid) FROM pg_index x "
+                "WHERE x.indrelid = 'structures'::regclass"
+            )
+        ).scalar_one()
+    assert valid
+
+
 def test_bulk_dry_run_and_invalid_rows(engine: sa.Engine, tmp_path: Path) -> None:
     """A dry run writes nothing; without --skip-invalid an invalid row writes nothing."""
     _seed(engine)

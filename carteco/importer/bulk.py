@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from carteco.db import quote_ident
 from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
@@ -298,6 +299,7 @@ def _run(
             conn.execute(sa.text("ANALYZE bulk_stage"))
             clock("duplicates")
             _upsert(conn, cur, report)
+            clock("match and write")
             # Per-row triggers are back on: closures and flags bump versions as usual.
             report.missing = apply_missing(
                 conn,
@@ -432,6 +434,35 @@ _TAG_LIST = (
 )
 _STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
 _SOURCE_IDS = "SELECT DISTINCT source_id FROM bulk_stage"
+# Non-unique indexes of the tables a first import fills (unique ones enforce constraints).
+_SECONDARY_INDEXES = """
+SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE x.indrelid IN ('structures'::regclass, 'structure_versions'::regclass,
+                       'structure_sources'::regclass)
+   AND NOT x.indisunique
+ ORDER BY i.relname
+"""
+
+
+def _drop_secondary_indexes(conn: Connection) -> list[str]:
+    """Into an empty registry: drop the non-unique indexes (rebuilt after the INSERT).
+
+    Building an index once over a million rows is much cheaper than a million insertions into
+    it (GIN full-text and trigram indexes above all). DROP INDEX locks `structures` until the
+    commit: only done when it is empty (a first import), so no reader waits on a registry
+    that has anything to show. Transactional: a failed or killed import gets them back.
+    """
+    if conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM structures)")).scalar_one():
+        return []
+    found = conn.execute(sa.text(_SECONDARY_INDEXES)).all()
+    names = {r.name for r in found}
+    conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+    for r in found:
+        conn.execute(sa.text(f"DROP INDEX {quote_ident(r.name, names)}"))
+    return [r.definition for r in found]
+
+
 _COPY_STAGE = f"COPY bulk_stage ({_STAGE_COLS}) FROM STDIN"
 _COPY_MERGED = f"COPY bulk_merged ({_STAGE_COLS}) FROM STDIN"
 
@@ -536,8 +567,13 @@ def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
     conn.execute(sa.text(_NEW), {"source": report.source})
     _tag_fallbacks(conn, "bulk_new")
     clock("tag new")
+    dropped = _drop_secondary_indexes(conn)
     report.created += int(conn.execute(sa.text(_INSERT), {"source": report.source}).rowcount)
     clock("insert")
+    for definition in dropped:  # built once, sorted, instead of one insertion per row
+        conn.execute(sa.text(definition))
+    if dropped:
+        clock("indexes rebuilt")
     conn.execute(sa.text(_UPD))
     _tag_fallbacks(conn, "bulk_upd2")
     clock("tag updated")
