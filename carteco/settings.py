@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         default=1_000,
         description="Most columns an import file may hold (an XLSX cell beyond is refused).",
     )
+    bulk_import_min_rows: int = Field(
+        default=50_000,
+        description="CSV imports of at least this many lines take the bulk path "
+        "(streamed, COPY, set-based upsert); `carteco import --bulk/--no-bulk` forces it.",
+    )
 
     # Data licence shown with every download.
     data_licence: str = "ODbL-1.0"

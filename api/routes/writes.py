@@ -37,6 +37,7 @@ from carteco.history import set_change_context
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
 from carteco.importer.mapping import Mapping
 from carteco.importer.missing import MISSING_ACTIONS
+from carteco.importer.progress import JobProgress, job_progress
 from carteco.models import PUBLIC_STATUSES
 from carteco.registry import lock_structure_version
 from carteco.settings import Settings
@@ -221,6 +222,7 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
             dry_run=opts["dry_run"],
             skip_invalid=opts["skip_invalid"],
             limits=opts.get("limits"),
+            progress=JobProgress(engine, job_id),
             missing=opts.get("missing", "flag"),
         )
         status, report = rep.status, rep.as_dict()
@@ -347,7 +349,11 @@ def writes_router() -> APIRouter:
             row = import_jobs.get_job(conn, job_id)
         if row is None:
             raise Problem(404, f"import inconnu : {job_id}")
-        return Response(json_bytes(row), media_type="application/json")
+        body = dict(row)
+        body["progress"] = job_progress(body["status"], body["report"])
+        if body["status"] == "running":
+            body["report"] = None  # only the progress so far
+        return Response(json_bytes(body), media_type="application/json")
 
     def _current(engine: Engine, request: Request, st: Settings, sid: str) -> Response:
         with engine.connect() as conn:

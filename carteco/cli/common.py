@@ -14,9 +14,12 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
+from rich.text import Text
 
 from carteco import db
 from carteco.settings import Settings
@@ -66,18 +69,38 @@ class Advance(Protocol):
     ) -> None: ...
 
 
+class RateColumn(ProgressColumn):
+    """Units per second (e.g. "12 345 lignes/s"), blank until rich has measured a speed."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        """The task's current speed."""
+        speed = task.speed
+        if speed is None:
+            return Text("")
+        return Text(f"{speed:,.0f} {self.unit}/s".replace(",", "\u202f"))
+
+
 @contextmanager
-def progress(description: str, counter: str | None = None) -> Iterator[Advance]:
+def progress(
+    description: str, counter: str | None = None, rate: str | None = None
+) -> Iterator[Advance]:
     """A transient progress display on stderr, erased when done.
 
     By default a bar with done/total and the elapsed time; with `counter` (e.g. "adresses"),
-    a running count of that unit instead of the bar, for work whose total is unknown.
+    a running count of that unit instead of the bar, for work whose total is unknown; with
+    `rate` (e.g. "lignes"), the speed in that unit per second and the time remaining too.
     """
     middle: list[ProgressColumn] = (
         [TextColumn("{task.completed} " + counter)]
         if counter
         else [BarColumn(), MofNCompleteColumn()]
     )
+    if rate:
+        middle += [RateColumn(rate), TimeRemainingColumn()]
     with Progress(
         TextColumn("[bold]{task.description}"),
         *middle,

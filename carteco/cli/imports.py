@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -105,10 +106,11 @@ def import_file(
     dry_run: bool = False,
     skip_invalid: bool = False,
     limits: ReadLimits | None = None,
+    bulk: bool | None = None,
     missing: str = "flag",
 ) -> ImportReport:
-    """Import one file with a progress bar; print the report."""
-    with progress(path.name) as advance:
+    """Import one file with a progress bar (rows/s, time left); print the report."""
+    with progress(path.name, rate="lignes") as advance:
         report = run_import(
             engine,
             path,
@@ -118,6 +120,9 @@ def import_file(
             skip_invalid=skip_invalid,
             progress=advance,
             limits=limits,
+            bulk=bulk,
+            # Bulk path: rows validated by one forked process per core (one process here).
+            workers=os.cpu_count() or 1,
             missing=missing,
         )
     print_report(report)
@@ -137,6 +142,14 @@ def import_cmd(
     geocode: Annotated[
         bool, typer.Option("--geocode", help="Géocoder ensuite les structures de la source")
     ] = False,
+    bulk: Annotated[
+        bool | None,
+        typer.Option(
+            "--bulk/--no-bulk",
+            help="Chemin de masse (CSV lu en flux, COPY, écriture ensembliste) ; "
+            "par défaut au-delà de CARTECO_BULK_IMPORT_MIN_ROWS lignes",
+        ),
+    ] = None,
     missing: Annotated[
         MissingAction,
         typer.Option(
@@ -151,7 +164,9 @@ def import_cmd(
     try:
         m = Mapping.from_file(mapping) if mapping else None
         limits = ReadLimits.from_settings(settings)
-        report = import_file(engine, path, source, m, dry_run, skip_invalid, limits, missing.value)
+        report = import_file(
+            engine, path, source, m, dry_run, skip_invalid, limits, bulk, missing.value
+        )
     except ImportFileError as exc:
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc

@@ -30,11 +30,15 @@ class ReadLimits:
 
     max_rows: int = 1_000_000
     max_columns: int = 1_000
+    # CSV files of at least this many lines take the bulk path (CARTECO_BULK_IMPORT_MIN_ROWS).
+    bulk_min_rows: int = 50_000
 
     @classmethod
     def from_settings(cls, settings: Any) -> ReadLimits:
         """The limits of a deployment's settings."""
-        return cls(settings.import_max_rows, settings.import_max_columns)
+        return cls(
+            settings.import_max_rows, settings.import_max_columns, settings.bulk_import_min_rows
+        )
 
 
 @dataclass

@@ -71,8 +71,17 @@ class Record:
     @property
     def content_hash(self) -> str:
         """Hash of every field the source provides (detects a changed source row)."""
-        blob = json.dumps(self.values, sort_keys=True, default=str, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return content_hash(record_json(self.values))
+
+
+def record_json(values: dict[str, Any]) -> str:
+    """A record's values as canonical JSON: what its content hash is computed on."""
+    return json.dumps(values, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def content_hash(blob: str) -> str:
+    """The content hash of a record's canonical JSON."""
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class RowValidator:
