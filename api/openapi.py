@@ -97,8 +97,10 @@ def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
     codes = set(_ANY)
     if "{" in path:
         codes |= _WITH_PATH_PARAMS
-    if method.lower() in ("post", "put", "patch", "delete") or path.startswith("/imports"):
-        codes |= _WRITES  # token-guarded (import reports are private too)
+    if method.lower() in ("post", "put", "patch", "delete") or path.startswith(
+        ("/imports", "/duplicates")
+    ):
+        codes |= _WRITES  # token-guarded (import reports and duplicate lists are private too)
     if path.startswith(("/moderation", "/contribuer/")):
         codes |= _WRITES  # staff session or signed link
     # Browser routes answer their errors as a French HTML page (JSON when the client asks it).
