@@ -31,6 +31,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.synthetic import siret  # noqa: E402
 from carteco import db  # noqa: E402
 from carteco.duplicates import DEFAULT_MIN_SCORE, list_duplicates  # noqa: E402
 
@@ -79,25 +80,6 @@ def typo(rnd: random.Random, text: str) -> str:
     if kind == "drop":
         return text[:i] + text[i + 1 :]
     return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
-
-
-def luhn_digit(body: str) -> str:
-    """The digit that makes `body` + digit pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(body + "0")):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def siret(rnd: random.Random) -> str:
-    """A Luhn-valid SIRET."""
-    siren = str(rnd.randint(10_000_000, 99_999_999))
-    siren += luhn_digit(siren)
-    body = siren + f"{rnd.randint(1, 9999):04d}"
-    return body + luhn_digit(body)
 
 
 def towns(rnd: random.Random, n: int) -> list[tuple[float, float, float, str]]:

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.synthetic import siret  # noqa: E402
 from carteco import db  # noqa: E402
 from carteco.reconcile.formats import ETABLISSEMENT_COLUMNS  # noqa: E402
 
@@ -67,25 +68,6 @@ STREETS = (
 )
 NAF = ("88.99B", "94.99Z", "56.10A", "47.11F", "85.59A", "62.01Z", "43.21A", "96.02A")
 TRANCHES = ("NN", "00", "01", "02", "03", "11", "12", "21", "22")
-
-
-def luhn_digit(body: str) -> str:
-    """The digit that makes `body` + digit pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(body + "0")):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def siret(rnd: random.Random) -> str:
-    """A SIRET whose SIREN and SIRET check digits hold."""
-    siren = str(rnd.randint(100_000_00, 999_999_99))
-    siren += luhn_digit(siren)
-    body = siren + f"{rnd.randint(1, 9999):04d}"
-    return body + luhn_digit(body)
 
 
 def admin() -> sa.Engine:

@@ -30,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script: `python bench/validate/run.py`
+
+from bench.synthetic import siret as synthetic_siret  # noqa: E402
+
 HEADER = ["nom", "siret", "adresse", "code postal", "commune", "latitude", "longitude", "secteur"]
 SECTORS = ("Réemploi", "Réparation", "Recyclerie / Ressourcerie", "Circuits courts", "Collecte")
 COMMUNES = (
@@ -39,25 +43,6 @@ COMMUNES = (
     ("94200", "Ivry-sur-Seine"),
     ("78000", "Versailles"),
 )
-
-
-def luhn_digit(body: str) -> str:
-    """The digit that makes `body` + digit pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(body + "0")):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def synthetic_siret(rnd: random.Random) -> str:
-    """A SIRET whose SIREN and SIRET check digits both hold (never La Poste's SIREN)."""
-    siren = str(rnd.randint(10_000_000, 99_999_999))
-    siren += luhn_digit(siren)
-    body = siren + f"{rnd.randint(1, 9999):04d}"
-    return body + luhn_digit(body)
 
 
 def write_csv(path: Path, n: int, seed: int = 7) -> None:
