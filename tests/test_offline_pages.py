@@ -1,0 +1,38 @@
+"""Every public and staff HTML page renders offline: nothing is fetched from a CDN or any
+host but Carteco itself (Chromium, outside requests blocked and recorded)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import Browser
+
+pytestmark = pytest.mark.browser
+
+PAGES = (
+    "/",
+    "/carte",
+    "/embed?territoire=departement:93",
+    "/carte/integrer",
+    "/territoires/departement/93",
+    "/territoires/departement/93/panorama",
+    "/diagnostics/foncier/93",
+    "/collections",
+    "/collections/structures/items?f=html&limit=5",
+    "/moderation",
+    "/docs",
+    "/territoires/departement/99",
+)
+
+
+def test_no_page_loads_anything_from_another_host(live_server: str, demo_data: sa.Engine) -> None:
+    browser = Browser(live_server)
+    try:
+        for path in PAGES:
+            page = browser.page()
+            page.goto(live_server + path, wait_until="networkidle", timeout=90_000)
+            page.context.close()
+        assert not browser.blocked, f"requests to other hosts: {browser.blocked}"
+    finally:
+        browser.close()
