@@ -62,6 +62,7 @@ from carteco.importer.readers import (
     check_headers,
     sniff_delimiter,
 )
+from carteco.importer.skeleton import import_transaction
 from carteco.importer.validate import Record, RowValidator, content_hash, record_json
 from carteco.sectors import load_taxonomy
 
@@ -250,12 +251,10 @@ def _run(
     validator = RowValidator(mapping, columns, load_taxonomy())
     expected = max(scan.lines - 1, 1)
     started = time.perf_counter()
-    with engine.connect() as conn:
-        with conn.begin() as trans:
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext('carteco-import:' || :s))"),
-                {"s": report.source},
-            )
+    try:
+        # One import per source at a time, one transaction, rolled back on a dry run: the
+        # registry importer's own skeleton (carteco/importer/skeleton.py).
+        with import_transaction(engine, "carteco-import", report.source, report, dry_run) as conn:
             conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
             # Who wrote the versions the statement-level history triggers record (history.py).
             set_change_context(conn, f"import:{report.source}", report.run_id)
@@ -287,10 +286,7 @@ def _run(
             if progress:
                 progress(report.rows_read, report.rows_read)
             if report.rejected and not skip_invalid:
-                trans.rollback()
-                report.status = "rejected"
-                report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
-                return
+                raise _Rejected  # leaves the transaction: rolled back, nothing written
             _copy(cur, _COPY_STAGE, _tagged(staged, tagger))
             clock = _Clock()
             clock.t = started
@@ -310,11 +306,13 @@ def _run(
                 report.rejected,
             )
             clock("missing")
-            if dry_run:
-                trans.rollback()
-                report.status = "dry_run"
-                return
-    report.status = "succeeded"
+    except _Rejected:
+        report.status = "rejected"
+        report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
+
+
+class _Rejected(Exception):
+    """Invalid rows without --skip-invalid: the import's transaction is abandoned."""
 
 
 _NO_NAME = (
