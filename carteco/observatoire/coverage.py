@@ -190,7 +190,13 @@ def coverage(
         "white_zones": {
             "threshold_km": white_km,
             "units": len(white),
-            "population": round(sum(u["population"] or 0 for u in white)) if total else None,
+            # A unit without population leaves the sum unknown: null with its reason, never 0.
+            "population": None
+            if any(u["population"] is None for u in white)
+            else round(sum(u["population"] for u in white)),
+            "reason": "population inconnue pour une partie des unités"
+            if any(u["population"] is None for u in white)
+            else None,
         },
         "_units": units,
     }
