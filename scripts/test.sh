@@ -16,4 +16,9 @@ ruff check carteco api tiles geodata tests bench
 ruff format --check carteco api tiles geodata tests bench
 mypy
 # loadfile: a module runs whole on one worker, so its module-scoped data is never interleaved.
-pytest -n "${CARTECO_TEST_WORKERS:-2}" --dist loadfile "$@"
+# The whole run has a budget (a normal run takes under 10 minutes on 2 cores): past it pytest
+# is interrupted (SIGINT), which still prints what failed and where each worker was.
+echo "test: pytest starts at $(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg)," \
+  "free disk $(df -h --output=avail . | tail -1 | tr -d ' ')"
+timeout --signal=INT --kill-after=120 "${CARTECO_TEST_BUDGET_S:-3000}" \
+  pytest -n "${CARTECO_TEST_WORKERS:-2}" --dist loadfile "$@"

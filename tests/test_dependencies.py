@@ -25,6 +25,7 @@ GROUP_DIRS = {"runtime": RUNTIME_DIRS, "dev": ("tests",), "bench": ("bench",)}
 IMPORT_NAMES = {
     "python-multipart": "multipart",
     "pytest-xdist": "xdist",
+    "pytest-timeout": "pytest_timeout",
 }
 
 # Used without being imported by name: (file or folder, text showing the use, why).
@@ -40,6 +41,7 @@ USED_WITHOUT_IMPORT: dict[str, tuple[str, str, str]] = {
         "FastAPI parses multipart bodies (File/Form parameters) with it",
     ),
     "pytest-xdist": ("scripts/test.sh", "pytest -n", "the test runner's -n workers"),
+    "pytest-timeout": ("pyproject.toml", "\ntimeout = ", "a hung test fails instead of hanging CI"),
     "ruff": ("scripts/test.sh", "ruff check", "lint and format check, a command"),
     "mypy": ("scripts/test.sh", "\nmypy", "type check, a command"),
     "addok-fr": ("bench/geocoding/addok_config.py", "addok_fr.", "addok plugin, by dotted name"),
