@@ -19,8 +19,13 @@ from carteco.auth import AuthError, Token, verify_token
 from carteco.settings import Settings
 from carteco.text import ascii_int
 
+# The dependencies that do no I/O are coroutines: FastAPI runs a plain `def` dependency in the
+# thread pool, and each such hop costs CPU on every request (more under concurrency: it is
+# what made small items pages cost more than wave-1's). Code outside `Depends` reads
+# `request.app.state` directly.
 
-def get_engine(request: Request) -> Engine:
+
+async def get_engine(request: Request) -> Engine:
     """The primary's engine (writes, and reads that must see the latest write)."""
     return request.app.state.engine  # type: ignore[no-any-return]
 
@@ -28,10 +33,10 @@ def get_engine(request: Request) -> Engine:
 def get_read_engine(request: Request) -> Engine:
     """An engine for public reads: the next replica when replicas are configured."""
     cycle: itertools.cycle[Engine] | None = request.app.state.read_cycle
-    return next(cycle) if cycle is not None else get_engine(request)
+    return next(cycle) if cycle is not None else request.app.state.engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
@@ -47,7 +52,7 @@ def client_of(request: Request) -> str:
     known = request.scope.get("state", {}).get("client_address")
     if known:
         return str(known)
-    settings = get_settings(request)
+    settings: Settings = request.app.state.settings
     proxies = TrustedProxies(settings.trusted_proxies, settings.client_ip_header)
     return client_address(request.scope, proxies)
 
@@ -79,7 +84,7 @@ async def authenticate(request: Request, scope: str) -> Token:
             "trop d'échecs d'authentification depuis votre adresse ; réessayez plus tard",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    engine = get_engine(request)
+    engine: Engine = request.app.state.engine
     token = bearer(request)
 
     def check() -> Token:

@@ -167,17 +167,17 @@ def territory_level(level: str, code: str = "") -> str:
 # -- request objects of the OGC API ------------------------------------------------------------
 
 
-def json_or_html(request: Request) -> str:
+async def json_or_html(request: Request) -> str:
     """Dependency: `f` alone (json or html, else the Accept header) — documents and pages."""
     return negotiate(request, query_params(request, {"f"}), ("json", "html"))
 
 
-def no_query(request: Request) -> None:
+async def no_query(request: Request) -> None:
     """Dependency: an endpoint that takes no query parameter (any is a 400)."""
     query_params(request, set())
 
 
-def collection_param(collectionId: str) -> Collection:  # noqa: N803 - the OGC path parameter
+async def collection_param(collectionId: str) -> Collection:  # noqa: N803 - the OGC path parameter
     """Dependency: the path's collection, or a 404."""
     return collection_or_404(collectionId)
 
@@ -219,7 +219,7 @@ class ItemsQuery:
         return Output(srid=self.srid, swap=swap, properties=self.properties)
 
 
-def items_query(
+async def items_query(
     request: Request,
     c: Collection = Depends(collection_param),
     st: Settings = Depends(get_settings),
@@ -252,7 +252,7 @@ def items_query(
     return ItemsQuery(*head, limit, offset, after, as_of)
 
 
-def feature_id_param(featureId: str) -> str:  # noqa: N803 - the OGC path parameter
+async def feature_id_param(featureId: str) -> str:  # noqa: N803 - the OGC path parameter
     """Dependency: the path's feature id, as given (declared after the collection's)."""
     return featureId
 
@@ -267,7 +267,7 @@ class ItemQuery:
     output: Output
 
 
-def item_query(request: Request, c: Collection = Depends(collection_param)) -> ItemQuery:
+async def item_query(request: Request, c: Collection = Depends(collection_param)) -> ItemQuery:
     """Dependency: the checked parameters of a single-feature request."""
     params = query_params(request, {"f", "crs", "properties"})
     fmt = negotiate(request, params, ("json", "geojson", "html"))
@@ -323,17 +323,17 @@ class TerritoryRef:
         return Problem(404, f"territoire inconnu : {self.asked} {self.code}")
 
 
-def as_of_query(request: Request) -> datetime | None:
+async def as_of_query(request: Request) -> datetime | None:
     """Dependency: `as_of` alone (territory figures at a past date), None when absent."""
     return as_of_param(query_params(request, {AS_OF}))
 
 
-def territory_ref(level: str, code: str) -> TerritoryRef:
+async def territory_ref(level: str, code: str) -> TerritoryRef:
     """Dependency: the path's territory level (404 when unknown) and code."""
     return TerritoryRef(territory_level(level, code), code, level)
 
 
-def territory_geometry(request: Request) -> bool:
+async def territory_geometry(request: Request) -> bool:
     """Dependency: `geometry=false` leaves the outline out (default: included)."""
     params = query_params(request, {"geometry"})
     return params.get("geometry", "true").lower() not in ("false", "0", "non")
@@ -368,7 +368,7 @@ class NearbyQuery:
     nearest: int = 0
 
 
-def nearby_query(request: Request, st: Settings = Depends(get_settings)) -> NearbyQuery:
+async def nearby_query(request: Request, st: Settings = Depends(get_settings)) -> NearbyQuery:
     """Dependency: the checked point, radius or count, and filters of `/structures/nearby`."""
     params = query_params(request, FILTERS | {"lon", "lat", "radius", "nearest"})
     lon = float_param(params, "lon", -180, 180)
@@ -578,7 +578,7 @@ class CoverageQuery:
 COVERAGE_FORMATS = ("json", "csv", "geojson")
 
 
-def coverage_query(request: Request) -> CoverageQuery:
+async def coverage_query(request: Request) -> CoverageQuery:
     """Dependency: `sector` (comma list), `territoire=niveau:code`, `radii` (km, comma list)."""
     params = query_params(request, {"sector", "territoire", "radii", "f"})
     sectors = [s.strip() for s in params.get("sector", "").split(",") if s.strip()]
@@ -611,7 +611,7 @@ def coverage_query(request: Request) -> CoverageQuery:
     return CoverageQuery(sectors, level, code, radii, f)
 
 
-def panorama_format(request: Request) -> str:
+async def panorama_format(request: Request) -> str:
     """Dependency: `f` of the panorama (json, csv or html; else the Accept header)."""
     return negotiate(request, query_params(request, {"f"}), ("json", "csv", "html"))
 

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import AuthFirstRoute, client_of, get_conn, get_engine, get_settings, require
+from api.deps import AuthFirstRoute, client_of, get_conn, require
 from api.errors import Problem
 from api.routes.writes import check_version, expected_version, field_problem
 from api.streaming import content_disposition
@@ -22,6 +22,7 @@ from carteco.geocoding.backends import LocalBackend
 from carteco.geocoding.csvfile import CsvStats, geocode_csv
 from carteco.geocoding.engine import RESULT_TYPES, LocalGeocoder
 from carteco.geocoding.registry import set_manual_location
+from carteco.settings import Settings
 from carteco.structure_fields import FieldError, cell_error, point_error
 
 ATTRIBUTION = "BAN"
@@ -166,7 +167,7 @@ def ban_router() -> APIRouter:
     )
     async def search_csv(request: Request) -> StreamingResponse:
         """Geocode a CSV (api-adresse /search/csv/): result columns appended, order kept."""
-        st = get_settings(request)
+        st: Settings = request.app.state.settings
         gate: BatchGate = request.app.state.batch_gate
         client = client_of(request)
         # A place is taken before the upload is read: a full queue costs the client nothing.
@@ -261,7 +262,7 @@ def location_router() -> APIRouter:
         if_match: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """Move a structure by hand (precision manual); the previous point goes to history."""
-        engine = get_engine(request)
+        engine: Engine = request.app.state.engine
         # Same rules as every write: If-Match required (no lost update), shared field checks.
         expected = expected_version(request)
         errors = [
