@@ -335,6 +335,20 @@ def _checksum(engine: sa.Engine) -> tuple[int, str]:
         )
 
 
+def _live_processes(path: Path) -> dict[int, str]:
+    """Live processes whose command line names `path` (an import of it, its workers)."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path) in text and state != "Z":  # a zombie holds no socket
+            found[int(cmdline.parent.name)] = text.strip()
+    return found
+
+
 def test_killed_bulk_import_leaves_the_registry_as_it_was(
     engine: sa.Engine, settings: Any, tmp_path: Path
 ) -> None:
@@ -371,12 +385,19 @@ def test_killed_bulk_import_leaves_the_registry_as_it_was(
     finally:
         if proc.poll() is None:
             proc.kill()
-    deadline = time.monotonic() + 20  # PostgreSQL notices the dead client, rolls back
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if not conn.execute(sa.text(writing.replace("state = 'active' AND ", ""))).scalar():
-                break
+    # Nothing of the import outlives it: its forked validation workers inherited its
+    # connection, and one left alive kept the backend in COPY, blocking every DROP DATABASE.
+    deadline = time.monotonic() + 60  # PostgreSQL notices the dead client, rolls back
+    left = ["?"]
+    while left and time.monotonic() < deadline:
         time.sleep(0.1)
+        with engine.connect() as conn:
+            busy = conn.execute(sa.text(writing.replace("state = 'active' AND ", ""))).scalar()
+        left = list(_live_processes(path).values()) + (["backend"] if busy else [])
+    if left:  # not to leave them blocking the rest of the run
+        for pid in _live_processes(path):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"still alive after the import was killed: {left}"
     assert _checksum(engine) == before
     from carteco.importer.pipeline import reap_dead_runs
 

@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import ctypes
 import hashlib
 import logging
+import os
+import signal
+import stat
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -337,6 +342,8 @@ def _batches(
         yield batch
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 # The validator of a worker process (set before forking: the workers inherit it).
 _VALIDATOR: RowValidator | None = None
 Validated = list[tuple[tuple[Any, ...] | None, list[RowError]]]
@@ -359,6 +366,30 @@ def _validate_batch(rows: list[SourceRow]) -> Validated:
     return out
 
 
+def _worker_start(parent: int) -> None:
+    """A validation worker dies with the import and holds none of its connections.
+
+    A forked worker inherits the import's sockets, its PostgreSQL connection among them. Were
+    the import killed (kill -9), a surviving worker would keep that connection open in the
+    middle of its COPY: the backend never sees the client go, keeps its locks, and - since a
+    backend waiting for COPY data absorbs no ProcSignalBarrier - every DROP DATABASE on the
+    server waits for it, forever.
+    """
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # killed when the import's thread ends
+    if os.getppid() != parent:  # the import died before the line above took effect
+        os._exit(1)
+    fds = Path("/proc/self/fd")
+    for name in os.listdir(fds) if fds.is_dir() else []:
+        fd = int(name)
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):  # the pool's own channels are pipes
+                os.close(fd)
+        except OSError:
+            continue
+
+
 def _validated(
     batches: Iterator[list[SourceRow]], validator: RowValidator, workers: int
 ) -> Iterator[Validated]:
@@ -374,7 +405,10 @@ def _validated(
     from concurrent.futures import Future, ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    parent = os.getpid()
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_worker_start, initargs=(parent,)
+    ) as pool:
         window: deque[Future[Validated]] = deque()
         for batch in batches:
             window.append(pool.submit(_validate_batch, batch))
