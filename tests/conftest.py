@@ -73,9 +73,23 @@ def drop_database(url: str) -> None:
     """Drop a database created by create_database (terminating its connections)."""
     name = url.rsplit("/", 1)[1]
     admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        with admin.connect() as conn:
+            # DROP DATABASE waits for every backend of the server to absorb a signal barrier;
+            # one stuck in COPY (a client gone astray) never does: fail, naming it, not hang.
+            conn.execute(sa.text("SET statement_timeout = '120s'"))
+            try:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except sa.exc.OperationalError:
+                stuck = conn.execute(
+                    sa.text(
+                        "SELECT pid, datname, state, wait_event, left(query, 80) "
+                        "FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid()"
+                    )
+                ).all()
+                raise AssertionError(f"DROP DATABASE {name} blocked by {stuck}") from None
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
