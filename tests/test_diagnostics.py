@@ -18,6 +18,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from shapely.geometry import box
 
 from carteco.demo import DEMO_SOURCES
 from carteco.diagnostics.indicators import foncier_indicators
@@ -549,3 +550,99 @@ def test_report_escapes_names_shown_in_map_tooltips(
         for v in f["properties"].get("t", [])
     ]
     assert hostile in tips
+
+
+def _fond(html: str) -> dict[str, Any]:
+    block = re.search(r'<script type="application/json" id="fond-de-carte">(.*?)</script>', html)
+    assert block, "the report embeds its basemap"
+    return dict(json.loads(block.group(1)))
+
+
+def test_basemap_from_shipped_outlines_matches_geopandas(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
+    """The maps' basemap is the shipped reference data of the frame around the département:
+    neighbouring communes and départements (bounding boxes overlapping the frame, geopandas
+    here), the names of its most populated communes — no tile server."""
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "93")
+    fond = _fond(html)
+    communes = gpd.read_file(GEODATA / "communes_idf_cog2026.geojson")
+    deps = gpd.read_file(GEODATA / "departements_idf_cog2026.geojson")
+    own = communes[communes["code_dep"] == "93"]
+    x0, y0, x1, y1 = (
+        min(own.total_bounds[0], deps[deps["code_dep"] == "93"].total_bounds[0]),
+        min(own.total_bounds[1], deps[deps["code_dep"] == "93"].total_bounds[1]),
+        max(own.total_bounds[2], deps[deps["code_dep"] == "93"].total_bounds[2]),
+        max(own.total_bounds[3], deps[deps["code_dep"] == "93"].total_bounds[3]),
+    )
+    m = max(x1 - x0, y1 - y0) * 0.12
+    x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
+
+    def overlaps(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        b = g.bounds
+        return g[(b.minx <= x1) & (b.maxx >= x0) & (b.miny <= y1) & (b.maxy >= y0)]
+
+    neighbours = overlaps(communes[communes["code_dep"] != "93"])
+    others = overlaps(deps[deps["code_dep"] != "93"])
+    layers = fond["layers"]
+    assert [len(layer["features"]) for layer in layers] == [len(neighbours), len(others)]
+    assert all(layer["pane"] == "fond" for layer in layers)
+    labels = fond["labels"]
+    # A neighbour is named where its outline (not only its bounding box) enters the frame.
+    inside = others[others.intersects(box(x0, y0, x1, y1))]
+    assert [x["text"] for x in labels if x["kind"] == "departement"] == list(
+        inside.sort_values("code_dep")["nom"]
+    )
+    biggest = own.sort_values(["population", "code_insee"], ascending=[False, True])
+    assert [x["text"] for x in labels if x["kind"] == "commune"] == list(biggest["nom"][:14])
+    # Paris, the most populated neighbour, is named too.
+    assert [x["text"] for x in labels if x["kind"] == "voisine"][0] == "Paris"
+    # Stations of the frame are a layer of each map, their names as tooltip data.
+    stations = gpd.read_file(GEODATA / "gares_idf_idfm.geojson")
+    in_frame = stations.cx[x0:x1, y0:y1]
+    maps = [
+        json.loads(b)
+        for b in re.findall(
+            r'<script type="application/json" data-carte="[\w-]+">(.*?)</script>', html
+        )
+    ]
+    for data in maps:
+        gares = [layer for layer in data["layers"] if layer["name"] == "Gares et stations"]
+        assert len(gares) == 1 and len(gares[0]["features"]) == len(in_frame)
+        assert {e["label"] for e in data["legend"]} >= {"Limite du département", "Gare ou station"}
+    # Without stations shipped for the département, the caption says so.
+    with engine.connect() as conn:
+        _doc, _layers, html31 = build_report(conn, "31")
+    assert "gares non figurées (Aucune gare chargée" in html31
+    assert "aucune couche hydrographique n'est livrée" in html31
+
+
+def test_charts_count_unknown_sector_apart(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    """Shares are over the structures whose sector is known, the unknown ones counted apart;
+    with no sector known at all the report says so instead of drawing a chart."""
+    from carteco.diagnostics.charts import share_chart
+
+    svg = share_chart(
+        [("Numérique", 3, "#000"), ("Insertion", 1, "#111")], 6, 10, "T", "structures", "Inconnu"
+    )
+    assert "3 (75 %)" in svg and "1 (25 %)" in svg
+    assert "Inconnu : 6 structures (60 % du total), hors des parts" in svg
+    assert "sur les 4 structures dont la catégorie est renseignée (sur 10)" in svg
+    empty = share_chart([], 5, 5, "T", "structures", "Secteur non renseigné")
+    assert "<svg" not in empty and "Secteur non renseigné</b>" not in empty
+    assert "Secteur non renseigné pour les 5 structures" in empty
+    insert = sa.text(
+        "INSERT INTO structures (name, sectors, ess_family, geom, source, source_id, "
+        "content_hash) VALUES (:n, ARRAY[]::text[], 'inconnue', "
+        "ST_SetSRID(ST_MakePoint(1.87, 46.17), 4326), 'essai-secteur', :i, 'x')"
+    )
+    with engine.connect() as conn:
+        for i in range(3):
+            conn.execute(insert, {"n": f"Structure sans secteur {i}", "i": str(i)})
+        doc, _layers, html = build_report(conn, "23")
+        conn.rollback()  # nothing stays behind
+    assert doc["departement_figures"]["structures"]["by_sector"] == {"non_classe": 3}
+    assert "Secteur non renseigné pour les 3 structures — pas de répartition" in html
+    assert "Famille non renseignée pour les 3 structures" in html
+    assert "100 %" not in html
