@@ -10,6 +10,7 @@ import subprocess
 import sys
 import unicodedata
 from collections.abc import Iterator
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -646,3 +647,62 @@ def test_charts_count_unknown_sector_apart(loaded: dict[str, Any], engine: sa.En
     assert "Secteur non renseigné pour les 3 structures — pas de répartition" in html
     assert "Famille non renseignée pour les 3 structures" in html
     assert "100 %" not in html
+
+
+def test_per_qpv_figures_of_31_match_pandas(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    """Each QPV of the 31 report: structures located inside (geopandas on the raw CSV and the
+    QPV file), mutations and market median of premises (pandas on the raw DVF file)."""
+    doc = loaded["docs"]["31"]
+    fig = doc["qpv_figures"]
+    assert fig["available"] is True
+    got = {q["code"]: q for q in fig["quartiers"]}
+    qpv = gpd.read_file(LAND / "qpv_31_2015.geojson")
+    assert set(got) == set(qpv["code_qp"]) and len(got) == 19
+    assert all(got[r.code_qp]["name"] == r.nom_qp for r in qpv.itertuples())
+    # Structures: the médiation points kept by the import, inside each QPV outline.
+    pts = pd.read_csv(MEDIATION, dtype=str)
+    pts = pts[[i + 2 not in loaded["mediation_bad_rows"] for i in range(len(pts))]]
+    pts = pts.dropna(subset=["longitude", "latitude"])
+    located = gpd.GeoDataFrame(
+        pts,
+        geometry=gpd.points_from_xy(pts.longitude.astype(float), pts.latitude.astype(float)),
+        crs=4326,
+    )
+    inside = gpd.sjoin(located, qpv[["code_qp", "geometry"]], predicate="intersects")
+    structures = inside.groupby("code_qp").size().to_dict()
+    # Sales: one per mutation, in the QPV its rows name; the median over plain sales of premises.
+    df = pd.read_csv(LAND / "dvf_qpv_31_2016-2020.csv", dtype={"code_commune": str})
+    sales: dict[str, int] = {}
+    prices: dict[str, list[float]] = {}
+    for _mid, g in df.groupby("id_mutation"):
+        codes = g["code_qp"].dropna()
+        if codes.empty:
+            continue
+        code = codes.iloc[0]
+        sales[code] = sales.get(code, 0) + 1
+        value = g["valeur_fonciere"].iloc[0]
+        bati = g.loc[g["type_local"].str.startswith("Local"), "surface_reelle_bati"].sum()
+        only_premises = set(g["type_local"]) == {"Local industriel. commercial ou assimilé"}
+        if only_premises and g["nature_mutation"].iloc[0] in MARKET and value > 0 and bati > 0:
+            prices.setdefault(code, []).append(value / bati)
+    min_sales = doc["parameters"]["min_sales"]
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "31")
+    for code, q in got.items():
+        assert q["structures"] == structures.get(code, 0), code
+        assert q["sales"] == sales.get(code, 0), code
+        mine = prices.get(code, [])
+        assert q["local"]["sales"] == len(mine), code
+        if len(mine) >= min_sales:
+            assert q["local"]["median_eur_m2"] == pytest.approx(statistics.median(mine), abs=0.51)
+            assert q["local"]["q1_eur_m2"] <= q["local"]["median_eur_m2"] <= q["local"]["q3_eur_m2"]
+        else:
+            assert q["local"]["median_eur_m2"] is None and q["local"]["reason"], code
+        # The report's QPV table prints the same figures.
+        name = html_escape(q["name"])
+        row = (
+            f'<td>{name} ({code})</td><td class="n">{q["structures"]}</td>'
+            f'<td class="n">{q["sales"]}</td>'
+        )
+        assert row in html, code
+    assert sum(structures.values()) == doc["departement_figures"]["structures"]["in_qpv"]
