@@ -10,7 +10,6 @@ import subprocess
 import sys
 import unicodedata
 from collections.abc import Iterator
-from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape as html_escape
 from shapely.geometry import box
 
 from carteco.demo import DEMO_SOURCES
@@ -515,6 +515,20 @@ def test_report_opens_in_headless_chromium(
                 # Territory outlines, QPV polygons and markers drawn as SVG paths by Leaflet.
                 assert page.locator(".leaflet-overlay-pane path").count() > 20
                 assert page.locator("svg.chart rect").count() > 3
+                # The basemap: neighbouring outlines under the data, place names that never
+                # overlap one another, and each map's legend.
+                assert page.locator(".leaflet-fond-pane path").count() > 10
+                overlaps = page.evaluate(
+                    """() => [...document.querySelectorAll('#carte-structures .carte-nom')]
+                        .filter(e => e.parentNode.style.visibility !== 'hidden')
+                        .map(e => e.getBoundingClientRect())
+                        .map((a, i, all) => all.slice(i + 1).filter(b => a.left < b.right
+                            && b.left < a.right && a.top < b.bottom && b.top < a.bottom).length)
+                        .reduce((x, y) => x + y, 0)"""
+                )
+                shown = page.locator("#carte-structures .carte-nom").all_inner_texts()
+                assert len(shown) >= 5 and overlaps == 0
+                assert page.locator("#carte-structures .carte-legende").count() == 1
                 assert errors == [] and outside == []
                 page.locator("#structures").screenshot(path=str(ARTIFACTS / name))
                 page.close()
@@ -699,7 +713,7 @@ def test_per_qpv_figures_of_31_match_pandas(loaded: dict[str, Any], engine: sa.E
         else:
             assert q["local"]["median_eur_m2"] is None and q["local"]["reason"], code
         # The report's QPV table prints the same figures.
-        name = html_escape(q["name"])
+        name = str(html_escape(q["name"]))  # as Jinja escapes it
         row = (
             f'<td>{name} ({code})</td><td class="n">{q["structures"]}</td>'
             f'<td class="n">{q["sales"]}</td>'

@@ -16,7 +16,7 @@ from api.factory import create_app
 from carteco import accounts
 from carteco.land import run_land_import
 from carteco.settings import Settings
-from tests.conftest import LAND, load_demo, reset_land
+from tests.conftest import LAND, Browser, load_demo, reset_land
 from tests.contrib_support import aged_token
 
 SECRET = "secret-besoins-0123456789abcdef"
@@ -201,3 +201,34 @@ def test_need_survey_rate_limit_and_honeypot(land93: sa.Engine, settings: Settin
         r = c.post("/besoins-fonciers", data=_need())
         assert r.status_code == 429 and "trop de propositions" in r.text
         assert _last(land93)[1:] == ("land_need", "spam")
+
+
+@pytest.mark.browser
+def test_need_form_filled_in_chromium(land93: sa.Engine, live_server: str) -> None:
+    """A person fills the French form in a real browser: labelled fields, no request to other
+    hosts, a receipt; the need waits for moderation."""
+    browser = Browser(live_server)
+    try:
+        page = browser.page()
+        page.goto(live_server + "/besoins-fonciers", timeout=90_000)
+        page.get_by_label("Nom de la structure *").fill("Recyclerie du Landy")
+        page.get_by_label("Type de local *").select_option("atelier")
+        page.get_by_label("Surface minimale (m²)").fill("200")
+        page.get_by_label("Surface maximale (m²)").fill("350")
+        page.get_by_label("Communes ou territoires souhaités *").fill("Saint-Denis (93)")
+        page.get_by_label("Courriel *").fill("recyclerie@exemple.fr")
+        # A person takes a few seconds: the form's signed token measures it (minimum 3 s).
+        page.wait_for_timeout(3500)
+        page.get_by_role("button", name="Envoyer le besoin").click()
+        page.locator("#bf-recu").wait_for(timeout=60_000)
+        assert "sera examiné par l'équipe de modération" in page.locator("#bf-etat").inner_text()
+        assert browser.errors == [] and browser.blocked == []
+    finally:
+        browser.close()
+    pid, kind, status = _last(land93)
+    assert (kind, status) == ("land_need", "pending")
+    with land93.connect() as conn:
+        changes = conn.execute(
+            sa.text("SELECT changes FROM proposals WHERE id = :i"), {"i": pid}
+        ).scalar_one()
+    assert changes["territories"] == ["93066"] and changes["departement_code"] == "93"
