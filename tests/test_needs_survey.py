@@ -169,6 +169,8 @@ def test_need_survey_submit_moderate_and_appear_in_93_report(
     assert need["kind"] == "bureau" and need["territories"] == ["93048", "200057875"]
     assert (need["surface_min_m2"], need["surface_max_m2"]) == (80, 200)
     assert need["budget_rent_eur_month"] == 2000
+    assert need["usage"] == "Formation au numérique pour les habitants du quartier"
+    assert need["deadline"] == (date.today() + timedelta(days=120)).isoformat()
     assert need["met"] and need["matches"][0]["site_source_id"] == "S93-02"
     for m in need["matches"]:
         parts = m["score_detail"]
@@ -182,6 +184,7 @@ def test_need_survey_submit_moderate_and_appear_in_93_report(
     assert "enquete-besoins" in doc["layers"]["needs"]["source"]
     html = http.get("/diagnostics/foncier/93").text
     assert "Atelier numérique solidaire de Montreuil" in html and "Score : type 20/20" in html
+    assert f"Échéance : {need['deadline']}" in html
     # The contact is for moderators only: never in the public report nor its data.
     for text in (html, http.get("/diagnostics/foncier/93.json").text):
         assert CONTACT not in text and "Camille Martin" not in text

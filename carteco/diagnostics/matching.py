@@ -201,6 +201,8 @@ def match_needs(
             "budget_purchase_eur": need["budget_purchase_eur"],
             "territories": list(need["territories"] or []),
             "max_distance_km": need["max_distance_km"],
+            "usage": need.get("usage"),
+            "deadline": need.get("deadline"),
             "commune_code": need["commune_code"],
             "lon": need["lon"],
             "lat": need["lat"],
