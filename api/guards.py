@@ -34,7 +34,7 @@ class BodyTooLarge(HTTPException):
 
 
 # Public contribution forms and the moderation pages: one cap of their own, by path prefix.
-CONTRIB_PREFIXES = ("/contributions", "/moderation")
+CONTRIB_PREFIXES = ("/contributions", "/moderation", "/besoins-fonciers")
 
 
 def route_caps(settings: Settings) -> dict[tuple[str, str], int]:

@@ -727,7 +727,9 @@ tile_grid = sa.Table(
 
 # --- 0011_proposals -----------------------------------------------------------------------
 
-PROPOSAL_KINDS = ("create", "update", "close")
+PROPOSAL_KINDS = ("create", "update", "close", "land_need")
+# What a visitor proposes about a structure (the land-need survey has its own form, 0023).
+STRUCTURE_PROPOSAL_KINDS = ("create", "update", "close")
 PROPOSAL_ORIGINS = ("contribution", "self_update", "reconcile", "staff")
 # "received": stored as sent, not yet checked; "pending": checked, awaiting a moderator.
 # "merged": applied to an existing structure (0018_accounts).

@@ -21,8 +21,14 @@ from carteco.accounts import staff_audit
 from carteco.editlinks import is_trusted
 from carteco.edits import apply_changes, create_structure, locate
 from carteco.errors import CartecoError
+from carteco.land import survey
 from carteco.mail import queue_mail
-from carteco.models import PROPOSAL_KINDS, PROPOSAL_ORIGINS, PROPOSAL_STATUSES
+from carteco.models import (
+    PROPOSAL_KINDS,
+    PROPOSAL_ORIGINS,
+    PROPOSAL_STATUSES,
+    STRUCTURE_PROPOSAL_KINDS,
+)
 from carteco.settings import Settings
 from carteco.structure_fields import FieldError, validate_structure_fields
 
@@ -339,7 +345,8 @@ def submit(
     the status of this proposal, and of no other.
     """
     raw = payload if isinstance(payload, dict) else {"_valeur": payload}
-    kind = str(raw["kind"]) if raw.get("kind") in PROPOSAL_KINDS else "create"
+    # A land need has its own form and checks (submit_need): never through this path.
+    kind = str(raw["kind"]) if raw.get("kind") in STRUCTURE_PROPOSAL_KINDS else "create"
     if structure_id is not None and kind == "create":
         kind = "update"
     email = raw.get("contributor_email")
@@ -364,6 +371,86 @@ def submit(
     return result
 
 
+def _spam_check(
+    conn: Connection,
+    settings: Settings,
+    pid: int,
+    raw: dict[str, Any],
+    client: str,
+    now: float | None,
+) -> ProposalError | bool | None:
+    """A public form's robot checks: None when passed, True for a silent spam (honeypot),
+    else the error to raise. The proposal is marked spam in both cases."""
+    if raw.get(HONEYPOT):
+        _mark(conn, pid, "spam", "champ piège rempli")
+        return True  # a robot learns nothing
+    age = form_age(settings.secret_key, raw.get("form_token"), now)
+    if age is None or age < settings.contrib_min_fill_s:
+        reason = "jeton de formulaire absent ou invalide" if age is None else "envoi trop rapide"
+        _mark(conn, pid, "spam", reason)
+        return ProposalError(
+            "formulaire envoyé trop vite ou expiré : rechargez la page et réessayez"
+        )
+    if settings.contrib_per_hour > 0:
+        recent = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM proposals WHERE client_key = :c AND id <> :id "
+                "AND created_at > now() - interval '1 hour'"
+            ),
+            {"c": client[:100], "id": pid},
+        ).scalar_one()
+        if recent >= settings.contrib_per_hour:
+            _mark(conn, pid, "spam", "trop de propositions depuis cette adresse")
+            return ProposalError(
+                "trop de propositions depuis votre adresse ; réessayez dans une heure",
+                kind="too_many",
+            )
+    return None
+
+
+def submit_need(
+    engine: Engine,
+    settings: Settings,
+    form: dict[str, Any],
+    *,
+    client: str,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Store a land need declared on the public survey form, then check it like a
+    contribution (honeypot, form token, rate per client) and queue it for moderation; its id,
+    status and receipt. Invalid fields: stored as rejected, ProposalError listing them."""
+    raw = {k: v for k, v in form.items() if isinstance(k, str)}
+    email = raw.get("contact_email")
+    email = email.strip()[:254] if isinstance(email, str) and email.strip() else None
+    with engine.begin() as conn:
+        pid = record(conn, kind="land_need", origin="contribution", raw=raw,
+                     contributor_email=email, client_key=client[:100])  # fmt: skip
+    receipt = secrets.token_urlsafe(24)
+    answer = {"id": pid, "status": "pending", "receipt": receipt}
+    with engine.begin() as conn:
+        spam = _spam_check(conn, settings, pid, raw, client, now)
+        if spam is None:
+            clean, errors = survey.validate_need(conn, raw)
+            detail: dict[str, Any] = {"receipt_hash": _receipt_hash(receipt)}
+            if errors:
+                detail["errors"] = [e.as_dict() for e in errors]
+                _mark(conn, pid, "rejected", "champs invalides", detail, clean)
+                summary = "; ".join(f"{e.field} : {e.reason}" for e in errors)
+                spam = ProposalError(summary, errors=[e.as_dict() for e in errors])
+            else:
+                _mark(conn, pid, "pending", None, detail, clean)
+                if email:
+                    queue_mail(
+                        conn, "ack", email, f"Carteco : besoin foncier n° {pid} reçu",
+                        f"Bonjour,\n\nNous avons bien reçu la déclaration de besoin foncier "
+                        f"n° {pid}. Elle sera examinée par l'équipe de modération avant "
+                        "d'être prise en compte dans les diagnostics fonciers.\n", pid,
+                    )  # fmt: skip
+    if isinstance(spam, ProposalError):
+        raise spam  # after the commit: the refused submission keeps its status
+    return answer
+
+
 def _check(
     conn: Connection,
     engine: Engine,
@@ -381,32 +468,11 @@ def _check(
     """The answer to a stored submission, or the error to raise once its status is saved."""
     answer = {"id": pid, "status": "pending", "receipt": receipt}
     if origin == "contribution":
-        if raw.get(HONEYPOT):
-            _mark(conn, pid, "spam", "champ piège rempli")
-            return answer  # a robot learns nothing
-        age = form_age(settings.secret_key, raw.get("form_token"), now)
-        if age is None or age < settings.contrib_min_fill_s:
-            reason = (
-                "jeton de formulaire absent ou invalide" if age is None else "envoi trop rapide"
-            )
-            _mark(conn, pid, "spam", reason)
-            return ProposalError(
-                "formulaire envoyé trop vite ou expiré : rechargez la page et réessayez"
-            )
-        if settings.contrib_per_hour > 0:
-            recent = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM proposals WHERE client_key = :c AND id <> :id "
-                    "AND created_at > now() - interval '1 hour'"
-                ),
-                {"c": client[:100], "id": pid},
-            ).scalar_one()
-            if recent >= settings.contrib_per_hour:
-                _mark(conn, pid, "spam", "trop de propositions depuis cette adresse")
-                return ProposalError(
-                    "trop de propositions depuis votre adresse ; réessayez dans une heure",
-                    kind="too_many",
-                )
+        spam = _spam_check(conn, settings, pid, raw, client, now)
+        if isinstance(spam, ProposalError):
+            return spam
+        if spam is True:
+            return answer
     errors: list[FieldError] = []
     fields = raw.get("fields", {})
     if not isinstance(fields, dict):
@@ -562,6 +628,9 @@ def _decision_mail(conn: Connection, p: dict[str, Any], subject: str, body: str)
 def approve(conn: Connection, settings: Settings, proposal_id: int, who: str) -> int | None:
     """Apply a proposal through the one write path (validation, geocoding, history, audit)."""
     p = _locked(conn, proposal_id)
+    if p["kind"] == "land_need":
+        _approve_need(conn, p, who)
+        return None
     clean = _revalidate(p["changes"] or {})
     detail = p["origin_detail"] or {}
     sid = p["structure_id"]
@@ -599,6 +668,33 @@ def approve(conn: Connection, settings: Settings, proposal_id: int, who: str) ->
     return None if sid is None else int(sid)
 
 
+def _approve_need(conn: Connection, p: dict[str, Any], who: str) -> None:
+    """Write an approved land need into land_needs (re-checked first: territories may have
+    changed since it was sent)."""
+    pid = int(p["id"])
+    clean, errors = survey.validate_need(conn, p["raw"] or {}, today=p["created_at"].date())
+    if errors:
+        raise ProposalError(
+            "; ".join(f"{e.field} : {e.reason}" for e in errors),
+            errors=[e.as_dict() for e in errors],
+        )
+    need_id = survey.write_need(conn, pid, clean)
+    conn.execute(
+        sa.text(
+            "UPDATE proposals SET status = 'approved', decided_by = :by, decided_at = now(), "
+            "updated_at = now(), origin_detail = origin_detail || CAST(:d AS jsonb) "
+            "WHERE id = :id"
+        ),
+        {"by": who, "id": pid, "d": json.dumps({"land_need_id": need_id})},
+    )
+    staff_audit(conn, who, "approve", f"proposals/{pid}", {"kind": "land_need", "need": need_id})
+    _decision_mail(
+        conn, p, f"Carteco : besoin foncier n° {pid} accepté",
+        f"Bonjour,\n\nVotre déclaration de besoin foncier n° {pid} a été acceptée : elle "
+        "figure désormais dans les diagnostics fonciers du département. Merci !\n",
+    )  # fmt: skip
+
+
 def reject(conn: Connection, proposal_id: int, who: str, reason: str) -> None:
     """Refuse a proposal with a reason (sent to the contributor)."""
     reason = (reason or "").strip()
@@ -633,6 +729,8 @@ def needs_info(conn: Connection, proposal_id: int, who: str, question: str) -> N
 def merge(conn: Connection, settings: Settings, proposal_id: int, who: str, target_id: int) -> None:
     """Apply a proposal's fields to an existing structure and mark it merged."""
     p = _locked(conn, proposal_id)
+    if p["kind"] == "land_need":
+        raise ProposalError("un besoin foncier ne se fusionne pas avec une fiche", kind="conflict")
     clean = _revalidate(p["changes"] or {})
     for key in CREATE_ONLY_FIELDS + ("status",):
         clean.pop(key, None)
@@ -655,6 +753,8 @@ def merge(conn: Connection, settings: Settings, proposal_id: int, who: str, targ
 def move(conn: Connection, proposal_id: int, who: str, lon: float, lat: float) -> None:
     """Correct a proposal's point before approval (precision: manual)."""
     p = _locked(conn, proposal_id)
+    if p["kind"] == "land_need":
+        raise ProposalError("un besoin foncier se situe par ses territoires", kind="conflict")
     clean, errors = validate_structure_fields({"location": (lon, lat)})
     if errors:
         raise ProposalError(f"position : {errors[0].reason}")
@@ -684,7 +784,9 @@ def diff(conn: Connection, proposal: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "field": key,
-                "label": FIELD_LABELS.get(key, key),
+                "label": (
+                    survey.FIELD_LABELS if proposal["kind"] == "land_need" else FIELD_LABELS
+                ).get(key, key),
                 "old": _shown(key, old),
                 "new": _shown(key, new),
                 "changed": old != new,

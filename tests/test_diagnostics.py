@@ -18,6 +18,8 @@ import jsonschema
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape as html_escape
+from shapely.geometry import box
 
 from carteco.demo import DEMO_SOURCES
 from carteco.diagnostics.indicators import foncier_indicators
@@ -513,6 +515,20 @@ def test_report_opens_in_headless_chromium(
                 # Territory outlines, QPV polygons and markers drawn as SVG paths by Leaflet.
                 assert page.locator(".leaflet-overlay-pane path").count() > 20
                 assert page.locator("svg.chart rect").count() > 3
+                # The basemap: neighbouring outlines under the data, place names that never
+                # overlap one another, and each map's legend.
+                assert page.locator(".leaflet-fond-pane path").count() > 10
+                overlaps = page.evaluate(
+                    """() => [...document.querySelectorAll('#carte-structures .carte-nom')]
+                        .filter(e => e.parentNode.style.visibility !== 'hidden')
+                        .map(e => e.getBoundingClientRect())
+                        .map((a, i, all) => all.slice(i + 1).filter(b => a.left < b.right
+                            && b.left < a.right && a.top < b.bottom && b.top < a.bottom).length)
+                        .reduce((x, y) => x + y, 0)"""
+                )
+                shown = page.locator("#carte-structures .carte-nom").all_inner_texts()
+                assert len(shown) >= 5 and overlaps == 0
+                assert page.locator("#carte-structures .carte-legende").count() == 1
                 assert errors == [] and outside == []
                 page.locator("#structures").screenshot(path=str(ARTIFACTS / name))
                 page.close()
@@ -549,3 +565,158 @@ def test_report_escapes_names_shown_in_map_tooltips(
         for v in f["properties"].get("t", [])
     ]
     assert hostile in tips
+
+
+def _fond(html: str) -> dict[str, Any]:
+    block = re.search(r'<script type="application/json" id="fond-de-carte">(.*?)</script>', html)
+    assert block, "the report embeds its basemap"
+    return dict(json.loads(block.group(1)))
+
+
+def test_basemap_from_shipped_outlines_matches_geopandas(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
+    """The maps' basemap is the shipped reference data of the frame around the département:
+    neighbouring communes and départements (bounding boxes overlapping the frame, geopandas
+    here), the names of its most populated communes — no tile server."""
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "93")
+    fond = _fond(html)
+    communes = gpd.read_file(GEODATA / "communes_idf_cog2026.geojson")
+    deps = gpd.read_file(GEODATA / "departements_idf_cog2026.geojson")
+    own = communes[communes["code_dep"] == "93"]
+    x0, y0, x1, y1 = (
+        min(own.total_bounds[0], deps[deps["code_dep"] == "93"].total_bounds[0]),
+        min(own.total_bounds[1], deps[deps["code_dep"] == "93"].total_bounds[1]),
+        max(own.total_bounds[2], deps[deps["code_dep"] == "93"].total_bounds[2]),
+        max(own.total_bounds[3], deps[deps["code_dep"] == "93"].total_bounds[3]),
+    )
+    m = max(x1 - x0, y1 - y0) * 0.12
+    x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
+
+    def overlaps(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        b = g.bounds
+        return g[(b.minx <= x1) & (b.maxx >= x0) & (b.miny <= y1) & (b.maxy >= y0)]
+
+    neighbours = overlaps(communes[communes["code_dep"] != "93"])
+    others = overlaps(deps[deps["code_dep"] != "93"])
+    layers = fond["layers"]
+    assert [len(layer["features"]) for layer in layers] == [len(neighbours), len(others)]
+    assert all(layer["pane"] == "fond" for layer in layers)
+    labels = fond["labels"]
+    # A neighbour is named where its outline (not only its bounding box) enters the frame.
+    inside = others[others.intersects(box(x0, y0, x1, y1))]
+    assert [x["text"] for x in labels if x["kind"] == "departement"] == list(
+        inside.sort_values("code_dep")["nom"]
+    )
+    biggest = own.sort_values(["population", "code_insee"], ascending=[False, True])
+    assert [x["text"] for x in labels if x["kind"] == "commune"] == list(biggest["nom"][:14])
+    # Paris, the most populated neighbour, is named too.
+    assert [x["text"] for x in labels if x["kind"] == "voisine"][0] == "Paris"
+    # Stations of the frame are a layer of each map, their names as tooltip data.
+    stations = gpd.read_file(GEODATA / "gares_idf_idfm.geojson")
+    in_frame = stations.cx[x0:x1, y0:y1]
+    maps = [
+        json.loads(b)
+        for b in re.findall(
+            r'<script type="application/json" data-carte="[\w-]+">(.*?)</script>', html
+        )
+    ]
+    for data in maps:
+        gares = [layer for layer in data["layers"] if layer["name"] == "Gares et stations"]
+        assert len(gares) == 1 and len(gares[0]["features"]) == len(in_frame)
+        assert {e["label"] for e in data["legend"]} >= {"Limite du département", "Gare ou station"}
+    # Without stations shipped for the département, the caption says so.
+    with engine.connect() as conn:
+        _doc, _layers, html31 = build_report(conn, "31")
+    assert "gares non figurées (Aucune gare chargée" in html31
+    assert "aucune couche hydrographique n'est livrée" in html31
+
+
+def test_charts_count_unknown_sector_apart(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    """Shares are over the structures whose sector is known, the unknown ones counted apart;
+    with no sector known at all the report says so instead of drawing a chart."""
+    from carteco.diagnostics.charts import share_chart
+
+    svg = share_chart(
+        [("Numérique", 3, "#000"), ("Insertion", 1, "#111")], 6, 10, "T", "structures", "Inconnu"
+    )
+    assert "3 (75 %)" in svg and "1 (25 %)" in svg
+    assert "Inconnu : 6 structures (60 % du total), hors des parts" in svg
+    assert "sur les 4 structures dont la catégorie est renseignée (sur 10)" in svg
+    empty = share_chart([], 5, 5, "T", "structures", "Secteur non renseigné")
+    assert "<svg" not in empty and "Secteur non renseigné</b>" not in empty
+    assert "Secteur non renseigné pour les 5 structures" in empty
+    insert = sa.text(
+        "INSERT INTO structures (name, sectors, ess_family, geom, source, source_id, "
+        "content_hash) VALUES (:n, ARRAY[]::text[], 'inconnue', "
+        "ST_SetSRID(ST_MakePoint(1.87, 46.17), 4326), 'essai-secteur', :i, 'x')"
+    )
+    with engine.connect() as conn:
+        for i in range(3):
+            conn.execute(insert, {"n": f"Structure sans secteur {i}", "i": str(i)})
+        doc, _layers, html = build_report(conn, "23")
+        conn.rollback()  # nothing stays behind
+    assert doc["departement_figures"]["structures"]["by_sector"] == {"non_classe": 3}
+    assert "Secteur non renseigné pour les 3 structures — pas de répartition" in html
+    assert "Famille non renseignée pour les 3 structures" in html
+    assert "100 %" not in html
+
+
+def test_per_qpv_figures_of_31_match_pandas(loaded: dict[str, Any], engine: sa.Engine) -> None:
+    """Each QPV of the 31 report: structures located inside (geopandas on the raw CSV and the
+    QPV file), mutations and market median of premises (pandas on the raw DVF file)."""
+    doc = loaded["docs"]["31"]
+    fig = doc["qpv_figures"]
+    assert fig["available"] is True
+    got = {q["code"]: q for q in fig["quartiers"]}
+    qpv = gpd.read_file(LAND / "qpv_31_2015.geojson")
+    assert set(got) == set(qpv["code_qp"]) and len(got) == 19
+    assert all(got[r.code_qp]["name"] == r.nom_qp for r in qpv.itertuples())
+    # Structures: the médiation points kept by the import, inside each QPV outline.
+    pts = pd.read_csv(MEDIATION, dtype=str)
+    pts = pts[[i + 2 not in loaded["mediation_bad_rows"] for i in range(len(pts))]]
+    pts = pts.dropna(subset=["longitude", "latitude"])
+    located = gpd.GeoDataFrame(
+        pts,
+        geometry=gpd.points_from_xy(pts.longitude.astype(float), pts.latitude.astype(float)),
+        crs=4326,
+    )
+    inside = gpd.sjoin(located, qpv[["code_qp", "geometry"]], predicate="intersects")
+    structures = inside.groupby("code_qp").size().to_dict()
+    # Sales: one per mutation, in the QPV its rows name; the median over plain sales of premises.
+    df = pd.read_csv(LAND / "dvf_qpv_31_2016-2020.csv", dtype={"code_commune": str})
+    sales: dict[str, int] = {}
+    prices: dict[str, list[float]] = {}
+    for _mid, g in df.groupby("id_mutation"):
+        codes = g["code_qp"].dropna()
+        if codes.empty:
+            continue
+        code = codes.iloc[0]
+        sales[code] = sales.get(code, 0) + 1
+        value = g["valeur_fonciere"].iloc[0]
+        bati = g.loc[g["type_local"].str.startswith("Local"), "surface_reelle_bati"].sum()
+        only_premises = set(g["type_local"]) == {"Local industriel. commercial ou assimilé"}
+        if only_premises and g["nature_mutation"].iloc[0] in MARKET and value > 0 and bati > 0:
+            prices.setdefault(code, []).append(value / bati)
+    min_sales = doc["parameters"]["min_sales"]
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "31")
+    for code, q in got.items():
+        assert q["structures"] == structures.get(code, 0), code
+        assert q["sales"] == sales.get(code, 0), code
+        mine = prices.get(code, [])
+        assert q["local"]["sales"] == len(mine), code
+        if len(mine) >= min_sales:
+            assert q["local"]["median_eur_m2"] == pytest.approx(statistics.median(mine), abs=0.51)
+            assert q["local"]["q1_eur_m2"] <= q["local"]["median_eur_m2"] <= q["local"]["q3_eur_m2"]
+        else:
+            assert q["local"]["median_eur_m2"] is None and q["local"]["reason"], code
+        # The report's QPV table prints the same figures.
+        name = str(html_escape(q["name"]))  # as Jinja escapes it
+        row = (
+            f'<td>{name} ({code})</td><td class="n">{q["structures"]}</td>'
+            f'<td class="n">{q["sales"]}</td>'
+        )
+        assert row in html, code
+    assert sum(structures.values()) == doc["departement_figures"]["structures"]["in_qpv"]

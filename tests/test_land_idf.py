@@ -193,3 +193,6 @@ def test_93_pdf_report_printed_by_chromium(
     for expected in ("Pression foncière", "Offre foncière", "Recommandations", "Méthode"):
         assert expected in text
     assert "Appel à projet Fonds Friches" in text
+    # The printed maps (network off) carry their basemap's place names and their legend.
+    assert "Limite du département" in text and "Gare ou station" in text
+    assert "Noisy-le-Grand" in text and "VAL-D'OISE" in text.upper()

@@ -21,6 +21,7 @@ PAGES = (
     "/collections",
     "/collections/structures/items?f=html&limit=5",
     "/moderation",
+    "/besoins-fonciers",
     "/docs",
     "/territoires/departement/99",
 )

@@ -25,6 +25,7 @@ from carteco import accounts, editlinks, mail, proposals
 from carteco.accounts import StaffUser
 from carteco.errors import CartecoError
 from carteco.families import FAMILY_LABELS
+from carteco.land import survey
 from carteco.models import PROPOSAL_KINDS, PROPOSAL_ORIGINS, PROPOSAL_STATUSES
 from carteco.sectors import load_taxonomy
 from carteco.settings import Settings
@@ -46,7 +47,14 @@ STATUS_LABELS = {
     "spam": "indésirable",
     "merged": "fusionnée",
 }
-KIND_LABELS = {"create": "ajout", "update": "modification", "close": "fermeture"}
+KIND_LABELS = {
+    "create": "ajout",
+    "update": "modification",
+    "close": "fermeture",
+    "land_need": "besoin foncier",
+}
+# The needs survey form's fields (carteco.land.survey), plus its robot checks.
+NEED_FORM_FIELDS = (*survey.FIELD_LABELS, "form_token", proposals.HONEYPOT)
 ORIGIN_LABELS = {
     "contribution": "visiteur",
     "self_update": "la structure elle-même",
@@ -147,6 +155,55 @@ def contrib_router() -> APIRouter:
     ) -> JSONResponse:
         with engine.connect() as conn:
             return JSONResponse(proposals.public_status(conn, proposal_id, recu), headers=NO_STORE)
+
+    # ---- needs survey ----------------------------------------------------------------------
+
+    def _need_page(request: Request, st: Settings, status: int = 200, **extra: Any) -> HTMLResponse:
+        ctx = {
+            "kinds": survey.KIND_LABELS,
+            "labels": survey.FIELD_LABELS,
+            "v": {},
+            "form_token": proposals.form_token(st.secret_key),
+            **extra,
+        }
+        return TEMPLATES.TemplateResponse(
+            request, "besoins_fonciers.html", ctx, status_code=status, headers=NO_STORE
+        )
+
+    @router.get(
+        "/besoins-fonciers",
+        response_class=HTMLResponse,
+        summary="Formulaire public : déclarer un besoin foncier (modéré)",
+    )
+    def need_form(request: Request, st: Settings = Depends(get_settings)) -> HTMLResponse:
+        return _need_page(request, st)
+
+    @router.post(
+        "/besoins-fonciers",
+        response_class=HTMLResponse,
+        summary="Envoyer un besoin foncier (file de modération)",
+    )
+    async def need_post(
+        request: Request,
+        engine: Engine = Depends(get_engine),
+        st: Settings = Depends(get_settings),
+    ) -> HTMLResponse:
+        _same_origin(request)
+        form = await request.form(max_files=0, max_fields=30)
+        values = {k: _form_value(form, k, 2000) for k in NEED_FORM_FIELDS if k in form}
+        try:
+            answer = await run_in_threadpool(
+                lambda: proposals.submit_need(engine, st, values, client=client_of(request))
+            )
+        except CartecoError as exc:
+            status = 429 if exc.kind == "too_many" else 400
+            errors = exc.field_errors() or [{"field": "", "reason": str(exc), "value": None}]
+            # The visitor keeps what was typed, and the form's original token (its age).
+            kept = {k: v for k, v in values.items() if k in survey.FIELD_LABELS}
+            token = values.get("form_token") or proposals.form_token(st.secret_key)
+            return _need_page(request, st, status=status, errors=errors, v=kept, form_token=token)
+        await run_in_threadpool(mail.deliver, engine, st)
+        return _need_page(request, st, done=answer)
 
     # ---- self-update link --------------------------------------------------------------------
 

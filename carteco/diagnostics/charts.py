@@ -42,6 +42,69 @@ def bar_chart(
     return "".join(parts)
 
 
+def _pct(part: float, whole: float) -> str:
+    share = 100 * part / whole
+    return f"{share:.0f} %" if share >= 1 or share == 0 else "< 1 %"
+
+
+def share_chart(
+    items: list[tuple[str, float, str]],
+    unknown: int,
+    total: int,
+    title: str,
+    unit: str,
+    unknown_label: str,
+    width: int = 640,
+) -> str:
+    """Bars of the categories known, each with its share of the `total - unknown` units whose
+    category is known; the unknown ones are counted apart, never drawn as a category. With no
+    category known, a sentence says so instead of a chart."""
+    known = total - unknown
+    if total <= 0:
+        return ""
+    if known <= 0 or not items:
+        return (
+            f'<p class="missing chart-vide"><b>{escape(title)}</b> : {escape(unknown_label)} '
+            f"pour {'la' if total == 1 else 'les'} {_fmt(total)} {escape(unit)} — pas de "
+            "répartition à montrer.</p>"
+        )
+    row_h, label_w, pad = 24, 250, 8
+    height = row_h * len(items) + 36 + (22 if unknown else 0) + 18
+    top = max(v for _, v, _ in items) or 1
+    bar_w = width - label_w - 150
+    parts = [
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="0" y="16" font-weight="bold" font-size="14">{escape(title)}</text>',
+    ]
+    for i, (label, value, colour) in enumerate(items):
+        y = 28 + i * row_h
+        w = max(1.0, bar_w * value / top)
+        text = f"{_fmt(value)} ({_pct(value, known)})"
+        parts.append(
+            f'<text x="{label_w - pad}" y="{y + 15}" text-anchor="end" font-size="12">'
+            f"{escape(label[:40])}</text>"
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
+            f'fill="{escape(colour)}"><title>{escape(label)} : {escape(text)}</title></rect>'
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{escape(text)}</text>'
+        )
+    y = 28 + len(items) * row_h + 14
+    parts.append(
+        f'<text x="0" y="{y}" font-size="11" fill="#555">Parts calculées sur les '
+        f"{_fmt(known)} {escape(unit)} dont la catégorie est renseignée (sur {_fmt(total)})"
+        "</text>"
+    )
+    if unknown:
+        parts.append(
+            f'<text class="inconnu" x="0" y="{y + 20}" font-size="12" fill="#b71c1c">'
+            f"{escape(unknown_label)} : {_fmt(unknown)} {escape(unit)} "
+            f"({_pct(unknown, total)} du total), hors des parts</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def trend_chart(years: list[dict[str, Any]], title: str, min_sales: int, width: int = 640) -> str:
     """Sales per year (bars) and median €/m² of premises (line, only where enough sales)."""
     if not years:

@@ -48,24 +48,38 @@ def _evaluate(
 ) -> tuple[str | None, dict[str, Any]]:
     """(first failed criterion or None, details with the score) for one need × site pair."""
     details: dict[str, Any] = {}
+    # Each criterion's points with their reason: the score is explained, not just given.
+    parts: list[dict[str, Any]] = []
+
+    def earn(criterion: str, got: float, out_of: float, why: str) -> None:
+        value = round(float(got), 1)
+        shown = int(value) if value.is_integer() else value
+        parts.append({"critere": criterion, "points": shown, "sur": out_of, "motif": why})
+
     if site["status"] in UNAVAILABLE:
         return "status", details
     if need["kind"] not in (site["usages"] or []):
         return "kind", details
     points = 20.0
+    earn("type", 20, 20, "usage du site compatible")
     surface = _relevant_surface(need, site)
     smin, smax = need["surface_min_m2"], need["surface_max_m2"]
     if surface is None:
         points += 10
         details["surface"] = "inconnue"
+        earn("surface", 10, 25, "surface du site inconnue (compte pour moitié)")
     else:
         if (smin is not None and surface < smin) or (smax is not None and surface > smax):
             return "surface", details
         if smin is not None and smax is not None and smax > smin:
             mid, half = (smin + smax) / 2, (smax - smin) / 2
-            points += 25 - 10 * min(abs(surface - mid) / half, 1)
+            got = 25 - 10 * min(abs(surface - mid) / half, 1)
+            why = f"{surface:.0f} m² dans la fourchette, à {abs(surface - mid):.0f} m² du milieu"
         else:
-            points += 22
+            got = 22
+            why = f"{surface:.0f} m², fourchette ouverte"
+        points += got
+        earn("surface", got, 25, why)
         details["surface"] = "dans la fourchette"
     budget_known = False
     rent, price = site["rent_eur_month"], site["price_eur"]
@@ -82,6 +96,14 @@ def _evaluate(
             budget_known = True
     points += 20 if budget_known else 10
     details["budget"] = "dans le budget" if budget_known else "non comparable"
+    earn(
+        "budget",
+        20 if budget_known else 10,
+        20,
+        "prix ou loyer dans le budget"
+        if budget_known
+        else "prix ou budget inconnu (compte pour moitié)",
+    )
     # Territory: wished commune / intercommunality / département, or the distance allowed.
     wished = set(need["territories"] or [])
     epci, ept = inter.get(site["commune_code"] or "", (site["epci_code"], None))
@@ -94,22 +116,26 @@ def _evaluate(
     details["distance_km"] = round(distance_km, 2) if distance_km is not None else None
     max_km = need["max_distance_km"]
     if wished and site["commune_code"] in wished:
-        points += 20
+        got = 20.0
         details["territoire"] = "commune souhaitée"
     elif wished and site_codes & wished:
-        points += 15
+        got = 15.0
         details["territoire"] = "territoire souhaité"
     elif max_km is not None and distance_km is not None and distance_km <= max_km:
-        points += 20 * (1 - distance_km / max_km)
+        got = 20 * (1 - distance_km / max_km)
         details["territoire"] = f"à {distance_km:.1f} km (≤ {max_km:g} km)"
     elif not wished and max_km is None:
         if distance_km is not None and distance_km > opts.default_distance_km:
             return "territory", details
-        points += 10
+        got = 10.0
         details["territoire"] = "dans le département"
     else:
         return "territory", details
-    points += STATUS_POINTS.get(site["status"], 5)
+    points += got
+    earn("localisation", got, 20, details["territoire"])
+    status_points = STATUS_POINTS.get(site["status"], 5)
+    points += status_points
+    earn("statut", status_points, 15, f"statut du site : {site['status']}")
     pollution = POLLUTED.get((site.get("pollution") or "").strip().lower())
     if pollution is None and "basias" in (site.get("origin") or "").lower():
         # Basias/Basol list former industrial sites: soil pollution is possible until studied.
@@ -119,6 +145,7 @@ def _evaluate(
         # rank the site after clean ones for farmland needs.
         if need["kind"] == "terrain_agricole":
             points -= 30
+            earn("pollution", -30, 0, f"pollution {pollution} sur un besoin agricole")
             details["pollution"] = (
                 f"pollution {pollution} : culture alimentaire exclue sans étude de sol "
                 "et dépollution"
@@ -126,6 +153,7 @@ def _evaluate(
         else:
             details["pollution"] = f"pollution {pollution} : diagnostic de sol à prévoir"
     details["score"] = round(min(points, 100.0), 1)
+    details["score_detail"] = parts
     return None, details
 
 
@@ -173,6 +201,8 @@ def match_needs(
             "budget_purchase_eur": need["budget_purchase_eur"],
             "territories": list(need["territories"] or []),
             "max_distance_km": need["max_distance_km"],
+            "usage": need.get("usage"),
+            "deadline": need.get("deadline"),
             "commune_code": need["commune_code"],
             "lon": need["lon"],
             "lat": need["lat"],

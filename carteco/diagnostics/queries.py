@@ -39,3 +39,28 @@ def qpv_outlines(conn: Connection, dep: str) -> Sequence[Row[Any]]:
 def priced_local_sales(conn: Connection, dep: str) -> Sequence[Row[Any]]:
     """Located sales of premises with a price per m² in département `dep`, by date."""
     return conn.execute(sql("report_priced_sales.sql"), {"d": dep}).all()
+
+
+# The basemap's frame: the département's extent widened by this share of its size on each side,
+# and outlines simplified to this fraction of that size (a few pixels on a report map).
+BASEMAP_MARGIN = 0.12
+BASEMAP_DETAIL = 1200
+
+
+def basemap_communes(conn: Connection, dep: str) -> Sequence[Row[Any]]:
+    """Communes in the frame of `dep`'s maps: code, name, population, own (in `dep`), label
+    point (lon, lat) and, for other départements' communes, a simplified outline `g`."""
+    params = {"d": dep, "margin": BASEMAP_MARGIN, "detail": BASEMAP_DETAIL}
+    return conn.execute(sql("report_basemap_communes.sql"), params).all()
+
+
+def basemap_departements(conn: Connection, dep: str) -> Sequence[Row[Any]]:
+    """The other départements in the frame of `dep`'s maps: outline `g` and label point."""
+    params = {"d": dep, "margin": BASEMAP_MARGIN, "detail": BASEMAP_DETAIL}
+    return conn.execute(sql("report_basemap_departements.sql"), params).all()
+
+
+def basemap_stations(conn: Connection, dep: str) -> Sequence[Row[Any]]:
+    """Stations (name, mode, line, lon, lat) in the frame of `dep`'s maps."""
+    params = {"d": dep, "margin": BASEMAP_MARGIN}
+    return conn.execute(sql("report_basemap_stations.sql"), params).all()

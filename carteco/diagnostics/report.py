@@ -16,7 +16,7 @@ from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
 from carteco.diagnostics import queries
-from carteco.diagnostics.charts import bar_chart, trend_chart
+from carteco.diagnostics.charts import bar_chart, share_chart, trend_chart
 from carteco.diagnostics.indicators import (
     FAMILY_LABELS,
     SITE_KIND_LABELS,
@@ -193,6 +193,91 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
     return layers
 
 
+# ---------------------------------------------------------------- basemap
+#
+# The report is read offline and printed by Chromium with the network off: no tile server. Its
+# basemap is drawn from the reference layers shipped in geodata/ and loaded in `territories`
+# and `stations`: the outlines of the neighbouring communes and départements, the names of the
+# most populated communes, and the stations. No water layer is shipped, so none is drawn.
+
+LABELS_OWN = 14  # names of the département's most populated communes
+LABELS_OTHER = 6  # and of its neighbours' (the frame's other communes)
+
+
+def basemap(conn: Connection, dep: str) -> dict[str, Any]:
+    """The maps' shared basemap as data: neighbouring outlines (layers) and place names."""
+    communes = queries.basemap_communes(conn, dep)
+    departements = queries.basemap_departements(conn, dep)
+    voisines = [
+        {"type": "Feature", "geometry": json.loads(c.g), "properties": {}}
+        for c in communes
+        if c.g and not c.own
+    ]
+    outlines = [
+        {"type": "Feature", "geometry": json.loads(d.g), "properties": {}}
+        for d in departements
+        if d.g
+    ]
+    layers: list[dict[str, Any]] = []
+    if voisines:
+        layers.append(
+            {
+                "name": None,
+                "pane": "fond",
+                "style": {
+                    "color": "#b0aca4",
+                    "weight": 0.6,
+                    "fillColor": "#efece6",
+                    "fillOpacity": 1,
+                    "interactive": False,
+                },
+                "features": voisines,
+            }
+        )
+    if outlines:
+        layers.append(
+            {
+                "name": None,
+                "pane": "fond",
+                "style": {
+                    "color": "#6d6d6d",
+                    "weight": 1.6,
+                    "dashArray": "6 4",
+                    "fill": False,
+                    "interactive": False,
+                },
+                "features": outlines,
+            }
+        )
+    populated = [c for c in communes if c.population and c.lon is not None]
+    labels = [
+        {"lat": round(c.lat, 5), "lon": round(c.lon, 5), "text": c.name, "kind": "commune"}
+        for c in [c for c in populated if c.own][:LABELS_OWN]
+    ]
+    labels += [
+        {"lat": round(d.lat, 5), "lon": round(d.lon, 5), "text": d.name, "kind": "departement"}
+        for d in departements
+        if d.lon is not None
+    ]
+    labels += [
+        {"lat": round(c.lat, 5), "lon": round(c.lon, 5), "text": c.name, "kind": "voisine"}
+        for c in [c for c in populated if not c.own][:LABELS_OTHER]
+    ]
+    return {"layers": layers, "labels": labels}
+
+
+def station_features(conn: Connection, dep: str) -> list[dict[str, Any]]:
+    """The stations in the frame of the département's maps, as GeoJSON point features."""
+    return [
+        {
+            "type": "Feature",
+            "geometry": _point(r.lon, r.lat),
+            "properties": {"nom": r.name, "mode": r.mode, "ligne": r.line},
+        }
+        for r in queries.basemap_stations(conn, dep)
+    ]
+
+
 # ---------------------------------------------------------------- maps
 #
 # The report's maps are drawn by one constant script (templates/cartes.js) from data passed as
@@ -239,6 +324,12 @@ class _Map:
         self.key = key
         self.bounds = bounds
         self.layers: list[dict[str, Any]] = []
+        # In-map legend entries (label, colour, shape): the printed map explains itself.
+        self.legend: list[dict[str, str]] = []
+
+    def entry(self, label: str, colour: str, shape: str = "point") -> None:
+        """A legend entry: shape is "point", "area", "line" or "dash"."""
+        self.legend.append({"label": label, "colour": colour, "shape": shape})
 
     def add(
         self,
@@ -278,7 +369,7 @@ class _Map:
         """What the page embeds: the div's id and the JSON data of the map."""
         return {
             "id": f"carte-{self.key}",
-            "data": {"bounds": self.bounds, "layers": self.layers},
+            "data": {"bounds": self.bounds, "layers": self.layers, "legend": self.legend},
         }
 
 
@@ -317,6 +408,28 @@ def _outline_layer(m: _Map, layers: dict[str, Any], shade: bool = False) -> None
         layers["departement"]["features"][:1],
         {"color": "#222", "weight": 2.5, "fill": False},
     )
+    m.entry("Limite du département", "#222", "line")
+    m.entry("Départements voisins", "#6d6d6d", "dash")
+
+
+def _stations_layer(m: _Map, stations: list[dict[str, Any]]) -> None:
+    """Stations (shipped IDF reference layer) as small grey dots under the data."""
+    m.add(
+        "Gares et stations",
+        stations,
+        {"color": "#ffffff"},
+        tooltip=[("nom", "Gare"), ("mode", "Mode"), ("ligne", "Ligne")],
+        # Small and grey: context under the report's own points, not a competing layer.
+        circle={
+            "radius": 2.2,
+            "weight": 0.6,
+            "fill": True,
+            "fillColor": "#607d8b",
+            "fillOpacity": 1,
+        },
+    )
+    if any(f["geometry"] for f in stations):
+        m.entry("Gare ou station", "#607d8b")
 
 
 def _qpv_layer(m: _Map, layers: dict[str, Any]) -> None:
@@ -326,6 +439,8 @@ def _qpv_layer(m: _Map, layers: dict[str, Any]) -> None:
         {"color": "#e65100", "weight": 1.5, "fillColor": "#ff9800", "fillOpacity": 0.35},
         tooltip=[("code", "QPV"), ("nom", "Nom")],
     )
+    if any(f["geometry"] for f in layers["qpv"]["features"]):
+        m.entry("Quartier prioritaire (QPV)", "#ff9800", "area")
 
 
 def _points_layer(
@@ -339,10 +454,11 @@ def _points_layer(
     m.add(
         name,
         features,
-        {"color": "#222"},
+        # A white ring keeps each point readable over shaded communes and QPV.
+        {"color": "#ffffff"},
         tooltip=tooltip,
         feature_style=lambda p: {"fillColor": colour(p)},
-        circle={"radius": radius, "weight": 1, "fill": True, "fillOpacity": 0.85},
+        circle={"radius": radius, "weight": 1.2, "fill": True, "fillOpacity": 0.9},
     )
 
 
@@ -369,14 +485,20 @@ def _bounds(layers: dict[str, Any]) -> list[list[float]] | None:
     return [[min(ys), min(xs)], [max(ys), max(xs)]]
 
 
-def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def build_maps(
+    doc: dict[str, Any],
+    layers: dict[str, Any],
+    stations: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """The report's maps: structures & QPV, supply & needs, prices (when DVF is present)."""
     bounds = _bounds(layers)
+    stations = stations or []
     tax = {n.code: n.color for n in load_taxonomy().nodes}
     maps: dict[str, dict[str, Any]] = {}
 
     m = _Map("structures", bounds)
     _outline_layer(m, layers, shade=True)
+    _stations_layer(m, stations)
     _qpv_layer(m, layers)
     labels = sector_labels()
     structures = [
@@ -389,11 +511,15 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         structures,
         lambda p: tax.get(p["sector"], "#607d8b"),
         [("name", "Structure"), ("secteur", "Secteur"), ("qpv_code", "QPV")],
+        radius=5,
     )
+    m.entry("Structure (couleur : secteur, voir au-dessus)", "#607d8b")
+    m.entry("Commune : structures pour 10 000 hab. (plus foncé = plus)", "#74c476", "area")
     maps["structures"] = m.spec()
 
     m = _Map("offre", bounds)
     _outline_layer(m, layers)
+    _stations_layer(m, stations)
     m.add(
         "Emprises des sites",
         layers["sites_emprises"]["features"],
@@ -428,6 +554,14 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
                 b = target["geometry"]["coordinates"]
                 links.append([[a[1], a[0]], [b[1], b[0]]])
     m.lines(links, {"color": "#8e24aa", "weight": 2, "dashArray": "4 4"})
+    if layers["sites"]["features"]:
+        m.entry("Site disponible / sans projet", STATUS_COLOURS["disponible"])
+        m.entry("Site potentiel", STATUS_COLOURS["potentielle"])
+        m.entry("Site avec projet", STATUS_COLOURS["avec_projet"])
+        m.entry("Site reconverti / occupé", STATUS_COLOURS["occupe"])
+    if layers["besoins"]["features"]:
+        m.entry("Besoin apparié (tireté vers le meilleur site)", "#8e24aa")
+        m.entry("Besoin non satisfait", "#d50000")
     maps["offre"] = m.spec()
 
     if layers["ventes_prix"]["features"]:
@@ -439,6 +573,7 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
         pad = 0.01
         m = _Map("prix", [[ys[lo] - pad, xs[lo] - pad], [ys[hi] + pad, xs[hi] + pad]])
         _outline_layer(m, layers)
+        _stations_layer(m, stations)
         _qpv_layer(m, layers)
         prices = sorted(f["properties"]["prix_eur_m2"] for f in layers["ventes_prix"]["features"])
         # The same quartiles as the figures (the middle threshold is the median shown).
@@ -462,6 +597,12 @@ def build_maps(doc: dict[str, Any], layers: dict[str, Any]) -> dict[str, dict[st
             ],
             radius=4,
         )
+        for colour, label in zip(
+            ramp,
+            ("1er quartile (moins cher)", "2e quartile", "3e quartile", "4e quartile (plus cher)"),
+            strict=True,
+        ):
+            m.entry(f"Vente de locaux : {label}", colour)
         maps["prix"] = m.spec()
         maps["prix"]["quartiles"] = " / ".join(f"{round(x)}" for x in q)
     return maps
@@ -494,26 +635,46 @@ def _env() -> Environment:
     return env
 
 
-def render_html(doc: dict[str, Any], layers: dict[str, Any]) -> str:
+def render_html(
+    doc: dict[str, Any],
+    layers: dict[str, Any],
+    base: dict[str, Any] | None = None,
+    stations: list[dict[str, Any]] | None = None,
+) -> str:
     """The self-contained French report (Leaflet inlined, charts as SVG, no external URL)."""
     js, css = leaflet_assets()
     dep = doc["departement_figures"]
     labels = sector_labels()
     tax = {n.code: n.color for n in load_taxonomy().nodes}
+    by_sector = dep["structures"]["by_sector"]
+    by_family = dep["structures"]["by_family"]
+    total = dep["structures"]["total"]
     charts = {
-        "sectors": bar_chart(
+        # Shares over the structures whose sector (family) is known; the unknown ones are
+        # counted apart, never drawn as a category that would dominate the chart.
+        "sectors": share_chart(
             [
                 (labels.get(k, k), v, tax.get(k, "#607d8b"))
-                for k, v in sorted(dep["structures"]["by_sector"].items(), key=lambda kv: -kv[1])
+                for k, v in sorted(by_sector.items(), key=lambda kv: -kv[1])
+                if k != "non_classe"
             ],
-            "Structures par secteur",
+            by_sector.get("non_classe", 0),
+            total,
+            "Structures par secteur (une structure peut en relever de plusieurs)",
+            "structures",
+            "Secteur non renseigné",
         ),
-        "families": bar_chart(
+        "families": share_chart(
             [
                 (FAMILY_LABELS.get(k, k), v, "#5c6bc0")
-                for k, v in sorted(dep["structures"]["by_family"].items(), key=lambda kv: -kv[1])
+                for k, v in sorted(by_family.items(), key=lambda kv: -kv[1])
+                if k != "inconnue"
             ],
+            by_family.get("inconnue", 0),
+            total,
             "Structures par famille de l'ESS",
+            "structures",
+            "Famille non renseignée",
         ),
         "trend": trend_chart(
             doc["price_trend"]["years"],
@@ -550,7 +711,8 @@ def render_html(doc: dict[str, Any], layers: dict[str, Any]) -> str:
         .render(
             doc=doc,
             dep=dep,
-            maps=build_maps(doc, layers),
+            maps=build_maps(doc, layers, stations),
+            basemap=base or {"layers": [], "labels": []},
             charts=charts,
             leaflet_js=js,
             leaflet_css=css,
@@ -579,7 +741,7 @@ def build_report(
     say("Couches GeoJSON")
     layers = geojson_layers(conn, doc)
     say("Cartes, graphiques et rapport HTML")
-    html = render_html(doc, layers)
+    html = render_html(doc, layers, basemap(conn, dep), station_features(conn, dep))
     return doc, layers, html
 
 

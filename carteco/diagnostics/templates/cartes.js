@@ -44,6 +44,59 @@
     return layer;
   }
 
+  // The shared basemap (no tile server: the page is read and printed offline): neighbouring
+  // outlines drawn in a pane under the data, place names in a pane above it that lets the
+  // pointer through.
+  var fondNode = document.getElementById("fond-de-carte");
+  var fond = fondNode ? JSON.parse(fondNode.textContent) : { layers: [], labels: [] };
+
+  function nom(label) {
+    var span = document.createElement("span");
+    span.className = "carte-nom carte-nom-" + label.kind;
+    span.textContent = label.text;
+    return L.marker([label.lat, label.lon], {
+      pane: "noms",
+      interactive: false,
+      keyboard: false,
+      icon: L.divIcon({ className: "carte-nom-icone", html: span, iconSize: null })
+    });
+  }
+
+  // Place names in priority order, each hidden when it would overlap one already shown.
+  function desencombrer(markers) {
+    var shown = [];
+    markers.forEach(function (m) {
+      var el = m.getElement();
+      if (!el) return;
+      el.style.visibility = "";
+      var r = el.firstChild.getBoundingClientRect();
+      var clash = shown.some(function (s) {
+        return r.left < s.right + 2 && r.right + 2 > s.left && r.top < s.bottom && r.bottom > s.top;
+      });
+      if (clash) el.style.visibility = "hidden"; else shown.push(r);
+    });
+  }
+
+  function legende(entries) {
+    var control = L.control({ position: "bottomright" });
+    control.onAdd = function () {
+      var div = L.DomUtil.create("div", "carte-legende");
+      entries.forEach(function (e) {
+        var row = document.createElement("div");
+        var mark = document.createElement("i");
+        mark.className = "carte-legende-" + e.shape;
+        if (e.shape === "line" || e.shape === "dash") mark.style.borderTopColor = e.colour;
+        else mark.style.background = e.colour;
+        row.appendChild(mark);
+        row.appendChild(document.createTextNode(e.label));
+        div.appendChild(row);
+      });
+      L.DomEvent.disableClickPropagation(div);
+      return div;
+    };
+    return control;
+  }
+
   document.querySelectorAll("script[data-carte]").forEach(function (node) {
     var data = JSON.parse(node.textContent);
     var map = L.map(node.getAttribute("data-carte"), {
@@ -52,8 +105,21 @@
       zoomSnap: 0.25, // fractional zoom: the département fills the frame
       zoomDelta: 0.5
     });
-    L.control.scale().addTo(map);
+    map.createPane("fond").style.zIndex = 250;
+    var noms = map.createPane("noms");
+    noms.style.zIndex = 450;
+    noms.style.pointerEvents = "none";
+    L.control.scale({ imperial: false }).addTo(map);
     if (data.bounds) map.fitBounds(data.bounds);
+    fond.layers.forEach(function (spec) {
+      L.geoJSON(spec.features, { pane: spec.pane, style: spec.style, interactive: false })
+        .addTo(map);
+    });
+    var markers = fond.labels.map(nom);
+    var noms_communes = L.layerGroup(markers).addTo(map);
+    var redo = function () { desencombrer(markers); };
+    redo();
+    map.on("zoomend moveend overlayadd", redo);
     var overlays = {};
     var named = 0;
     data.layers.forEach(function (spec) {
@@ -61,6 +127,8 @@
       // Layer names are the report's own French labels (the control writes them as HTML).
       if (spec.name) { overlays[spec.name] = layer; named += 1; }
     });
+    if (markers.length) { overlays["Noms de lieux"] = noms_communes; named += 1; }
     if (named) L.control.layers({}, overlays, { collapsed: false }).addTo(map);
+    if (data.legend && data.legend.length) legende(data.legend).addTo(map);
   });
 })();
