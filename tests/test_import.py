@@ -545,3 +545,30 @@ def test_unknown_gogocarto_status_is_a_row_error(clean_registry: sa.Engine, tmp_
     assert report.status == "rejected" and _count(clean_registry) == 0
     [err] = report.errors
     assert (err.row, err.column, err.value) == (2, "statut_gogocarto", "42")
+
+
+def test_a_busy_source_waits_then_says_so(
+    clean_registry: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import of a source another import holds waits for it, then fails in plain words.
+
+    What a rerun right after a killed import meets while PostgreSQL finishes the dead one's
+    statement: it used to die on the statement timeout with a SQL traceback.
+    """
+    from carteco.errors import CartecoError
+    from carteco.importer import skeleton
+
+    path = tmp_path / "liste.csv"
+    path.write_text("nom;commune\nAtelier du lien;Montreuil\n", encoding="utf-8")
+    monkeypatch.setattr(skeleton, "SOURCE_LOCK_WAIT_S", 1.0)
+    with clean_registry.connect() as holder, holder.begin():
+        holder.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock || :s))"),
+            {"lock": "carteco-import:", "s": "liste"},
+        )
+        with pytest.raises(CartecoError) as caught:
+            run_import(clean_registry, path, source="liste")
+    assert caught.value.kind == "conflict"
+    assert "« liste » est déjà en cours" in str(caught.value)
+    # Once the other import is over, the same import goes through.
+    assert run_import(clean_registry, path, source="liste").status == "succeeded"

@@ -32,6 +32,7 @@ from carteco import import_jobs, registry
 from carteco.auth import Token, audit
 from carteco.collections import COLLECTIONS
 from carteco.edits import EditError, apply_changes
+from carteco.errors import CartecoError
 from carteco.features import feature
 from carteco.history import set_change_context
 from carteco.importer import ImportFileError, ReadLimits, run_import, safe_file_name
@@ -228,6 +229,8 @@ def _run_job_in(engine: Engine, job_id: int, path: Path, opts: dict[str, Any]) -
         status, report = rep.status, rep.as_dict()
     except ImportFileError as exc:
         status, message = "rejected", str(exc)
+    except CartecoError as exc:  # e.g. another import of the source holds it: said plainly
+        status, message = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - the job records any failure for its caller
         # The client reads this message: no exception text (it may quote SQL), the log has it.
         log.exception("import job %s failed", job_id)

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from carteco.cli.common import cli_engine, cli_settings, console, out, progress
 from carteco.cli.geocode import run_geocode
-from carteco.importer import ImportFileError, ImportReport, ReadLimits, run_import
+from carteco.errors import CartecoError
+from carteco.importer import ImportReport, ReadLimits, run_import
 from carteco.importer.mapping import Mapping
 from carteco.sectors import load_taxonomy
 
@@ -167,7 +168,7 @@ def import_cmd(
         report = import_file(
             engine, path, source, m, dry_run, skip_invalid, limits, bulk, missing.value
         )
-    except ImportFileError as exc:
+    except CartecoError as exc:  # a file refused (ImportFileError), or its source busy
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc
     if report.status == "rejected":

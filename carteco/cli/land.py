@@ -9,7 +9,7 @@ import typer
 
 from carteco.cli.common import cli_engine, cli_settings, console, progress
 from carteco.cli.imports import print_report
-from carteco.importer import ImportFileError
+from carteco.errors import CartecoError
 from carteco.land import KINDS, run_land_import
 
 land_app = typer.Typer(
@@ -54,7 +54,7 @@ def land_import(
                 skip_invalid=skip_invalid,
                 progress=advance,
             )
-    except ImportFileError as exc:
+    except CartecoError as exc:  # a file refused (ImportFileError), or its source busy
         console.print(f"[red]Import refusé :[/red] {exc}", highlight=False)
         raise typer.Exit(1) from exc
     print_report(report)

@@ -9,6 +9,7 @@ rows are skipped), a dry run rolls back. The import run itself is tracked by
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from carteco.errors import CartecoError
 from carteco.importer.errors import ImportFileError, RowError
 
 
@@ -51,6 +53,27 @@ def refuse_invalid(report: Report, skip_invalid: bool) -> bool:
     return False
 
 
+# How long an import waits for another import of its source to end. An import killed in the
+# middle keeps its lock until PostgreSQL notices its client is gone, which it does only when
+# the statement then running ends: a rerun right after a crash waits for that, not fails.
+SOURCE_LOCK_WAIT_S = 300.0
+
+
+def _take_source_lock(conn: Connection, lock: str, source: str) -> None:
+    """Take the source's transaction lock, polling (each try is instant, so no statement
+    timeout cuts the wait); a clear conflict after SOURCE_LOCK_WAIT_S."""
+    deadline = time.monotonic() + SOURCE_LOCK_WAIT_S
+    take = sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:lock || :s))")
+    while not conn.execute(take, {"lock": f"{lock}:", "s": source}).scalar_one():
+        if time.monotonic() >= deadline:
+            raise CartecoError(
+                f"une importation de la source « {source} » est déjà en cours : "
+                "réessayez quand elle sera terminée",
+                kind="conflict",
+            )
+        time.sleep(0.25)
+
+
 @contextmanager
 def import_transaction(
     engine: Engine, lock: str, source: str, report: Report, dry_run: bool
@@ -59,10 +82,7 @@ def import_transaction(
     time); rolled back on a dry run. Sets the report's status when the body succeeds."""
     with engine.connect() as conn:
         with conn.begin() as trans:
-            conn.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtext(:lock || :s))"),
-                {"lock": f"{lock}:", "s": source},
-            )
+            _take_source_lock(conn, lock, source)
             yield conn
             if dry_run:
                 trans.rollback()
