@@ -7,10 +7,10 @@ keys: in a dense town centre they would pair every épicerie with every other. A
 its rarest words (a name made only of common words keeps them all), and each word gives
 keys that a single typo cannot all change:
 
-- a word of at most 9 letters: itself and every form with one letter removed (a letter
+- a word of at most 11 letters: itself and every form with one letter removed (a letter
   replaced, dropped, added or two swapped leave one of these forms in common);
-- a word of at least 8 letters: its first four and its last four letters (one typo
-  changes at most one of the two at that length).
+- a word of at least 11 letters: its first five and its last five letters (one typo
+  changes at most one of the two when the longer word has 12 letters or more).
 
 The place is four Lambert-93 grids of cells twice the radius, shifted by half a cell: two
 points closer than the radius share a cell in at least one grid. A (key, cell) bucket is a
@@ -33,8 +33,8 @@ from sqlalchemy.engine import Connection
 RARE_SHARE = 0.001  # a word held by more than this share of the names is not a key…
 RARE_MIN = 50  # …nor by more than this many (a small registry keeps every word)
 MAX_WORDS = 3  # rarest words of a name that give keys
-SHORT_WORD = 9  # words up to this length give their one-letter-removed forms
-LONG_WORD = 8  # words from this length give their first and last four letters
+AFFIX = 5  # words of 2·AFFIX + 1 letters or more give their first and last AFFIX letters…
+SHORT_WORD = 2 * AFFIX + 1  # …words up to this length their one-letter-removed forms
 
 _U64 = np.uint64
 _BASE = 37  # letters and digits are 1..36 in a word's number; 0 pads
@@ -101,13 +101,12 @@ def _runs(start: NDArray[np.int64], length: NDArray[np.int64]) -> NDArray[np.int
     return np.repeat(start, length) + (np.arange(total, dtype=np.int64) - first)
 
 
-def _words(names: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+def _words(buf: NDArray[np.uint8]) -> tuple[NDArray[np.int64], ...]:
     """Each word of the name keys: its row, start (byte offset) and length."""
-    buf = np.frombuffer(names, np.uint8)
     sep = (buf == 32) | (buf == 10)
     edges = np.flatnonzero(np.diff(np.r_[True, sep, True].astype(np.int8)))
     start, end = edges[0::2], edges[1::2]
-    row = np.cumsum(buf == 10)[start] if len(start) else start
+    row = np.searchsorted(np.flatnonzero(buf == 10), start)
     return row.astype(np.int64), start.astype(np.int64), (end - start).astype(np.int64)
 
 
@@ -134,39 +133,42 @@ def _word_codes(
 
 def _word_keys(
     buf: NDArray[np.uint8], start: NDArray[np.int64], length: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.uint64]]:
-    """Keys of distinct words (one occurrence each): (word index, key), see the module doc."""
-    owner: list[NDArray[np.int64]] = []
-    keys: list[NDArray[np.uint64]] = []
-    index = np.arange(len(start), dtype=np.int64)
-    short = length <= SHORT_WORD
-    if short.any():
-        w = SHORT_WORD
-        digits = _chars(buf, start[short], w)
-        digits[np.arange(w) >= length[short][:, None]] = 0
-        owner.append(index[short])
-        keys.append(_number(digits).astype(_U64))
-        for i in range(w):
-            cut = length[short] > i
-            dropped = np.concatenate(
-                [
-                    digits[cut][:, :i],
-                    digits[cut][:, i + 1 :],
-                    np.zeros((int(cut.sum()), 1), np.int64),
-                ],
-                axis=1,
-            )
-            owner.append(index[short][cut])
-            keys.append(_number(dropped).astype(_U64))
-    long = length >= LONG_WORD
-    if long.any():
-        tag = _U64(1 << 60)
-        owner += [index[long], index[long]]
-        keys.append(_number(_chars(buf, start[long], 4)).astype(_U64) | tag)
-        keys.append(
-            _number(_chars(buf, start[long] + length[long] - 4, 4)).astype(_U64) | tag << _U64(1)
-        )
-    return np.concatenate(owner), np.concatenate(keys)
+) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:
+    """Keys of words (one occurrence each), a row per word: keys and which are valid.
+
+    Columns: the word, the word without its letter i (i < SHORT_WORD), its first and last
+    AFFIX letters; see the module docstring for which apply. Hashed: spread over 64 bits.
+    """
+    w = SHORT_WORD
+    n = len(start)
+    keys = np.zeros((n, w + 3), np.int64)
+    valid = np.zeros((n, w + 3), bool)
+    short = length <= w
+    digits = _chars(buf, start, w)
+    digits[np.arange(w) >= length[:, None]] = 0
+    keys[:, 0] = _number(digits)
+    valid[:, 0] = short
+    for i in range(w):
+        dropped = np.concatenate([digits[:, :i], digits[:, i + 1 :], digits[:, :1] * 0], axis=1)
+        keys[:, i + 1] = _number(dropped)
+        valid[:, i + 1] = short & (length > i)
+    keys[:, w + 1] = _number(_chars(buf, start, AFFIX)) | (1 << 60)
+    keys[:, w + 2] = _number(_chars(buf, start + length - AFFIX, AFFIX)) | (1 << 61)
+    valid[:, w + 1] = valid[:, w + 2] = length >= w
+    return _mix(keys.astype(_U64)), valid
+
+
+def _pairs_in_buckets(packed: NDArray[np.uint64], low: np.uint64) -> tuple[NDArray[np.int64], ...]:
+    """Rows of every pair in one bucket, from sorted (bucket | row) numbers."""
+    bucket = packed & ~low
+    bounds = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1], True])
+    first, size = bounds[:-1], np.diff(bounds)
+    first, size = first[size > 1], size[size > 1]
+    member = _runs(first, size)
+    after = np.repeat(first + size, size) - member - 1  # members after it in its bucket
+    left = np.repeat(member, after)
+    right = _runs(member + 1, after)
+    return (packed[left] & low).astype(np.int64), (packed[right] & low).astype(np.int64)
 
 
 def name_grid_pairs(
@@ -181,70 +183,67 @@ def name_grid_pairs(
     if n < 2:
         return none, none
     buf = np.frombuffer(reg.names, np.uint8)
-    row, start, length = _words(reg.names)
+    row, start, length = _words(buf)
     placed = np.isfinite(reg.x) & np.isfinite(reg.y)
     keep = (length > 1) & placed[row]
     row, start, length = row[keep], start[keep], length[keep]
-    code = _word_codes(buf, start, length)
-    distinct, first, word, count = np.unique(
-        code, return_index=True, return_inverse=True, return_counts=True
+    _, word, count = np.unique(
+        _word_codes(buf, start, length), return_inverse=True, return_counts=True
     )
     # The rarest words of each name; all of them when none is rare.
     freq = count[word]
     rare = freq <= max(RARE_MIN, rare_share * n)
     has_rare = np.bincount(row[rare], minlength=n) > 0
-    chosen = rare | ~has_rare[row]
+    chosen = np.flatnonzero(rare | ~has_rare[row])  # indices of word occurrences
     row, word, freq = row[chosen], word[chosen], freq[chosen]
-    order = np.lexsort((freq, row))
-    row, word = row[order], word[order]
-    new_row = np.r_[True, row[1:] != row[:-1]]
-    group_start = np.flatnonzero(new_row)
-    rank = np.arange(len(row)) - np.repeat(group_start, np.diff(np.r_[group_start, len(row)]))
-    row, word = row[rank < max_words], word[rank < max_words]
-    # Keys of the chosen distinct words, then of each row.
-    used = np.unique(word)
-    owner, key = _word_keys(buf, start[first[used]], length[first[used]])
-    owner = used[owner]
-    by_word = np.argsort(owner, kind="stable")
-    owner, key = owner[by_word], key[by_word]
-    key_start = np.searchsorted(owner, np.arange(len(distinct)))
-    key_count = np.searchsorted(owner, np.arange(len(distinct)), "right") - key_start
-    counts = key_count[word]
-    rows = np.repeat(row, counts)
-    keys = key[_runs(key_start[word], counts)]
-    # A key held by one row only pairs nothing.
-    sorted_keys = np.sort(keys)
-    shared = sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]]
-    held = np.isin(keys, shared)
+    many = np.bincount(row, minlength=n) > max_words
+    if many.any():  # a long name: its max_words rarest words
+        crowd = np.flatnonzero(many[row])
+        crowd = crowd[np.lexsort((freq[crowd], row[crowd]))]
+        first = np.r_[True, row[crowd][1:] != row[crowd][:-1]]
+        starts = np.flatnonzero(first)
+        rank = np.arange(len(crowd)) - np.repeat(starts, np.diff(np.r_[starts, len(crowd)]))
+        kept = np.ones(len(row), bool)
+        kept[crowd[rank >= max_words]] = False
+        row, word, chosen = row[kept], word[kept], chosen[kept]
+    # Keys of the distinct words chosen (from one occurrence of each), then of each row.
+    used = np.zeros(len(count), bool)
+    used[word] = True
+    used_words = np.flatnonzero(used)
+    occurrence = np.empty(len(count), np.int64)
+    occurrence[word] = chosen  # any occurrence of a word has its letters
+    position = np.empty(len(count), np.int64)
+    position[used_words] = np.arange(len(used_words))
+    word_keys, word_valid = _word_keys(
+        buf, start[occurrence[used_words]], length[occurrence[used_words]]
+    )
+    valid = word_valid[position[word]]
+    keys = word_keys[position[word]][valid]
+    rows = np.broadcast_to(row[:, None], valid.shape)[valid]
+    # A key held by one row only pairs nothing: sorted (key | index) numbers find the others.
+    bits = max(1, int(len(keys) - 1).bit_length())
+    low = _U64((1 << bits) - 1)
+    packed = np.sort((keys & ~low) | np.arange(len(keys), dtype=_U64))
+    high = packed & ~low
+    shared = np.r_[high[1:] == high[:-1], False] | np.r_[False, high[1:] == high[:-1]]
+    held = (packed[shared] & low).astype(np.int64)
     rows, keys = rows[held], keys[held]
-    # Four shifted grids: a bucket per (key, cell); the row number in the low bits.
+    # Four shifted grids: a bucket per (key, cell), the row number in the low bits.
     bits = max(1, int(n - 1).bit_length())
     low = _U64((1 << bits) - 1)
     cell = 2.0 * radius
-    px, py = reg.x[rows], reg.y[rows]
     found_a: list[NDArray[np.int64]] = []
     found_b: list[NDArray[np.int64]] = []
     for grid, (sx, sy) in enumerate(((0.0, 0.0), (radius, 0.0), (0.0, radius), (radius, radius))):
-        cx = np.floor((px + sx) / cell).astype(np.int64).astype(_U64)
-        cy = np.floor((py + sy) / cell).astype(np.int64).astype(_U64)
+        with np.errstate(invalid="ignore"):
+            cx = np.floor((reg.x + sx) / cell).astype(np.int64).astype(_U64)
+            cy = np.floor((reg.y + sy) / cell).astype(np.int64).astype(_U64)
         with np.errstate(over="ignore"):
             place = _mix(cx * _U64(0x9E3779B97F4A7C15) + cy + _U64(grid))
-        packed = np.sort((_mix(keys ^ place) & ~low) | rows.astype(_U64))
-        bucket = packed & ~low
-        bounds = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1], True])
-        first_in, size = bounds[:-1], np.diff(bounds)
-        first_in, size = first_in[size > 1], size[size > 1]
-        if not len(size):
-            continue
-        # Every member against the members after it in its bucket.
-        member = _runs(first_in, size)
-        after = np.repeat(first_in + size, size) - member - 1
-        left = np.repeat(member, after)
-        right = _runs(member + 1, after)
-        found_a.append((packed[left] & low).astype(np.int64))
-        found_b.append((packed[right] & low).astype(np.int64))
-    if not found_a:
-        return none, none
+        packed = np.sort(((keys ^ place[rows]) & ~low) | rows.astype(_U64))
+        a, b = _pairs_in_buckets(packed, low)
+        found_a.append(a)
+        found_b.append(b)
     a, b = np.concatenate(found_a), np.concatenate(found_b)
     a, b = np.minimum(a, b), np.maximum(a, b)
     pair = np.unique(a[a != b] * n + b[a != b])
