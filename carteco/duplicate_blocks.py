@@ -40,7 +40,7 @@ _U64 = np.uint64
 _BASE = 37  # letters and digits are 1..36 in a word's number; 0 pads
 
 # One byte → its digit (1..36) in a word's number; other bytes are not in a name key.
-_DIGIT = np.zeros(256, np.int64)
+_DIGIT = np.zeros(256, np.uint8)
 for _i, _c in enumerate(b"abcdefghijklmnopqrstuvwxyz0123456789"):
     _DIGIT[_c] = _i + 1
 
@@ -88,10 +88,13 @@ def _mix(h: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return h ^ (h >> _U64(31))
 
 
-def _number(digits: NDArray[np.int64]) -> NDArray[np.int64]:
+def _number(digits: NDArray[np.uint8]) -> NDArray[np.int64]:
     """Base-37 number of rows of digits (up to 12 columns: exact in 63 bits)."""
-    powers = _BASE ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64)
-    return digits @ powers
+    out = np.zeros(len(digits), np.int64)
+    for j in range(digits.shape[1]):
+        out *= _BASE
+        out += digits[:, j]
+    return out
 
 
 def _runs(start: NDArray[np.int64], length: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -110,10 +113,11 @@ def _words(buf: NDArray[np.uint8]) -> tuple[NDArray[np.int64], ...]:
     return row.astype(np.int64), start.astype(np.int64), (end - start).astype(np.int64)
 
 
-def _chars(buf: NDArray[np.uint8], start: NDArray[np.int64], width: int) -> NDArray[np.int64]:
-    """Digits of `width` bytes from each start (the caller masks those past a word's end)."""
+def _chars(buf: NDArray[np.uint8], start: NDArray[np.int64], width: int) -> NDArray[np.uint8]:
+    """Digits of `width` bytes from each start (the caller masks those past a word's end);
+    `buf` holds digits already (`_DIGIT[name bytes]`)."""
     idx = np.minimum(start[:, None] + np.arange(width), len(buf) - 1)
-    return _DIGIT[buf[idx]]
+    return buf[idx]
 
 
 def _word_codes(
@@ -182,8 +186,9 @@ def name_grid_pairs(
     none = np.zeros(0, np.int64)
     if n < 2:
         return none, none
-    buf = np.frombuffer(reg.names, np.uint8)
-    row, start, length = _words(buf)
+    text = np.frombuffer(reg.names, np.uint8)
+    row, start, length = _words(text)
+    buf = _DIGIT[text]
     placed = np.isfinite(reg.x) & np.isfinite(reg.y)
     keep = (length > 1) & placed[row]
     row, start, length = row[keep], start[keep], length[keep]
