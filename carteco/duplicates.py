@@ -1,13 +1,16 @@
 """Duplicate structures within and across sources: candidate pairs, a score with its reasons,
 merges that keep every source link, and remembered decisions.
 
-Candidates come from blocks, never from all pairs: the Lambert-93 GiST index (points within
-`RADIUS_M`, with a close enough normalised name or a shared identifier), the same normalised
-name in the same commune (any distance: one source may place a structure at its commune's
-centre), the trigram index on the normalised name for structures without a point (same
-commune or postcode), and equal SIRET or RNA. `name_key` and `geom_l93` are kept by the
-`carteco_structure_keys` trigger (migration 0009). Each candidate pair gets a score in [0, 1]
-from its features (`score_pair`) and the French reasons behind it.
+Candidates come from blocks, never from all pairs. The whole registry (or a large subset):
+points within `RADIUS_M` whose names share a key of a rare word, paired in numpy
+(`carteco.duplicate_blocks`), then equality joins in SQL — the same normalised name in the
+same commune (any distance: one source may place a structure at its commune's centre), equal
+SIRET or RNA, the same website host or phone number in one commune, the trigram index for
+structures without a point (`carteco/sql/duplicates_blocks_full.sql`). A few structures (an
+import's new rows, one pair): index probes around each (`duplicates_blocks_subset.sql`).
+`name_key` and `geom_l93` are kept by the `carteco_structure_keys` trigger (migration 0019).
+Each candidate pair gets a score in [0, 1] from its features (`score_pair`) and the French
+reasons behind it; the address is compared only for the pairs it could lift to the threshold.
 
 A merge moves every `structure_sources` link of the merged structure to the survivor, so a
 re-import of its source updates the survivor instead of creating the structure again;
