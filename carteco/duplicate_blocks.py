@@ -225,6 +225,8 @@ def name_grid_pairs(
     valid = word_valid[position[word]]
     keys = word_keys[position[word]][valid]
     rows = np.broadcast_to(row[:, None], valid.shape)[valid]
+    if len(keys) < 2:
+        return none, none
     # A key held by one row only pairs nothing: sorted (key | index) numbers find the others.
     bits = max(1, int(len(keys) - 1).bit_length())
     low = _U64((1 << bits) - 1)

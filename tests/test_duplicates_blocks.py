@@ -134,6 +134,15 @@ def test_common_words_alone_pair_nothing_and_points_apart_never_pair() -> None:
     assert found == {(n + 2, n + 3)}
 
 
+def test_empty_unplaced_and_unnamed_registries_pair_nothing() -> None:
+    nan = (math.nan, math.nan)
+    assert not _found(_registry([], []))
+    assert not _found(_registry(["ressourcerie"], [(0.0, 0.0)]))
+    assert not _found(_registry(["ressourcerie", "ressourcerie"], [nan, nan]))
+    assert not _found(_registry(["", "", "a"], [(0.0, 0.0)] * 3))
+    assert _found(_registry(["abc", "abd", ""], [(0.0, 0.0), (10.0, 0.0), (0.0, 0.0)])) == {(0, 1)}
+
+
 @pytest.fixture
 def registry(clean_registry: sa.Engine) -> sa.Engine:
     """Structures placed by hand (Lambert-93 metres around Niort) in two communes."""
