@@ -285,7 +285,7 @@ def _block_params(
 ) -> dict[str, Any]:
     """Parameters of the whole-registry blocks: the name-and-place pairs computed in numpy."""
     reg = read_registry(conn)
-    clock("read the registry (COPY)")
+    clock("read the registry (one query)")
     rows_a, rows_b = name_grid_pairs(reg, radius_m)
     clock("name and place blocks (numpy)")
     return {
