@@ -93,7 +93,11 @@ class Pair:
 _FULL = sa.text(read_sql("duplicates_blocks_full.sql") + read_sql("duplicates_features.sql"))
 _SUBSET = sa.text(read_sql("duplicates_blocks_subset.sql") + read_sql("duplicates_features.sql"))
 _DETAILS = sa.text(read_sql("duplicates_details.sql"))
-SUBSET_PROBES = 2000  # above this many structures, the whole-registry blocks are cheaper
+# Index probes cost about a quarter of a millisecond per structure, the whole-registry blocks
+# about 14 µs per structure of the registry (bench/duplicates/README.md): a subset of more than
+# SUBSET_PROBES structures and PROBE_SHARE of the registry goes through the blocks.
+SUBSET_PROBES = 2000
+PROBE_SHARE = 0.05
 MAX_GROUP = 10  # a website host or phone number shared by more structures pairs none of them
 ADDRESS_WEIGHT = 0.15  # what `same_address` adds to a score (see score_pair)
 
@@ -298,6 +302,16 @@ def _block_params(
     }
 
 
+def _probe(conn: Connection, n: int) -> bool:
+    """Whether `n` structures are better compared by index probes than by the blocks."""
+    if n <= SUBSET_PROBES:
+        return True
+    size = conn.execute(
+        sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST('structures' AS regclass)")
+    ).scalar()
+    return n <= PROBE_SHARE * float(size or 0)
+
+
 def candidate_pairs(
     conn: Connection,
     ids: Sequence[int] | None = None,
@@ -323,7 +337,7 @@ def candidate_pairs(
         "sim": NAME_SIMILARITY,
         "phone_keys": list(PHONE_KEYS),
     }
-    if ids is not None and len(ids) <= SUBSET_PROBES:
+    if ids is not None and _probe(conn, len(ids)):
         sql, params["ids"] = _SUBSET, list(ids)
     else:
         sql = _FULL

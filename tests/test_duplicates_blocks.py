@@ -228,7 +228,7 @@ def test_whole_registry_blocks_on_postgis(registry: sa.Engine) -> None:
 def test_large_subset_uses_the_whole_registry_blocks(
     registry: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above SUBSET_PROBES ids: the whole registry's pairs that touch one of those ids."""
+    """A large subset (SUBSET_PROBES, PROBE_SHARE): the whole registry's pairs touching it."""
     with registry.begin() as conn:
         ids = [
             int(i)
@@ -238,6 +238,7 @@ def test_large_subset_uses_the_whole_registry_blocks(
         ]
         probed = _by_source_id(registry, candidate_pairs(conn, ids, 0.0))
         monkeypatch.setattr(duplicates, "SUBSET_PROBES", 0)
+        monkeypatch.setattr(duplicates, "PROBE_SHARE", 0.0)
         blocked = _by_source_id(registry, candidate_pairs(conn, ids, 0.0))
         everything = _by_source_id(registry, candidate_pairs(conn, None, 0.0))
     wanted = {"2", "4", "8", "10"}
