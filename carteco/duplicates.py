@@ -1,13 +1,16 @@
 """Duplicate structures within and across sources: candidate pairs, a score with its reasons,
 merges that keep every source link, and remembered decisions.
 
-Candidates come from blocks, never from all pairs: the Lambert-93 GiST index (points within
-`RADIUS_M`, with a close enough normalised name or a shared identifier), the same normalised
-name in the same commune (any distance: one source may place a structure at its commune's
-centre), the trigram index on the normalised name for structures without a point (same
-commune or postcode), and equal SIRET or RNA. `name_key` and `geom_l93` are kept by the
-`carteco_structure_keys` trigger (migration 0009). Each candidate pair gets a score in [0, 1]
-from its features (`score_pair`) and the French reasons behind it.
+Candidates come from blocks, never from all pairs. The whole registry (or a large subset):
+points within `RADIUS_M` whose names share a key of a rare word, paired in numpy
+(`carteco.duplicate_blocks`), then equality joins in SQL — the same normalised name in the
+same commune (any distance: one source may place a structure at its commune's centre), equal
+SIRET or RNA, the same website host or phone number in one commune, the trigram index for
+structures without a point (`carteco/sql/duplicates_blocks_full.sql`). A few structures (an
+import's new rows, one pair): index probes around each (`duplicates_blocks_subset.sql`).
+`name_key` and `geom_l93` are kept by the `carteco_structure_keys` trigger (migration 0019).
+Each candidate pair gets a score in [0, 1] from its features (`score_pair`) and the French
+reasons behind it; the address is compared only for the pairs it could lift to the threshold.
 
 A merge moves every `structure_sources` link of the merged structure to the survivor, so a
 re-import of its source updates the survivor instead of creating the structure again;
@@ -19,13 +22,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from carteco.db import read_sql
+from carteco.duplicate_blocks import name_grid_pairs, read_registry
 from carteco.errors import CartecoError
 from carteco.territory_levels import LEVEL_COLUMNS, TERRITORY_CODE
 
@@ -79,128 +86,20 @@ class Pair:
         }
 
 
-# --- candidates -----------------------------------------------------------------------------
+# --- candidates ---------------------------------------------------------------------------
 
-# Blocks of a scan of the whole registry (each pair once). Spatial grid: cells of the search
-# radius in Lambert-93, a structure against its own cell and four neighbours (the other four
-# see it from their side), joined on a name token's first four letters too (typo-tolerant),
-# so only neighbours that share a word are compared; then distance and trigram similarity.
-# One bigint key per (word, cell): the word's hash, then the cell's column and row (16 bits
-# each: Lambert-93 metres / radius fit); a neighbour cell is the key plus 65536·dx + dy.
-_FULL_BLOCKS = """
-    g AS MATERIALIZED (
-        SELECT DISTINCT s.id,
-               hashtext(left(w, 4))::bigint * 4294967296
-               + floor(ST_X(s.geom_l93) / :radius)::bigint * 65536
-               + floor(ST_Y(s.geom_l93) / :radius)::bigint AS key
-          FROM structures s, unnest(string_to_array(s.name_key, ' ')) AS w
-         WHERE s.geom_l93 IS NOT NULL AND s.status <> 'hidden' AND length(w) > 1
-    ),
-    near AS (
-        SELECT DISTINCT a.id AS x, b.id AS y
-          FROM g a
-         CROSS JOIN (VALUES (0), (65535), (65536), (65537), (1)) AS o(dk)
-          JOIN g b ON b.key = a.key + o.dk
-         WHERE o.dk <> 0 OR b.id > a.id
-    ),
-    raw AS (
-        SELECT n.x, n.y
-          FROM near n JOIN structures a ON a.id = n.x JOIN structures b ON b.id = n.y
-         WHERE ST_DWithin(a.geom_l93, b.geom_l93, :radius)
-           AND similarity(a.name_key, b.name_key) >= :sim
-        UNION ALL
-        SELECT a.id, b.id
-          FROM structures a JOIN structures b
-            ON b.name_key = a.name_key
-           AND coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code)
-         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
-        UNION ALL
-        SELECT a.id, b.id
-          FROM structures a JOIN structures b ON b.name_key % a.name_key
-         WHERE a.geom_l93 IS NULL AND b.id <> a.id AND a.status <> 'hidden'
-           AND b.status <> 'hidden'
-           AND (b.postcode = a.postcode
-                OR coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code))
-        UNION ALL
-        SELECT a.id, b.id FROM structures a JOIN structures b ON b.siret = a.siret
-         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
-        UNION ALL
-        SELECT a.id, b.id FROM structures a JOIN structures b ON b.rna = a.rna
-         WHERE b.id > a.id AND a.status <> 'hidden' AND b.status <> 'hidden'
-    ),
-"""
-# Blocks of a few structures (:ids, e.g. the rows an import created) against all others: the
-# Lambert-93 GiST index (ST_DWithin around each point), the trigram index for those without a
-# point (same commune or postcode), the same name in the same commune, SIRET and RNA indexes.
-_SUBSET_BLOCKS = """
-    a AS MATERIALIZED (
-        SELECT id, name_key, geom_l93, siret, rna, postcode, insee_code, commune_code
-          FROM structures
-         WHERE status <> 'hidden' AND id = ANY(CAST(:ids AS bigint[]))
-    ),
-    raw AS (
-        SELECT a.id AS x, b.id AS y
-          FROM a JOIN structures b
-            ON ST_DWithin(b.geom_l93, a.geom_l93, :radius)
-         WHERE b.id <> a.id AND b.status <> 'hidden'
-           AND (similarity(a.name_key, b.name_key) >= :sim
-                OR b.siret = a.siret OR b.rna = a.rna)
-        UNION ALL
-        SELECT a.id, b.id
-          FROM a JOIN structures b ON b.name_key % a.name_key
-         WHERE a.geom_l93 IS NULL AND b.id <> a.id AND b.status <> 'hidden'
-           AND (b.postcode = a.postcode
-                OR coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code))
-        UNION ALL
-        SELECT a.id, b.id
-          FROM a JOIN structures b
-            ON b.name_key = a.name_key
-           AND coalesce(b.insee_code, b.commune_code) = coalesce(a.insee_code, a.commune_code)
-         WHERE b.id <> a.id AND b.status <> 'hidden'
-        UNION ALL
-        SELECT a.id, b.id FROM a JOIN structures b ON b.siret = a.siret
-         WHERE b.id <> a.id AND b.status <> 'hidden'
-        UNION ALL
-        SELECT a.id, b.id FROM a JOIN structures b ON b.rna = a.rna
-         WHERE b.id <> a.id AND b.status <> 'hidden'
-    ),
-"""
-_SCORED = f"""
-    pairs AS (
-        SELECT DISTINCT least(x, y) AS a_id, greatest(x, y) AS b_id FROM raw
-    )
-    SELECT p.a_id, sa.name_key AS key_a, sb.name_key AS key_b, p.b_id,
-           similarity(sa.name_key, sb.name_key) AS sim,
-           ST_Distance(sa.geom_l93, sb.geom_l93) AS dist,
-           sa.siret IS NOT NULL AND sa.siret = sb.siret AS same_siret,
-           coalesce(sa.siren, left(sa.siret, 9)) = coalesce(sb.siren, left(sb.siret, 9))
-               AS same_siren,
-           sa.rna IS NOT NULL AND sa.rna = sb.rna AS same_rna,
-           coalesce(sa.insee_code, sa.commune_code) = coalesce(sb.insee_code, sb.commune_code)
-               OR sa.postcode = sb.postcode AS same_commune,
-           carteco_name_key(sa.address_line) <> ''
-               AND carteco_name_key(sa.address_line) = carteco_name_key(sb.address_line)
-               AND (sa.postcode = sb.postcode OR sa.insee_code = sb.insee_code
-                    OR sa.commune_code = sb.commune_code) AS same_address,
-           sa.website AS web_a, sb.website AS web_b,
-           {", ".join(f"sa.extra->>'{k}'" for k in PHONE_KEYS)},
-           {", ".join(f"sb.extra->>'{k}'" for k in PHONE_KEYS)},
-           sa.source = sb.source AS same_source,
-           json_build_object('id', sa.id, 'name', sa.name, 'source', sa.source,
-                             'source_id', sa.source_id, 'commune', sa.commune_name,
-                             'siret', sa.siret, 'rna', sa.rna, 'status', sa.status) AS ja,
-           json_build_object('id', sb.id, 'name', sb.name, 'source', sb.source,
-                             'source_id', sb.source_id, 'commune', sb.commune_name,
-                             'siret', sb.siret, 'rna', sb.rna, 'status', sb.status) AS jb
-      FROM pairs p
-      JOIN structures sa ON sa.id = p.a_id
-      JOIN structures sb ON sb.id = p.b_id
-     WHERE NOT EXISTS (SELECT 1 FROM duplicate_decisions d
-                        WHERE d.a_id = p.a_id AND d.b_id = p.b_id)
-"""  # noqa: S608 - PHONE_KEYS are module constants
-# Module constants only: no input reaches these texts.
-_CANDIDATES_FULL = sa.text("WITH " + _FULL_BLOCKS + _SCORED)
-_CANDIDATES_SUBSET = sa.text("WITH " + _SUBSET_BLOCKS + _SCORED)
+# A whole registry (or a large subset): name-and-place pairs in numpy, equality joins in SQL.
+# A few structures (an import's new rows, one pair): index probes around each of them.
+_FULL = sa.text(read_sql("duplicates_blocks_full.sql") + read_sql("duplicates_features.sql"))
+_SUBSET = sa.text(read_sql("duplicates_blocks_subset.sql") + read_sql("duplicates_features.sql"))
+_DETAILS = sa.text(read_sql("duplicates_details.sql"))
+# Index probes cost about a quarter of a millisecond per structure, the whole-registry blocks
+# about 14 µs per structure of the registry (bench/duplicates/README.md): a subset of more than
+# SUBSET_PROBES structures and PROBE_SHARE of the registry goes through the blocks.
+SUBSET_PROBES = 2000
+PROBE_SHARE = 0.05
+MAX_GROUP = 10  # a website host or phone number shared by more structures pairs none of them
+ADDRESS_WEIGHT = 0.15  # what `same_address` adds to a score (see score_pair)
 
 _WEB_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?([^/?#:]+)")
 # Hosts that hold many unrelated pages: the same host says nothing.
@@ -231,18 +130,35 @@ def normalise_phone(text: str | None) -> str | None:
 
 
 def edit_distance(a: str, b: str) -> int:
-    """Optimal-string-alignment distance: insertions, deletions, substitutions, swaps."""
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        prev2, prev = prev, cur
-    return prev[-1]
+    """Optimal-string-alignment distance: insertions, deletions, substitutions, swaps.
+
+    Hyyrö's bit-parallel algorithm (2003): one column of the edit matrix is a pair of bit
+    vectors (Python integers), so a pair of names costs a few operations per letter of `b`
+    instead of len(a) × len(b) cells.
+    """
+    if not a or not b:
+        return len(a) + len(b)
+    m = len(a)
+    mask, top = (1 << m) - 1, 1 << (m - 1)
+    peq: dict[str, int] = {}
+    for i, c in enumerate(a):
+        peq[c] = peq.get(c, 0) | (1 << i)
+    vp, vn, d0, pm_prev, dist = mask, 0, 0, 0, m
+    for c in b:
+        pm = peq.get(c, 0)
+        tr = (((~d0) & pm) << 1) & pm_prev
+        d0 = ((((pm & vp) + vp) ^ vp) | pm | vn | tr) & mask
+        hp = (vn | ~(d0 | vp)) & mask
+        hn = d0 & vp
+        if hp & top:
+            dist += 1
+        elif hn & top:
+            dist -= 1
+        x = (hp << 1) | 1
+        vn = x & d0
+        vp = ((hn << 1) | ~(x | d0)) & mask
+        pm_prev = pm
+    return dist
 
 
 def name_similarity(key_a: str | None, key_b: str | None, trigram: float) -> float:
@@ -276,9 +192,26 @@ _FILLERS = (
 ).split()
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """`edit_distance(a, b) == 1` in one pass: a letter replaced, added, dropped or swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i, n = 0, min(len(a), len(b))
+    while i < n and a[i] == b[i]:
+        i += 1
+    if len(a) > len(b):
+        return a[i + 1 :] == b[i:]
+    if len(a) < len(b):
+        return a[i:] == b[i + 1 :]
+    return a[i + 1 :] == b[i + 1 :] or (
+        a[i + 2 :] == b[i + 2 :] and a[i] == b[i + 1] and a[i + 1] == b[i]
+    )
+
+
+@lru_cache(maxsize=65536)
 def _misspelt_filler(word: str) -> bool:
     """A legal form or article with one typo (`assocation`, `ls`): a word to ignore."""
-    return any(abs(len(word) - len(f)) <= 1 and edit_distance(word, f) == 1 for f in _FILLERS)
+    return any(_one_edit(word, f) for f in _FILLERS)
 
 
 def score_pair(f: dict[str, Any]) -> tuple[float, list[str]]:
@@ -313,7 +246,7 @@ def score_pair(f: dict[str, Any]) -> tuple[float, list[str]]:
         score += 0.4
         reasons.append("même RNA")
     if f.get("same_address"):
-        score += 0.15
+        score += ADDRESS_WEIGHT
         reasons.append("même adresse")
     if f.get("same_web"):
         score += 0.15
@@ -327,11 +260,8 @@ def score_pair(f: dict[str, Any]) -> tuple[float, list[str]]:
 
 def _features(row: Any) -> dict[str, Any]:
     f = dict(row._mapping)
-    n = len(PHONE_KEYS)
-    values = list(row)
-    start = list(f).index("web_b") + 1
-    phones_a = {normalise_phone(v) for v in values[start : start + n]} - {None}
-    phones_b = {normalise_phone(v) for v in values[start + n : start + 2 * n]} - {None}
+    phones_a = {normalise_phone(v) for v in f.pop("phones_a") or ()} - {None}
+    phones_b = {normalise_phone(v) for v in f.pop("phones_b") or ()} - {None}
     f["trigram"] = f["sim"]
     f["sim"] = name_similarity(f["key_a"], f["key_b"], float(f["sim"] or 0.0))
     host_a, host_b = website_host(f["web_a"]), website_host(f["web_b"])
@@ -340,16 +270,61 @@ def _features(row: Any) -> dict[str, Any]:
     return f
 
 
+class _Clock:
+    """Seconds spent in each phase, into `timings` when the caller gave one (benchmarks)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[phase] = self.timings.get(phase, 0.0) + now - self.t
+        self.t = now
+
+
+def _block_params(
+    conn: Connection, ids: Sequence[int] | None, radius_m: float, clock: _Clock
+) -> dict[str, Any]:
+    """Parameters of the whole-registry blocks: the name-and-place pairs computed in numpy."""
+    reg = read_registry(conn)
+    clock("read the registry (one query)")
+    rows_a, rows_b = name_grid_pairs(reg, radius_m)
+    clock("name and place blocks (numpy)")
+    return {
+        "grid_a": reg.ids[rows_a].tolist(),
+        "grid_b": reg.ids[rows_b].tolist(),
+        "everything": ids is None,
+        "ids": list(ids or []),
+        "shared_hosts": sorted(_SHARED_HOSTS),
+        "max_group": MAX_GROUP,
+    }
+
+
+def _probe(conn: Connection, n: int) -> bool:
+    """Whether `n` structures are better compared by index probes than by the blocks."""
+    if n <= SUBSET_PROBES:
+        return True
+    size = conn.execute(
+        sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST('structures' AS regclass)")
+    ).scalar()
+    return n <= PROBE_SHARE * float(size or 0)
+
+
 def candidate_pairs(
     conn: Connection,
     ids: Sequence[int] | None = None,
     min_score: float = DEFAULT_MIN_SCORE,
     radius_m: float = RADIUS_M,
+    timings: dict[str, float] | None = None,
 ) -> list[Pair]:
     """Scored candidate pairs (undecided) at or above `min_score`, best first.
 
-    Without `ids`, the whole registry; with `ids`, those structures against all others.
+    Without `ids`, the whole registry; with `ids`, the pairs with one of those structures.
+    `timings`, when given, receives the seconds spent in each phase.
     """
+    clock = _Clock(timings)
     conn.execute(
         sa.text(
             "SELECT set_config('pg_trgm.similarity_threshold', :t, true), "
@@ -357,25 +332,42 @@ def candidate_pairs(
         ),
         {"t": str(max(NAME_SIMILARITY, 0.5))},
     )
-    if ids is None:
-        # The grid join is a hash join on one key: a merge join would sort every (word, cell)
-        # of the registry five times (planner estimates over a CTE cannot tell).
-        conn.execute(
-            sa.text(
-                "SELECT set_config('enable_mergejoin', 'off', true), "
-                "set_config('work_mem', '128MB', true)"
-            )
-        )
-    params = {"ids": list(ids or []), "radius": radius_m, "sim": NAME_SIMILARITY}
-    sql = _CANDIDATES_FULL if ids is None else _CANDIDATES_SUBSET
-    out: list[Pair] = []
-    for row in conn.execute(sql, params):
+    params: dict[str, Any] = {
+        "radius": radius_m,
+        "sim": NAME_SIMILARITY,
+        "phone_keys": list(PHONE_KEYS),
+    }
+    if ids is not None and _probe(conn, len(ids)):
+        sql, params["ids"] = _SUBSET, list(ids)
+    else:
+        sql = _FULL
+        params.update(_block_params(conn, ids, radius_m, clock))
+    rows = conn.execute(sql, params).all()
+    clock("equality blocks and features (SQL)")
+    # Scored without the address first: only the pairs it could lift to the threshold
+    # need it (a normalised address costs a regular expression per side).
+    pending: dict[tuple[int, int], tuple[float, list[str], dict[str, Any]]] = {}
+    for row in rows:
         f = _features(row)
         score, reasons = score_pair(f)
+        if score + (ADDRESS_WEIGHT if f["address_comparable"] else 0.0) >= min_score:
+            pending[(int(f["a_id"]), int(f["b_id"]))] = (score, reasons, f)
+    clock("scores (Python)")
+    out: list[Pair] = []
+    if not pending:
+        return out
+    a_ids, b_ids = zip(*pending, strict=True)
+    details = conn.execute(_DETAILS, {"a": list(a_ids), "b": list(b_ids)}).mappings().all()
+    clock("addresses and summaries (SQL)")
+    for d in details:
+        score, reasons, f = pending[(int(d["a_id"]), int(d["b_id"]))]
+        if d["same_address"]:
+            f["same_address"] = True
+            score, reasons = score_pair(f)
         if score >= min_score:
-            dist = f["dist"]
-            out.append(Pair(f["ja"], f["jb"], score, reasons, dist))
+            out.append(Pair(d["ja"], d["jb"], score, reasons, f["dist"]))
     out.sort(key=lambda p: (-p.score, p.a["id"], p.b["id"]))
+    clock("scores (Python)")
     return out
 
 
@@ -394,7 +386,10 @@ def territory_ids(conn: Connection, territory: str) -> list[int]:
 
 
 def list_duplicates(
-    conn: Connection, min_score: float = DEFAULT_MIN_SCORE, territory: str | None = None
+    conn: Connection,
+    min_score: float = DEFAULT_MIN_SCORE,
+    territory: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Pair]:
     """Candidate pairs of the registry (or of one territory) at or above `min_score`."""
     if not 0 <= min_score <= 1:
@@ -402,7 +397,7 @@ def list_duplicates(
     ids = territory_ids(conn, territory) if territory else None
     if ids is not None and not ids:
         return []
-    return candidate_pairs(conn, ids, min_score)
+    return candidate_pairs(conn, ids, min_score, timings=timings)
 
 
 # --- decisions ------------------------------------------------------------------------------
