@@ -30,13 +30,13 @@ WITH box AS (
            (array_agg(b.sector ORDER BY b.n DESC, b.sector))[1] AS sector,
            min(b.id) AS id,
            ST_XMin(ST_TileEnvelope(:z, :x, :y)) + b.cx * :cell AS x0,
-           ST_YMin(ST_TileEnvelope(:z, :x, :y)) + b.cy * :cell AS y0
+           ST_YMin(ST_TileEnvelope(:z, :x, :y)) + b.cy * :cell AS y0,
+           -- Each symbol is kept inside its own cell (its centroid moved in by the symbol's
+           -- radius, the cluster radius of carte.js plus its stroke, in px of a 32 px cell):
+           -- symbols of different cells never overlap.
+           (CASE WHEN sum(b.n) > 1 THEN least(14.5, 9 + 2 * log(sum(b.n)::float8)) + 1.5 ELSE 8 END) * :cell / 32.0 AS m
       FROM by_sector b
      GROUP BY b.cx, b.cy
-), placed AS (
-    -- Each symbol is kept inside its own cell (its centroid moved in by the symbol's radius,
-    -- the cluster radius of carte.js plus its stroke, in px of a 32 px cell): symbols of different cells never overlap.
-    SELECT c.*, (CASE WHEN c.n > 1 THEN least(14.5, 9 + 2 * log(c.n::float8)) + 1.5 ELSE 8 END) * :cell / 32.0 AS m FROM cells c
 )
 SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
   FROM (
@@ -49,7 +49,7 @@ SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
                greatest(c.x0 + c.m, least(c.x0 + :cell - c.m, c.mx)),
                greatest(c.y0 + c.m, least(c.y0 + :cell - c.m, c.my))), 3857),
                box.e3857, 4096, 64, true) AS geom
-      FROM placed c CROSS JOIN box
+      FROM cells c CROSS JOIN box
       LEFT JOIN structures s ON c.n = 1 AND s.id = c.id
   ) q
  WHERE q.geom IS NOT NULL

@@ -19,12 +19,12 @@ WITH g AS (
            sum(b.sid) AS sid,
            -- Cell corners: kx from the west, ky from the north of the Web Mercator square.
            b.kx * :cell - 20037508.342789244 AS x0,
-           20037508.342789244 - (b.ky + 1) * :cell AS y0
+           20037508.342789244 - (b.ky + 1) * :cell AS y0,
+           -- Each symbol is kept inside its own cell (see structures_clusters.sql); computed
+           -- here, with the aggregates, rather than in a CTE of its own (3 % of a cold tile).
+           (CASE WHEN sum(b.n) > 1 THEN least(14.5, 9 + 2 * log(sum(b.n)::float8)) + 1.5 ELSE 8 END) * :cell / 32.0 AS m
       FROM by_sector b
      GROUP BY b.kx, b.ky
-), placed AS (
-    -- Each symbol is kept inside its own cell (see structures_clusters.sql).
-    SELECT c.*, (CASE WHEN c.n > 1 THEN least(14.5, 9 + 2 * log(c.n::float8)) + 1.5 ELSE 8 END) * :cell / 32.0 AS m FROM cells c
 )
 SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
   FROM (
@@ -37,7 +37,7 @@ SELECT coalesce(ST_AsMVT(q, 'structures', 4096, 'geom'), ''::bytea)
                greatest(c.x0 + c.m, least(c.x0 + :cell - c.m, c.mx)),
                greatest(c.y0 + c.m, least(c.y0 + :cell - c.m, c.my))), 3857),
                ST_TileEnvelope(:z, :x, :y), 4096, 64, true) AS geom
-      FROM placed c
+      FROM cells c
       LEFT JOIN structures s ON c.n = 1 AND s.id = c.sid::bigint
   ) q
  WHERE q.geom IS NOT NULL
