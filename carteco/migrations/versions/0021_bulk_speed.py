@@ -1,0 +1,144 @@
+"""Bulk imports at registry scale: history rows without per-row geometry lookups, no per-row
+trigger left on the bulk path, an inlinable tile-grid cell.
+
+1. The history (0016) stored `to_jsonb(s) - 'search' - 'geom'`. `to_jsonb` turns each geometry
+   column (geom, geom_l93) into GeoJSON through PostGIS's json cast, called without a cached
+   function context: every call looks its SRID up again in spatial_ref_sys (~90 µs a
+   geometry, three quarters of a bulk INSERT's time). `carteco_structure_version_data(s)`
+   gives the same jsonb: the geometry columns are nulled before `to_jsonb`, and geom_l93 is
+   added back through the same cast called as an expression (its SRID lookup cached).
+   The history functions use it: every writer's versions are identical, only cheaper.
+2. The per-row trigger `structures_keys` (0019: name_key, geom_l93) is skipped like
+   `structures_tag` and `structures_touch` when `carteco.bulk_import = on`: the bulk path
+   computes both in its INSERT and UPDATE with the same functions.
+3. `carteco_tiles_cell` becomes a non-strict SQL set-returning function (one row), which the
+   planner inlines into the tile-grid statements of the tile triggers (0005) instead of
+   calling it twice per point (same formulas, same values).
+
+Revision ID: 0021_bulk_speed
+Revises: 0020_bulk_import
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+revision = "0021_bulk_speed"
+down_revision = "0020_bulk_import"
+branch_labels = None
+depends_on = None
+
+_WHEN = "WHEN (current_setting('carteco.bulk_import', true) IS DISTINCT FROM 'on')"
+
+# The version data as 0016 wrote it, and the functions that record versions (bodies as in
+# 0016, the data expression aside). `{data}` is the expression over the row `{row}`.
+_RECORD = r"""
+CREATE OR REPLACE FUNCTION carteco_record_structure_versions(ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+    who text := nullif(current_setting('carteco.changed_by', true), '');
+    run bigint := nullif(current_setting('carteco.import_run_id', true), '')::bigint;
+BEGIN
+    DELETE FROM structure_versions
+     WHERE structure_id = ANY(ids) AND valid_to IS NULL AND valid_from = now();
+    UPDATE structure_versions SET valid_to = now()
+     WHERE structure_id = ANY(ids) AND valid_to IS NULL;
+    INSERT INTO structure_versions (structure_id, valid_from, data, geom, changed_by,
+                                    import_run_id)
+    SELECT s.id, now(), {data_s}, s.geom, who, run
+      FROM structures s WHERE s.id = ANY(ids);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+CREATE OR REPLACE FUNCTION carteco_structures_history() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    ids bigint[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        -- New rows have no version yet: record them straight from the transition table.
+        INSERT INTO structure_versions (structure_id, valid_from, data, geom, changed_by,
+                                        import_run_id)
+        SELECT n.id, now(), {data_n}, n.geom,
+               nullif(current_setting('carteco.changed_by', true), ''),
+               nullif(current_setting('carteco.import_run_id', true), '')::bigint
+          FROM new_rows n;
+        RETURN NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(id) INTO ids FROM old_rows;
+    ELSE
+        -- Only the rows whose content changed (the touch trigger bumped their version).
+        SELECT array_agg(n.id) INTO ids
+          FROM old_rows o JOIN new_rows n USING (id) WHERE n.version <> o.version;
+    END IF;
+    IF ids IS NOT NULL THEN
+        PERFORM carteco_record_structure_versions(ids);
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
+UPGRADE = (
+    r"""
+-- to_jsonb(s) - 'search' - 'geom', without converting geom, and geom_l93 through its json
+-- cast as an expression (cached SRID lookup; json, then jsonb: what to_jsonb does with it).
+CREATE FUNCTION carteco_structure_version_data(s structures) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+SELECT to_jsonb(jsonb_populate_record(s, '{"geom": null, "geom_l93": null, "search": null}'))
+       - 'search' - 'geom'
+       || jsonb_build_object('geom_l93', CAST(CAST(s.geom_l93 AS json) AS jsonb))
+$$;
+"""
+    + _RECORD.format(
+        data_s="carteco_structure_version_data(s)", data_n="carteco_structure_version_data(n)"
+    )
+    + f"""
+DROP TRIGGER structures_keys ON structures;
+CREATE TRIGGER structures_keys BEFORE INSERT OR UPDATE OF name, geom ON structures
+    FOR EACH ROW {_WHEN} EXECUTE FUNCTION carteco_structure_keys();
+
+-- Inlinable (SQL, not strict, set-returning): the same closed formulas as 0005.
+DROP FUNCTION carteco_tiles_cell(geometry, integer);
+CREATE FUNCTION carteco_tiles_cell(g geometry, z integer, OUT mx double precision,
+                                   OUT my double precision, OUT cx integer, OUT cy integer)
+RETURNS SETOF record LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 1 AS $$
+    SELECT m.mx, m.my,
+           floor((m.mx + 20037508.342789244) / (40075016.68557849 / (1 << z)))::integer,
+           floor((20037508.342789244 - m.my) / (40075016.68557849 / (1 << z)))::integer
+      FROM (SELECT ST_X(g) * 111319.49079327357 AS mx,
+                   ln(tan(radians(45 + ST_Y(g) / 2))) * 6378137 AS my) m
+$$;
+"""
+)
+
+DOWNGRADE = (
+    _RECORD.format(
+        data_s="to_jsonb(s) - 'search' - 'geom'", data_n="to_jsonb(n) - 'search' - 'geom'"
+    )
+    + r"""
+DROP FUNCTION carteco_structure_version_data(structures);
+DROP TRIGGER structures_keys ON structures;
+CREATE TRIGGER structures_keys BEFORE INSERT OR UPDATE OF name, geom ON structures
+    FOR EACH ROW EXECUTE FUNCTION carteco_structure_keys();
+DROP FUNCTION carteco_tiles_cell(geometry, integer);
+CREATE FUNCTION carteco_tiles_cell(g geometry, z integer, OUT mx double precision,
+                                   OUT my double precision, OUT cx integer, OUT cy integer)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT m.mx, m.my,
+           floor((m.mx + 20037508.342789244) / (40075016.68557849 / (1 << z)))::integer,
+           floor((20037508.342789244 - m.my) / (40075016.68557849 / (1 << z)))::integer
+      FROM (SELECT ST_X(g) * 111319.49079327357 AS mx,
+                   ln(tan(radians(45 + ST_Y(g) / 2))) * 6378137 AS my) m
+$$;
+"""
+)
+
+
+def upgrade() -> None:
+    """Cheaper identical history data, structures_keys skippable in bulk, inlinable cell."""
+    op.execute(UPGRADE)
+
+
+def downgrade() -> None:
+    """Back to 0020's functions and triggers."""
+    op.execute(DOWNGRADE)
