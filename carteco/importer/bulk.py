@@ -264,9 +264,9 @@ def _run(
             conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'on'"))
             conn.execute(sa.text(_STAGE))
             conn.execute(sa.text("SET LOCAL jit = off"))  # compiling costs more than it saves
-            # The statement triggers aggregate a million rows (tile grid): in memory, not
-            # spilled to disk in batches. One session, for the length of one import.
-            conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+            # The tile trigger aggregates a million points into ~a million grid cells: in
+            # memory, not spilled to disk in batches. One session, for one import.
+            conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()
