@@ -306,10 +306,11 @@ def _run(
             report.missing = apply_missing(
                 conn,
                 report.source,
-                conn.execute(sa.text(_SOURCE_IDS)).scalars(),
+                None,
                 missing,
                 report.run_id,
                 report.rejected,
+                staged="bulk_stage",  # the file's source ids stay in the database
             )
             clock("missing")
     except _Rejected:
@@ -437,7 +438,6 @@ _TAG_LIST = (
     "qpv_code"
 )
 _STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
-_SOURCE_IDS = "SELECT DISTINCT source_id FROM bulk_stage"
 # Non-unique indexes of the tables a first import fills (unique ones enforce constraints).
 _SECONDARY_INDEXES = """
 SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition
