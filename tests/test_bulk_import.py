@@ -441,3 +441,24 @@ def test_progress_on_get_imports(client: Any, engine: sa.Engine, tmp_path: Path)
     assert 0 < seen[0]["rows_done"] <= seen[0]["rows_expected"]
     assert seen[0]["rows_per_s"] > 0 and seen[0]["eta_s"] is not None
     assert job["progress"]["rows_done"] == job["report"]["rows_read"] == 400 * 131
+
+
+def test_history_versions_are_the_rows_as_json(engine: sa.Engine, tmp_path: Path) -> None:
+    """Versions hold to_jsonb(row) - 'search' - 'geom' (0016), computed the cheaper way (0021)."""
+    _seed(engine)
+    run_import(engine, write(tmp_path / "liste.csv"), source="liste", skip_invalid=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE structures SET name = name || ' (bis)' WHERE id % 7 = 0"))
+        rows = conn.execute(
+            sa.text(
+                """
+                SELECT count(*), count(*) FILTER (WHERE v.data = to_jsonb(s) - 'search' - 'geom'),
+                       count(s.geom_l93), count(*) FILTER (WHERE s.version > 1)
+                  FROM structure_versions v JOIN structures s ON s.id = v.structure_id
+                 WHERE v.valid_to IS NULL
+                """
+            )
+        ).one()
+    total, same, located, updated = rows
+    assert total == same > 100
+    assert 0 < located < total and updated > 10  # with and without a point; updated rows too

@@ -13,10 +13,13 @@ memory whatever the file's size:
    the row path's matching loop (`_next_state`), territory codes computed with one spatial
    join for all new and moved points, then one INSERT and one UPDATE.
 
-The per-row triggers `structures_tag` and `structures_touch` are skipped in that transaction
-(`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migration 0020): the INSERT and
-UPDATE carry the codes, `version` and `updated_at` those triggers would have set. A killed
-import leaves nothing behind: everything happens in the one transaction.
+No trigger runs row by row on this path: the per-row triggers `structures_tag`,
+`structures_touch` and `structures_keys` are skipped in that transaction
+(`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migrations 0020 and 0021): the
+INSERT and UPDATE carry the codes, `version`, `updated_at`, `name_key` and `geom_l93` those
+triggers would have set. The statement-level triggers (history versions, tile grid and cache)
+run once per statement over its transition tables, as for every writer. A killed import
+leaves nothing behind: everything happens in the one transaction.
 """
 
 from __future__ import annotations
@@ -266,6 +269,9 @@ def _run(
             conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'on'"))
             conn.execute(sa.text(_STAGE))
             conn.execute(sa.text("SET LOCAL jit = off"))  # compiling costs more than it saves
+            # The tile trigger aggregates a million points into ~a million grid cells: in
+            # memory, not spilled to disk in batches. One session, for one import.
+            conn.execute(sa.text("SET LOCAL work_mem = '256MB'"))
             raw = conn.connection.driver_connection
             assert raw is not None
             cur = raw.cursor()
@@ -305,10 +311,11 @@ def _run(
             report.missing = apply_missing(
                 conn,
                 report.source,
-                conn.execute(sa.text(_SOURCE_IDS)).scalars(),
+                None,
                 missing,
                 report.run_id,
                 report.rejected,
+                staged="bulk_stage",  # the file's source ids stay in the database
             )
             clock("missing")
     except _Rejected:
@@ -465,7 +472,6 @@ _TAG_LIST = (
     "qpv_code"
 )
 _STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
-_SOURCE_IDS = "SELECT DISTINCT source_id FROM bulk_stage"
 # Non-unique indexes of the tables a first import fills (unique ones enforce constraints).
 _SECONDARY_INDEXES = """
 SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition
@@ -740,18 +746,25 @@ SELECT b.row, b.source_id, b.content_hash, b.v,
         AND NOT (b.rna IS NOT NULL
                  AND EXISTS (SELECT 1 FROM structures s WHERE s.rna = b.rna)))
 """  # noqa: S608 - column lists are module constants
+# What carteco_structure_keys() sets (migration 0019), skipped on the bulk path (0021): the
+# normalised name and the Lambert-93 point, computed by the same functions in the statement.
+_KEYS = (
+    "carteco_name_key({name}), "
+    "CASE WHEN {geom} IS NULL THEN NULL ELSE ST_Transform({geom}, 2154) END"
+)
 _INSERT = f"""
 WITH ins AS (
     INSERT INTO structures ({_COLS}, geom, location_precision, location_score, location_source,
                             geocode_status, located_at, source, source_id, content_hash,
-                            {", ".join(TAGS)})
+                            {", ".join(TAGS)}, name_key, geom_l93)
     SELECT {", ".join("r." + f for f in DATA_FIELDS)}, n.geom,
            CASE WHEN n.geom IS NULL THEN NULL ELSE 'provided' END,
            CASE WHEN n.geom IS NULL THEN NULL ELSE 1.0 END,
            CASE WHEN n.geom IS NULL THEN NULL ELSE 'source' END,
            CASE WHEN n.geom IS NULL THEN 'to_geocode' END,
            CASE WHEN n.geom IS NULL THEN NULL ELSE now() END,
-           :source, n.source_id, n.content_hash, {", ".join("n." + t for t in TAGS)}
+           :source, n.source_id, n.content_hash, {", ".join("n." + t for t in TAGS)},
+           {_KEYS.format(name="r.name", geom="n.geom")}
       FROM bulk_new n CROSS JOIN LATERAL jsonb_to_record(n.v) AS r({_recordset(_DATA_TYPES)})
      ORDER BY n.row
     RETURNING id, source_id, content_hash)
@@ -794,6 +807,7 @@ _SET = [
         for c in ("location_precision", "location_score", "location_source", "geocode_status")
     ),
     *(f"{t} = u.{t}" for t in TAGS),
+    f"(name_key, geom_l93) = ({_KEYS.format(name='r.name', geom='u.geom')})",
 ]
 # carteco_touch_structure(): a new version and updated_at only when the row really changes.
 _CHANGED = " OR ".join(

@@ -41,13 +41,21 @@ def check_action(action: str) -> str:
     return action
 
 
-_ABSENT = sa.text(
-    """
+# The source ids present in the file: a bound array (the row path), or the bulk path's staging
+# table, read where it is (a million ids need not go to Python and back). Allow-list: the key
+# names the SQL, never a caller's text.
+_PRESENT = {
+    None: ("source_id = ANY(:sids)", "source_id <> ALL(:sids)"),
+    "bulk_stage": (
+        "source_id IN (SELECT b.source_id FROM bulk_stage b)",
+        "NOT EXISTS (SELECT 1 FROM bulk_stage b WHERE b.source_id = structures.source_id)",
+    ),
+}
+_ABSENT_SQL = """
     SELECT id, source_id, name FROM structures
-     WHERE source = :source AND status = 'active' AND source_id <> ALL(:sids)
+     WHERE source = :source AND status = 'active' AND {absent}
      ORDER BY id
-    """
-)
+"""
 _FLAG = sa.text(
     """
     UPDATE structures
@@ -65,8 +73,7 @@ _CLOSE = sa.text(
     """
 )
 # Back in the file: the mark goes; a closure that the mark made is undone.
-_BACK = sa.text(
-    """
+_BACK_SQL = """
     UPDATE structures
        SET status = CASE WHEN status = 'closed' AND extra -> :key ->> 'action' = 'close'
                          THEN 'active' ELSE status END,
@@ -74,28 +81,38 @@ _BACK = sa.text(
                              AND closed_on = CAST(extra -> :key ->> 'depuis' AS date)
                             THEN NULL ELSE closed_on END,
            extra = extra - :key
-     WHERE source = :source AND source_id = ANY(:sids) AND extra ? :key
+     WHERE source = :source AND {present} AND extra ? :key
     RETURNING id
-    """
-)
+"""
+_ABSENT = {k: sa.text(_ABSENT_SQL.format(absent=v[1])) for k, v in _PRESENT.items()}
+_BACK = {k: sa.text(_BACK_SQL.format(present=v[0])) for k, v in _PRESENT.items()}
 
 
 def apply_missing(
     conn: Connection,
     source: str,
-    present: Iterable[str],
+    present: Iterable[str] | None,
     action: str,
     run_id: int | None,
     rejected: int = 0,
+    staged: str | None = None,
 ) -> dict[str, Any]:
-    """Flag, close or keep the source's active structures absent from the file; a summary."""
+    """Flag, close or keep the source's active structures absent from the file; a summary.
+
+    `present`: the file's source ids; or None and `staged` = "bulk_stage", the bulk path's
+    staging table holding them.
+    """
     check_action(action)
-    sids = sorted(set(present))
-    back = [r[0] for r in conn.execute(_BACK, {"key": FLAG_KEY, "source": source, "sids": sids})]
+    if staged not in _PRESENT or (staged is None) != (present is not None):
+        raise ValueError(f"present ids or a staging table, not both: {staged!r}")
+    params: dict[str, Any] = {"key": FLAG_KEY, "source": source}
+    if present is not None:
+        params["sids"] = sorted(set(present))
+    back = [r[0] for r in conn.execute(_BACK[staged], params)]
     summary: dict[str, Any] = {"action": action, "count": 0, "back": len(back), "structures": []}
     if action == "keep":
         return summary
-    absent = [dict(r) for r in conn.execute(_ABSENT, {"source": source, "sids": sids}).mappings()]
+    absent = [dict(r) for r in conn.execute(_ABSENT[staged], params).mappings()]
     summary["count"] = len(absent)
     summary["structures"] = absent[:MAX_LISTED]
     if not absent:
