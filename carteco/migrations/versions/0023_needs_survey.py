@@ -4,14 +4,14 @@ It waits in the one moderation queue with the contributions; once approved it is
 `land_needs` (source `enquete-besoins`), where the land diagnostics read it.
 
 Revision ID: 0023_needs_survey
-Revises: 0020_bulk_import
+Revises: 0021_bulk_speed
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0023_needs_survey"
-down_revision = "0020_bulk_import"
+down_revision = "0021_bulk_speed"
 branch_labels = None
 depends_on = None
 
