@@ -636,14 +636,20 @@ def _apply(conn: Connection, sid: int, changes: dict[str, Any], geojson: str | N
 
 REPORT_LIMIT = 500  # pairs and conflicts listed in an import report (all are counted)
 
-_CONFLICTS = sa.text(
-    """
+# The file's rows that carry a SIRET or an RNA: sent as JSON by the row path, read from the
+# staging table by the bulk path (carteco/importer/bulk.py). Fixed texts, nothing user-given.
+_ROWS_SENT = """jsonb_to_recordset(CAST(:rows AS jsonb))
+           AS r(source_id text, name text, commune_name text, insee_code text, postcode text)"""
+_ROWS_STAGED = """(SELECT source_id, v->>'name' AS name, v->>'commune_name' AS commune_name,
+                   v->>'insee_code' AS insee_code, v->>'postcode' AS postcode
+              FROM bulk_stage WHERE siret IS NOT NULL OR rna IS NOT NULL) AS r"""
+
+_CONFLICTS = """
     SELECT r.source_id, s.id, s.source, s.source_id AS owner_id, s.siret, s.rna,
            s.name, s.commune_name, s.insee_code, s.postcode,
            r.name AS new_name, r.commune_name AS new_commune, r.insee_code AS new_insee,
            r.postcode AS new_postcode
-      FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-           AS r(source_id text, name text, commune_name text, insee_code text, postcode text)
+      FROM /*rows*/
       JOIN structure_sources l ON l.source = :source AND l.source_id = r.source_id
       JOIN structures s ON s.id = l.structure_id
      WHERE (s.source, s.source_id) <> (:source, r.source_id)
@@ -653,7 +659,6 @@ _CONFLICTS = sa.text(
             OR (r.insee_code IS NULL AND r.commune_name IS NOT NULL AND s.commune_name IS NOT NULL
                 AND carteco_name_key(r.commune_name) <> carteco_name_key(s.commune_name)))
     """
-)
 
 
 def _commune(name: str | None, code: str | None) -> str | None:
@@ -672,21 +677,47 @@ def review_import(
     sources (score ≥ `min_score`). Conflicts: rows matched to another source's structure by
     SIRET or RNA whose name or commune differ, with the value each source gave.
     """
-    recs = list(records)
+    rows = [
+        {
+            "source_id": r.source_id,
+            "name": r.values.get("name"),
+            "commune_name": r.values.get("commune_name"),
+            "insee_code": r.values.get("insee_code"),
+            "postcode": r.values.get("postcode"),
+        }
+        for r in records
+        if r.values.get("siret") or r.values.get("rna")
+    ]
+    sent = {"rows": json.dumps(rows, default=str)} if rows else None
+    return _review(conn, source, min_score, _ROWS_SENT, sent)
+
+
+def review_staged(
+    conn: Connection, source: str, min_score: float = DEFAULT_MIN_SCORE
+) -> dict[str, Any]:
+    """The same review for the bulk path, the file's rows read from its staging table."""
+    return _review(conn, source, min_score, _ROWS_STAGED, {})
+
+
+def _review(
+    conn: Connection,
+    source: str,
+    min_score: float,
+    rows_sql: str,
+    rows_params: dict[str, Any] | None,
+) -> dict[str, Any]:
     others = conn.execute(
         sa.text("SELECT EXISTS (SELECT 1 FROM structures WHERE source <> :s)"), {"s": source}
     ).scalar()
+    # The structures this import created: its source's, created in this very transaction.
     created = (
         []
         if not others
         else [
             int(i)
             for i in conn.execute(
-                sa.text(
-                    "SELECT id FROM structures WHERE source = :s AND source_id = ANY(:ids) "
-                    "AND created_at = now()"
-                ),
-                {"s": source, "ids": [r.source_id for r in recs]},
+                sa.text("SELECT id FROM structures WHERE source = :s AND created_at = now()"),
+                {"s": source},
             ).scalars()
         ]
     )
@@ -697,22 +728,10 @@ def review_import(
             other = p.b if p.a["id"] in new else p.a
             if other["source"] != source:
                 dups.append(p.as_dict())
-    rows = [
-        {
-            "source_id": r.source_id,
-            "name": r.values.get("name"),
-            "commune_name": r.values.get("commune_name"),
-            "insee_code": r.values.get("insee_code"),
-            "postcode": r.values.get("postcode"),
-        }
-        for r in recs
-        if r.values.get("siret") or r.values.get("rna")
-    ]
     conflicts = []
-    if rows:
-        for c in conn.execute(
-            _CONFLICTS, {"rows": json.dumps(rows, default=str), "source": source}
-        ).mappings():
+    if rows_params is not None:
+        sql = sa.text(_CONFLICTS.replace("/*rows*/", rows_sql))
+        for c in conn.execute(sql, {**rows_params, "source": source}).mappings():
             by = "SIRET" if c["siret"] else "RNA"
             fields = {}
             if c["name"] != c["new_name"]:

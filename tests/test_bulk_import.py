@@ -168,6 +168,13 @@ def _summary(report: Any) -> dict[str, Any]:
                 {k: v for k, v in st.items() if k != "id"} for st in out["missing"]["structures"]
             ],
         }
+    # The import's review: possible duplicates and field conflicts (ids aside).
+    out["possible_duplicates"] = d.get("possible_duplicates")
+    out["field_conflicts"] = d.get("field_conflicts")
+    out["conflicts"] = sorted(
+        ({k: v for k, v in c.items() if k != "structure_id"} for c in d.get("conflicts", [])),
+        key=lambda c: str(c["source_id"]),
+    )
     return out
 
 
@@ -195,6 +202,7 @@ def test_row_and_bulk_paths_give_the_same_registry(
     first, second = write(tmp_path / "liste.csv"), write(tmp_path / "liste2.csv", changed=True)
     _seed(engine)
     _seed(second_engine)
+    conflicts = []
     for workers, path in ((1, first), (2, second), (1, second)):
         row = run_import(engine, path, source="liste", skip_invalid=True, bulk=False)
         big = run_import(
@@ -203,8 +211,12 @@ def test_row_and_bulk_paths_give_the_same_registry(
         assert row.status == "succeeded"
         assert _summary(big) == _summary(row)
         assert registry(second_engine) == registry(engine)
+        conflicts.append(big.review["field_conflicts"])
     assert (big.created, big.updated) == (0, 0)
     assert row.rejected == 3 and len(row.errors) == 3
+    # Both paths reported (the same, compared above) the rows matched to the other source's
+    # structures by SIRET or RNA whose name or commune differ.
+    assert conflicts[0] > 0
     with second_engine.connect() as conn:
         codes = dict(
             conn.execute(

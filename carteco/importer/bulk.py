@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from carteco.db import quote_ident
+from carteco.duplicates import review_staged
 from carteco.history import set_change_context
 from carteco.importer.errors import ImportFileError, RowError
 from carteco.importer.mapping import Mapping
@@ -318,6 +319,9 @@ def _run(
                 staged="bulk_stage",  # the file's source ids stay in the database
             )
             clock("missing")
+            # Possible duplicates and field conflicts, as the row path reports them.
+            report.review = review_staged(conn, report.source)
+            clock("review")
     except _Rejected:
         report.status = "rejected"
         report.message = f"{report.rejected} ligne(s) invalide(s) : rien n'a été écrit"
