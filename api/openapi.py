@@ -104,8 +104,8 @@ def _document_problems(method: str, path: str, op: dict[str, Any]) -> None:
     if path.startswith(("/moderation", "/contribuer/")):
         codes |= _WRITES  # staff session or signed link
     # Browser routes answer their errors as a French HTML page (JSON when the client asks it).
-    browser = path in ("/carte", "/carte/integrer", "/embed") or path.startswith(
-        ("/territoires/", "/moderation", "/contribuer/")
+    browser = path in ("/carte", "/carte/integrer", "/embed", "/besoins-fonciers") or (
+        path.startswith(("/territoires/", "/moderation", "/contribuer/"))
     )
     response = (
         {
