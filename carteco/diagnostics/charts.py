@@ -6,6 +6,16 @@ from html import escape
 from typing import Any
 
 
+def _svg_head(title: str, width: int, height: int) -> list[str]:
+    """The opening of a chart's SVG: its size, accessible name and visible title."""
+    return [
+        f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="0" y="16" font-weight="bold" font-size="14">{escape(title)}</text>',
+    ]
+
+
 def _fmt(value: float) -> str:
     return f"{round(value):,}".replace(",", "\u202f")
 
@@ -20,12 +30,7 @@ def bar_chart(
     height = row_h * len(items) + 36
     top = max(v for _, v, _ in items) or 1
     bar_w = width - label_w - 90
-    parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="0" y="16" font-weight="bold" font-size="14">{escape(title)}</text>',
-    ]
+    parts = _svg_head(title, width, height)
     for i, (label, value, colour) in enumerate(items):
         y = 28 + i * row_h
         w = max(1.0, bar_w * value / top)
@@ -72,12 +77,7 @@ def share_chart(
     height = row_h * len(items) + 36 + (22 if unknown else 0) + 18
     top = max(v for _, v, _ in items) or 1
     bar_w = width - label_w - 150
-    parts = [
-        f'<svg class="chart" role="img" aria-label="{escape(title)}" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="0" y="16" font-weight="bold" font-size="14">{escape(title)}</text>',
-    ]
+    parts = _svg_head(title, width, height)
     for i, (label, value, colour) in enumerate(items):
         y = 28 + i * row_h
         w = max(1.0, bar_w * value / top)
