@@ -218,6 +218,10 @@ def test_politique_ville_context_of_93_and_94_matches_pandas(
         with engine.connect() as conn:
             doc, _layers, html = build_report(conn, dep)
         assert doc["politique_ville"]["posts"] == pv["posts"]
+        lever = next(r for r in doc["recommendations"] if r["rule"] == "politique_ville_employeurs")
+        assert lever["figures"]["postes"] == len(a) + len(f)
+        assert lever["figures"]["employeurs_du_registre"] == len(matched)
+        assert "postes financés en 2023, source ANCT" in lever["text"]
         assert "Politique de la ville" in html
         assert "postes financés en 2023, source ANCT" in html
         for e in pv["registry_employers"]:
