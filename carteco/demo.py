@@ -87,6 +87,20 @@ DEMO_LAND = (
         "DVF géolocalisées (Etalab) : échantillon de 17 parcelles de Saint-Ouen-sur-Seine",
         "2018-2022",
     ),
+    DemoLandLayer(
+        "adultes_relais",
+        "anct_adultes_relais_idf_2023.csv",
+        "anct-adultes-relais-idf-2023",
+        "ANCT : postes d'adultes-relais financés en 2023 (employeur identifié par son SIRET)",
+        "2023",
+    ),
+    DemoLandLayer(
+        "fonjep_qpv",
+        "anct_postes_fonjep_qpv_idf_2023.csv",
+        "anct-fonjep-qpv-idf-2023",
+        "ANCT : postes FONJEP financés en QPV en 2023 (employeur identifié par son nom)",
+        "2023",
+    ),
 )
 
 

@@ -515,7 +515,17 @@ import_jobs = sa.Table(
 
 # --- 0004_land ----------------------------------------------------------------------------
 
-LAND_LAYER_KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
+# 0014 added "lovac"; 0024 the politique de la ville posts.
+LAND_LAYER_KINDS = (
+    "dvf",
+    "friches",
+    "sites",
+    "besoins",
+    "qpv",
+    "lovac",
+    "adultes_relais",
+    "fonjep_qpv",
+)
 
 # One row per imported land layer (source): what it is, its vintage and how it was loaded.
 land_layers = sa.Table(
@@ -988,4 +998,34 @@ duplicate_decisions = sa.Table(
     ),
     sa.CheckConstraint("a_id < b_id", name="duplicate_decisions_check"),
     sa.Index("duplicate_decisions_b_idx", "b_id"),
+)
+
+
+# --- 0024_anct_posts ----------------------------------------------------------------------
+
+# Politique de la ville posts funded by the ANCT (adultes-relais, FONJEP in QPV): the employer's
+# SIRET when the file gives one (adultes-relais), its name always.
+land_posts = sa.Table(
+    "land_posts",
+    metadata,
+    _identity(),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("program", sa.Text, nullable=False),
+    sa.Column("siret", sa.String(14)),
+    sa.Column("employer_name", sa.Text, nullable=False),
+    sa.Column("year", sa.Integer, nullable=False),
+    sa.Column("amount_eur", sa.Double),
+    sa.Column("contrat_ville", sa.Text),
+    sa.Column("departement_code", sa.Text, nullable=False),
+    sa.Column("region_code", sa.Text),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("extra", JSONB, nullable=False, server_default=EMPTY_OBJECT),
+    sa.UniqueConstraint("source", "source_id", name="land_posts_source_source_id_key"),
+    sa.CheckConstraint(
+        _in("program", ("adultes_relais", "fonjep_qpv")), name="land_posts_program_check"
+    ),
+    sa.CheckConstraint("siret ~ '^[0-9]{14}$'", name="land_posts_siret_check"),
+    sa.CheckConstraint("amount_eur >= 0", name="land_posts_amount_eur_check"),
+    sa.Index("land_posts_dep_idx", "departement_code", "program", "year"),
 )

@@ -243,7 +243,9 @@ def assert_html_error(response: object, status: int, says: str = "") -> str:
 # ---------------------------------------------------------------- land layers
 
 LAND = FIXTURES / "foncier"
-LAND_TABLES = "land_needs, land_sites, land_transactions, land_layers, commune_indicators"
+LAND_TABLES = (
+    "land_needs, land_sites, land_transactions, land_layers, commune_indicators, land_posts"
+)
 
 
 def reset_land(engine: sa.Engine) -> None:

@@ -392,6 +392,24 @@ def test_departement_without_land_layers_says_so(loaded: dict[str, Any], engine:
     assert "€/m²</b>" not in html and "0 €/m²" not in html
 
 
+def test_politique_ville_not_loaded_is_null_with_reason(
+    loaded: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Without the ANCT post layers the block says "non chargé": null figures, never zeros."""
+    pv = loaded["docs"]["23"]["politique_ville"]
+    assert pv["available"] is False
+    assert pv["reason"].startswith("non chargé")
+    for key in ("posts", "amount_eur", "employers", "employers_in_registry", "year", "scope"):
+        assert pv[key] is None
+    for prog in pv["programs"].values():
+        assert prog["posts"] is None and prog["amount_eur"] is None
+        assert prog["reason"] == "couche non chargée"
+    assert loaded["docs"]["23"]["layers"]["politique_ville"]["available"] is False
+    with engine.connect() as conn:
+        _doc, _layers, html = build_report(conn, "23")
+    assert "Contexte politique de la ville non chargé" in html
+
+
 def test_outputs_schema_and_no_cdn(
     loaded: dict[str, Any], engine: sa.Engine, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape as html_escape
 from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
@@ -28,6 +29,8 @@ LAYERS = {layer.kind: layer for layer in DEMO_LAND}
 CARTOFRICHES = LAYERS["friches"].path
 LOVAC = LAYERS["lovac"].path
 GEODVF = LAYERS["dvf"].path
+ADULTES_RELAIS = LAYERS["adultes_relais"].path
+FONJEP = LAYERS["fonjep_qpv"].path
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +163,108 @@ def test_93_and_94_reports_say_where_the_friches_are(
         assert "Appel à projet Fonds Friches" in html
         assert "statut inconnu" in html
         assert "Chiffres par QPV non établis" in html
+
+
+def _registry_sirets() -> set[str]:
+    """SIRETs of the demo registry, read from its raw files (Luhn-valid 14-digit ones)."""
+    from carteco.identifiers import siret_error
+
+    cols = {"siae_idf_2019-07.csv": "SIRET", "mediation_numerique_idf_2022.csv": "siret"}
+    out: set[str] = set()
+    for d in DEMO_SOURCES:
+        if d.file in cols:
+            raw = pd.read_csv(d.path, dtype=str)[cols[d.file]].dropna()
+            digits = raw.str.replace(r"\D", "", regex=True)
+            out |= {v for v in digits if len(v) == 14 and not siret_error(v)}
+    return out
+
+
+def test_politique_ville_context_of_93_and_94_matches_pandas(
+    idf: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Posts, amounts, employers and registry employers recomputed from the raw ANCT files."""
+    ar = pd.read_csv(ADULTES_RELAIS, dtype=str)
+    fj = pd.read_csv(FONJEP, dtype=str)
+    registry = _registry_sirets()
+    assert idf["reports"]["adultes_relais"].created == len(ar)
+    assert idf["reports"]["fonjep_qpv"].created == len(fj)
+    for dep in ("93", "94"):
+        pv = idf["docs"][dep]["politique_ville"]
+        a = ar[(ar["insee_dep"] == dep) & (ar["annee"] == "2023")]
+        f = fj[(fj["insee_dep"] == dep) & (fj["annee"] == "2023")]
+        assert pv["available"] and pv["reason"] is None
+        assert pv["scope"] == "postes financés en 2023, source ANCT"
+        assert pv["programs"]["adultes_relais"]["posts"] == len(a) > 0
+        assert pv["programs"]["fonjep_qpv"]["posts"] == len(f) > 0
+        assert pv["posts"] == len(a) + len(f)
+        assert pv["programs"]["adultes_relais"]["amount_eur"] == pytest.approx(
+            a["montant"].astype(float).sum()
+        )
+        assert pv["programs"]["fonjep_qpv"]["amount_eur"] == pytest.approx(
+            f["montant"].astype(float).sum()
+        )
+        assert pv["amount_eur"] == pytest.approx(
+            a["montant"].astype(float).sum() + f["montant"].astype(float).sum()
+        )
+        employers = set(a["code_tiers"]) | {
+            "nom:" + n for n in f["raison_sociale"].str.strip().str.upper()
+        }
+        assert pv["employers"] == len(employers)
+        matched = set(a["code_tiers"]) & registry
+        assert pv["employers_in_registry"] == len(matched)
+        assert {e["siret"] for e in pv["registry_employers"]} == matched
+        for e in pv["registry_employers"]:
+            assert e["posts"] == int((a["code_tiers"] == e["siret"]).sum())
+        with engine.connect() as conn:
+            doc, _layers, html = build_report(conn, dep)
+        assert doc["politique_ville"]["posts"] == pv["posts"]
+        lever = next(r for r in doc["recommendations"] if r["rule"] == "politique_ville_employeurs")
+        assert lever["figures"]["postes"] == len(a) + len(f)
+        assert lever["figures"]["employeurs_du_registre"] == len(matched)
+        assert "postes financés en 2023, source ANCT" in lever["text"]
+        assert "Politique de la ville" in html
+        assert "postes financés en 2023, source ANCT" in html
+        for e in pv["registry_employers"]:
+            assert html_escape(e["name"]) in html
+
+
+def test_anct_posts_reimport_and_row_errors(
+    idf: dict[str, Any], engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Re-importing changes nothing; a bad SIRET, amount or département names row and column
+    and the file writes nothing."""
+    again = run_land_import(
+        engine, "adultes_relais", ADULTES_RELAIS, source=LAYERS["adultes_relais"].source
+    )
+    assert (again.created, again.updated, again.unchanged) == (
+        0,
+        0,
+        idf["reports"]["adultes_relais"].created,
+    )
+    with engine.connect() as conn:
+        siret_names = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM land_posts WHERE program = 'fonjep_qpv' AND siret IS NOT NULL"
+            )
+        ).scalar()
+    assert siret_names == 0  # a FONJEP code_tiers is a name, never a SIRET
+    bad = tmp_path / "ar_bad.csv"
+    bad.write_text(
+        "id_poste,code_tiers,raison_sociale,annee,montant,code_cv,insee_dep,insee_reg\n"
+        "X1,50996337700131,ASSO A,2023,100,CV1,93,11\n"
+        "X2,50996337700130,ASSO B,2023,-5,CV1,93,11\n"
+        "X3,50996337700130,ASSO C,2023,100,CV1,999,11\n",
+        encoding="utf-8",
+    )
+    rep = run_land_import(engine, "adultes_relais", bad, source="ar-bad")
+    assert rep.status == "rejected"
+    got = {(e.row, e.column) for e in rep.errors}
+    assert got == {(2, "code_tiers"), (3, "montant"), (4, "insee_dep")}, rep.as_dict()
+    assert all(e.reason for e in rep.errors)
+    with engine.connect() as conn:
+        assert not conn.execute(
+            sa.text("SELECT count(*) FROM land_posts WHERE source = 'ar-bad'")
+        ).scalar()
 
 
 def test_93_pdf_report_printed_by_chromium(

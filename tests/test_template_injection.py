@@ -40,6 +40,7 @@ DEP = "93"
 INSEE = "93066"  # Saint-Denis
 LON, LAT = 2.3565, 48.9358
 QPV_CODE = "QP093999"
+POST_SIRET = "50996337700130"
 
 
 def planted(tag: str) -> str:
@@ -120,6 +121,9 @@ def hostile(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {
                 **STRUCTURE,
                 "secteur": "numerique",
+                # Also the employer of an adulte-relais post: its name reaches the report's
+                # "Politique de la ville" block as a registry employer.
+                "siret": POST_SIRET,
                 "code_postal": "93200",
                 "code_insee": INSEE,
                 "latitude": LAT,
@@ -212,7 +216,15 @@ def hostile(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iter
         ],
         delimiter=",",
     )
+    posts = d / "adultes_relais.csv"
+    posts.write_text(
+        "id_poste,code_tiers,raison_sociale,annee,montant,code_cv,insee_dep,insee_reg\n"
+        f'ZZpost,{POST_SIRET},"{planted("raison_sociale").replace(chr(34), "")}",2023,'
+        "22555.73,CV931,93,11\n",
+        encoding="utf-8",
+    )
     for kind, path, kw in (
+        ("adultes_relais", posts, {}),
         ("qpv", qpv, {"source": SOURCES["qpv"]}),
         ("dvf", dvf, {"source": SOURCES["dvf"], "description": DESCRIPTIONS["dvf"]}),
         ("sites", sites, {"source": SOURCES["sites"], "description": DESCRIPTIONS["sites"]}),
@@ -326,6 +338,19 @@ def test_report_builder_never_runs_template_code(hostile: int, engine: sa.Engine
     assert names == [STRUCTURE["nom"]]
     assert "ZZnom {{ 6*7 }}" in names[0] and not names[0].endswith(" " + uid)
     check_json(json.loads(json.dumps(doc, default=str)), [SITE["nom"], NEED["structure_nom"]])
+
+
+def test_politique_ville_block_lists_planted_employer_as_text(
+    hostile: int, engine: sa.Engine
+) -> None:
+    """The registry employer named in the "Politique de la ville" block is escaped data."""
+    with engine.connect() as conn:
+        doc, _layers, page = build_report(conn, DEP)
+    pv = doc["politique_ville"]
+    assert pv["employers_in_registry"] == 1
+    assert [e["name"] for e in pv["registry_employers"]] == [STRUCTURE["nom"]]
+    block = page.split('id="politique-ville"', 1)[1].split("</section>", 1)[0]
+    check_html(block, [STRUCTURE["nom"]])
 
 
 @pytest.mark.browser

@@ -85,6 +85,7 @@ def foncier_indicators(
     say("Communes et population")
     communes = [dict(r) for r in conn.execute(sql("communes.sql"), {"dep": dep}).mappings()]
     layers = _layers(conn, dep, communes)
+    politique_ville = _politique_ville(conn, dep, layers)
     say("Structures de l'ESS")
     structures = [
         dict(r)
@@ -149,6 +150,7 @@ def foncier_indicators(
         "price_trend": trend,
         "supply": _supply(sites, layers, opts),
         "qpv_figures": _qpv_figures(conn, dep, structures, sales, layers, opts),
+        "politique_ville": politique_ville,
         "needs": {
             "available": layers["needs"]["available"],
             "count": len(needs) if layers["needs"]["available"] else None,
@@ -717,6 +719,94 @@ def _qpv_figures(
             }
         )
     return {"available": True, "reason": None, "quartiers": out}
+
+
+POST_PROGRAMS = {
+    "adultes_relais": "Postes d'adultes-relais",
+    "fonjep_qpv": "Postes FONJEP en QPV",
+}
+
+
+def _politique_ville(conn: Connection, dep: str, layers: dict[str, Any]) -> dict[str, Any]:
+    """ANCT posts funded in the département (adultes-relais, FONJEP in QPV) and their
+    employers found in the registry by SIRET; null with the reason when a layer is absent."""
+    loaded = [dict(r) for r in conn.execute(sql("posts_layers.sql"), {"d": dep}).mappings()]
+    here = [lay for lay in loaded if lay["n_dep"]]
+    year = max((lay["last_year"] for lay in here), default=None)
+    sources = [lay["source"] for lay in here]
+    posts = (
+        [
+            dict(r)
+            for r in conn.execute(
+                sql("posts.sql"), {"d": dep, "year": year, "sources": sources}
+            ).mappings()
+        ]
+        if year is not None
+        else []
+    )
+    programs: dict[str, Any] = {}
+    for kind, label in POST_PROGRAMS.items():
+        mine = [lay for lay in loaded if lay["kind"] == kind]
+        rows = [p for p in posts if p["program"] == kind]
+        reason = (
+            "couche non chargée"
+            if not mine
+            else None
+            if any(lay["n_dep"] for lay in mine)
+            else f"département hors de la couverture de la couche ({mine[0]['coverage']})"
+        )
+        programs[kind] = {
+            "label": label,
+            "available": reason is None,
+            "reason": reason,
+            "source": ", ".join(lay["source"] for lay in mine) or None,
+            "posts": len(rows) if reason is None else None,
+            "amount_eur": round(sum(p["amount_eur"] or 0 for p in rows), 2)
+            if reason is None
+            else None,
+        }
+    ok = [k for k, v in programs.items() if v["available"]]
+    missing = [f"{POST_PROGRAMS[k]} : {v['reason']}" for k, v in programs.items() if k not in ok]
+    # The employer is its SIRET when the file gives one, else its name (FONJEP): one employer
+    # of both programs may then count twice, which the note says.
+    employers = {p["siret"] or f"nom:{p['employer_name'].strip().upper()}" for p in posts}
+    matched: dict[str, dict[str, Any]] = {}
+    for p in posts:
+        if p["siret"] and p["structure_name"] is not None:
+            matched.setdefault(
+                p["siret"],
+                {"siret": p["siret"], "name": p["structure_name"], "posts": 0},
+            )["posts"] += 1
+    block: dict[str, Any] = {
+        "available": bool(ok),
+        "reason": None if ok else "non chargé : " + " ; ".join(missing),
+        "missing": missing,
+        "year": year,
+        "scope": f"postes financés en {year}, source ANCT" if year else None,
+        "programs": programs,
+        "posts": len(posts) if ok else None,
+        "amount_eur": round(sum(p["amount_eur"] or 0 for p in posts), 2) if ok else None,
+        "employers": len(employers) if ok else None,
+        "employers_note": "employeurs distincts : par SIRET pour les adultes-relais, par nom "
+        "pour le FONJEP (un employeur des deux dispositifs peut compter deux fois)",
+        "employers_in_registry": len(matched)
+        if ok and programs["adultes_relais"]["available"]
+        else None,
+        "registry_employers": sorted(matched.values(), key=lambda m: (-m["posts"], m["name"])),
+    }
+    layers["politique_ville"] = {
+        "available": bool(ok),
+        "label": "Politique de la ville : postes financés par l'ANCT (adultes-relais, FONJEP)",
+        "source": ", ".join(lay["source"] for lay in loaded) or None,
+        "description": " ; ".join(lay["description"] for lay in loaded if lay["description"])
+        or None,
+        "vintage": ", ".join(sorted({lay["vintage"] for lay in loaded if lay["vintage"]})) or None,
+        "coverage": f"{len(posts)} postes financés en {year} dans le département" if ok else None,
+        "note": None
+        if ok
+        else "Contexte politique de la ville non établi : " + " ; ".join(missing),
+    }
+    return block
 
 
 def _known_sum(rows: list[dict[str, Any]], key: str) -> int | None:

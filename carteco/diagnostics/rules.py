@@ -197,6 +197,47 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
             }
         )
 
+    # 3b. Politique de la ville employers (ANCT posts): partners for premises in the QPV,
+    # cited even when no QPV outline is loaded.
+    pv = doc.get("politique_ville") or {}
+    if pv.get("available") and pv.get("posts"):
+        names = [e["name"] for e in pv["registry_employers"][:5]]
+        in_registry = pv["employers_in_registry"]
+        recos.append(
+            {
+                "rule": "politique_ville_employeurs",
+                "title": "Employeurs de la politique de la ville : partenaires pour les locaux "
+                "en quartier prioritaire",
+                "territory": doc["departement"]["name"],
+                "text": (
+                    f"{pv['posts']} poste(s) (adultes-relais, FONJEP en QPV) chez "
+                    f"{pv['employers']} employeur(s), "
+                    + f"{round(pv['amount_eur']):,} € ".replace(",", "\u202f")
+                    + f"({pv['scope']})"
+                    + (
+                        f" ; {in_registry} sont des structures du registre"
+                        + (
+                            f" ({', '.join(names)}{'…' if in_registry > 5 else ''})"
+                            if names
+                            else ""
+                        )
+                        if in_registry is not None
+                        else ""
+                    )
+                    + ". Associer ces employeurs au recensement des besoins de locaux et aux "
+                    "conventions de pieds d'immeubles avec les bailleurs sociaux du contrat "
+                    "de ville."
+                ),
+                "figures": {
+                    "postes": pv["posts"],
+                    "montant_eur": pv["amount_eur"],
+                    "employeurs": pv["employers"],
+                    "employeurs_du_registre": in_registry,
+                    "perimetre": pv["scope"],
+                },
+            }
+        )
+
     # 4. Unmet needs: a premises exchange.
     if unmet:
         kinds: dict[str, int] = defaultdict(int)

@@ -41,6 +41,19 @@ NEED_KINDS = {
 }
 
 
+# ANCT politique de la ville posts (adultes-relais, FONJEP in QPV): one format for both.
+POST_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id_poste",),
+    "employer": ("code_tiers",),
+    "name": ("raison_sociale",),
+    "year": ("annee",),
+    "amount": ("montant",),
+    "contrat_ville": ("code_cv",),
+    "departement": ("insee_dep", "code_departement"),
+    "region": ("insee_reg",),
+}
+
+
 ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "dvf": {
         "id_mutation": ("id_mutation",),
@@ -123,6 +136,8 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
             "taux_vacance_2ans",
         ),
     },
+    "adultes_relais": POST_ALIASES,
+    "fonjep_qpv": POST_ALIASES,
     "qpv": {
         "code": ("code_qp", "code_qpv", "code_quartier", "code"),
         "name": ("nom_qp", "nom_qpv", "lib_qp", "nom"),
@@ -139,6 +154,8 @@ REQUIRED = {
     "besoins": ("id", "name", "kind"),
     "qpv": ("code",),
     "lovac": ("commune", "vacants_2ans_pct"),
+    "adultes_relais": ("id", "employer", "year", "amount", "departement"),
+    "fonjep_qpv": ("id", "employer", "year", "amount", "departement"),
 }
 
 
@@ -189,7 +206,7 @@ def upsert(
     report: ImportReport,
 ) -> None:
     """Insert new keys, update changed ones (by content hash), count the unchanged."""
-    tbl = quote_ident(table, ("land_transactions", "land_sites", "land_needs"))
+    tbl = quote_ident(table, ("land_transactions", "land_sites", "land_needs", "land_posts"))
     col = quote_ident(key, ("id_mutation", "source_id"))
     existing: dict[str, str] = dict(
         conn.execute(

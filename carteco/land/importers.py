@@ -1,4 +1,5 @@
-"""Land importers: DVF, friches (CNIG), vacant premises / public land, needs, QPV polygons.
+"""Land importers: DVF, friches (CNIG), vacant premises / public land, needs, QPV polygons,
+LOVAC and the ANCT politique de la ville posts (adultes-relais, FONJEP in QPV).
 
 Same conventions as the structure importer: the file is read by `read_table`, every row is
 validated (errors name row, column, value, reason), and the write is one transaction that
@@ -23,10 +24,11 @@ from carteco.land.dvf import parse_dvf, write_dvf
 from carteco.land.friches import parse_friches
 from carteco.land.lovac import parse_lovac, write_lovac
 from carteco.land.needs import parse_needs, write_needs
+from carteco.land.posts import parse_adultes_relais, parse_fonjep_qpv, write_posts
 from carteco.land.qpv import parse_qpv, write_qpv
 from carteco.land.sites import geocode_addresses, parse_sites, write_sites
 
-KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac")
+KINDS = ("dvf", "friches", "sites", "besoins", "qpv", "lovac", "adultes_relais", "fonjep_qpv")
 
 
 def run_land_import(
@@ -109,6 +111,8 @@ PARSERS: dict[str, Callable[[Connection, str, SourceTable, Progress | None], Par
     "besoins": parse_needs,
     "qpv": parse_qpv,
     "lovac": parse_lovac,
+    "adultes_relais": parse_adultes_relais,
+    "fonjep_qpv": parse_fonjep_qpv,
 }
 
 
@@ -119,4 +123,6 @@ WRITERS: dict[str, Callable[[Connection, str, Parsed, ImportReport], None]] = {
     "besoins": write_needs,
     "qpv": write_qpv,
     "lovac": write_lovac,
+    "adultes_relais": write_posts,
+    "fonjep_qpv": write_posts,
 }
