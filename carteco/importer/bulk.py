@@ -304,9 +304,16 @@ def _run(
             clock.t = started
             clock("read, validate, COPY")
             _merge_duplicates(conn, cur, tagger)
+            # Looked up by source id after the writes (--missing, the review): indexed, so no
+            # plan can turn those lookups into a scan of the staging table per structure.
+            conn.execute(sa.text("CREATE INDEX ON bulk_stage (source_id)"))
             conn.execute(sa.text("ANALYZE bulk_stage"))
             clock("duplicates")
             _upsert(conn, cur, report)
+            # The statements that follow read structures: their planner must know the rows
+            # this import just wrote (an empty table's statistics would say 1 row, and a
+            # nested loop over 100,000 structures × the staging table never ended).
+            conn.execute(sa.text("ANALYZE structures"))
             clock("match and write")
             # Per-row triggers are back on: closures and flags bump versions as usual.
             report.missing = apply_missing(
