@@ -3,6 +3,8 @@ host but Carteco itself (Chromium, outside requests blocked and recorded)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
@@ -37,3 +39,11 @@ def test_no_page_loads_anything_from_another_host(live_server: str, demo_data: s
         assert not browser.blocked, f"requests to other hosts: {browser.blocked}"
     finally:
         browser.close()
+
+
+def test_swagger_ui_calls_no_validator(client: Any) -> None:
+    """Served under a public host name, Swagger UI would fetch a badge from validator.swagger.io
+    (it skips that only on localhost, which the browser test above uses)."""
+    page = client.get("/docs").text
+    assert '"validatorUrl": null' in page
+    assert "swagger.io" not in page and "cdn.jsdelivr" not in page

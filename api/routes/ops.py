@@ -58,6 +58,9 @@ def docs_router() -> APIRouter:
             swagger_js_url=ASSETS.url("vendor/swagger-ui/swagger-ui-bundle.js"),
             swagger_css_url=ASSETS.url("vendor/swagger-ui/swagger-ui.css"),
             swagger_favicon_url=ASSETS.url("vendor/swagger-ui/favicon-32x32.png"),
+            # Swagger UI otherwise draws a badge fetched from validator.swagger.io (for any
+            # host but localhost): the page must render offline and call no third party.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     return router
