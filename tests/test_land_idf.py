@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
 from carteco.diagnostics.indicators import foncier_indicators
-from carteco.diagnostics.report import build_report
+from carteco.diagnostics.report import SCHEMA_FILE, build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
@@ -248,7 +249,9 @@ def _contrats_ville_raw() -> pd.DataFrame:
     )
 
 
-def test_contrats_ville_of_93_and_94_match_pandas(idf: dict[str, Any], engine: sa.Engine) -> None:
+def test_contrats_ville_of_93_and_94_match_pandas(
+    idf: dict[str, Any], engine: sa.Engine, client: Any
+) -> None:
     """Posts, schemes, amounts and employers per contrat de ville, recomputed from the raw ANCT
     posts and the shipped contrats de ville; posts without a code counted apart, with why."""
     ar = pd.read_csv(ADULTES_RELAIS, dtype=str, keep_default_na=False)
@@ -336,6 +339,12 @@ def test_contrats_ville_of_93_and_94_match_pandas(idf: dict[str, Any], engine: s
         legend = [e["label"] for e in data["legend"]]
         assert f"{most} postes" in legend
         assert len(layers["contrats_ville"]["features"]) == len(rows)
+        # The same figures in the JSON of the API, valid against the published schema.
+        r = client.get(f"/diagnostics/foncier/{dep}.json")
+        assert r.status_code == 200
+        served = r.json()
+        assert served["politique_ville"]["contrats_ville"] == json.loads(json.dumps(cv))
+        jsonschema.validate(served, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
 
 
 def test_contrats_ville_layer_missing_gives_null_with_reason(
