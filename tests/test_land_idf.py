@@ -225,6 +225,9 @@ def test_politique_ville_context_of_93_and_94_matches_pandas(
         assert lever["figures"]["postes"] == len(a) + len(f)
         assert lever["figures"]["employeurs_du_registre"] == len(matched)
         assert "postes financés en 2023, source ANCT" in lever["text"]
+        top = [c for c in pv["contrats_ville"]["contrats"] if c["posts"]][:3]
+        assert lever["figures"]["contrats_de_ville"] == {c["code"]: c["posts"] for c in top}
+        assert f"{top[0]['name']} ({top[0]['posts']})" in lever["text"]
         assert "Politique de la ville" in html
         assert "postes financés en 2023, source ANCT" in html
         for e in pv["registry_employers"]:
@@ -436,6 +439,7 @@ def test_93_pdf_report_printed_by_chromium(
     for expected in ("Pression foncière", "Offre foncière", "Recommandations", "Méthode"):
         assert expected in text
     assert "Appel à projet Fonds Friches" in text
+    assert "Par contrat de ville" in text and "CA Est Ensemble (CV350)" in text
     # The printed maps (network off) carry their basemap's place names and their legend.
     assert "Limite du département" in text and "Gare ou station" in text
     assert "Noisy-le-Grand" in text and "VAL-D'OISE" in text.upper()

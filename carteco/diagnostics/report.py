@@ -497,26 +497,29 @@ def _cv_radius(posts: int, most: int) -> float:
 
 
 def _legend_steps(most: int) -> list[int]:
-    """Two or three round post counts for the legend of the proportional circles."""
+    """The largest post count, then round ones (1, 2 or 5 × 10ⁿ) near a quarter and a
+    sixteenth of it, for the legend of the proportional circles."""
     steps = [most]
     for v in (most / 4, most / 16):
-        nice = int(10 ** math.floor(math.log10(v))) if v >= 1 else 0
-        step = round(v / nice) * nice if nice else 0
-        if step >= 1 and step not in steps:
+        if v < 1:
+            break
+        power = 10 ** math.floor(math.log10(v))
+        step = max(k * power for k in (1, 2, 5) if k * power <= v)
+        if step not in steps:
             steps.append(step)
     return steps
 
 
 def _contrats_ville_map(
-    layers: dict[str, Any], bounds: list[list[float]] | None, stations: list[dict[str, Any]]
+    layers: dict[str, Any], bounds: list[list[float]] | None
 ) -> dict[str, Any] | None:
     """The contrats de ville as circles sized by their posts (hollow: none), or None."""
     feats = [f for f in layers["contrats_ville"]["features"] if f["geometry"]]
     if not feats:
         return None
     m = _Map("contrats-ville", bounds)
+    # No stations here: hundreds of dots would hide the few circles this map is about.
     _outline_layer(m, layers)
-    _stations_layer(m, stations)
     most = max(f["properties"]["postes"] for f in feats)
     # The largest circles first: the small ones stay on top, readable and pointable.
     feats.sort(key=lambda f: -f["properties"]["postes"])
@@ -583,7 +586,7 @@ def build_maps(
     stations = stations or []
     tax = {n.code: n.color for n in load_taxonomy().nodes}
     maps: dict[str, dict[str, Any]] = {}
-    cv_map = _contrats_ville_map(layers, bounds, stations)
+    cv_map = _contrats_ville_map(layers, bounds)
     if cv_map:
         maps["contrats_ville"] = cv_map
 
