@@ -1029,3 +1029,20 @@ land_posts = sa.Table(
     sa.CheckConstraint("amount_eur >= 0", name="land_posts_amount_eur_check"),
     sa.Index("land_posts_dep_idx", "departement_code", "program", "year"),
 )
+
+
+# --- 0025_contrats_ville ------------------------------------------------------------------
+
+# One point per contrat de ville, as the ANCT publishes its centre (shipped reference layer):
+# the posts of land_posts are grouped by its code in the land diagnostic.
+contrats_ville = sa.Table(
+    "contrats_ville",
+    metadata,
+    sa.Column("code", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("departement_code", sa.Text, nullable=False),
+    sa.Column("codgeo", sa.Text),
+    sa.Column("geom", _point(), nullable=False),
+    sa.Column("layer", sa.Text, nullable=False),
+    sa.Index("contrats_ville_dep_idx", "departement_code"),
+)

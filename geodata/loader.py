@@ -313,6 +313,37 @@ def _load_stations(conn: Connection, layer: Layer) -> int:
     return len(rows)
 
 
+def _load_contrats_ville(conn: Connection, layer: Layer) -> int:
+    rows = [
+        {
+            "code": f["properties"]["code_cv"],
+            "name": f["properties"]["lib_cv"],
+            "departement_code": f["properties"]["code_dep"],
+            "codgeo": f["properties"].get("codgeo"),
+            "geom": json.dumps(f["geometry"]),
+            "layer": layer.name,
+        }
+        for f in _features(layer.path)
+    ]
+    conn.execute(sa.text("DELETE FROM contrats_ville WHERE layer = :layer"), {"layer": layer.name})
+    # A code already loaded by another layer is kept: the first layer of the manifest wins.
+    execute_rows(
+        conn,
+        sa.text(
+            """
+            INSERT INTO contrats_ville (code, name, departement_code, codgeo, geom, layer)
+            SELECT code, name, departement_code, codgeo,
+                   ST_SetSRID(ST_GeomFromGeoJSON(geom), 4326), layer
+              FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(code text, name text,
+                   departement_code text, codgeo text, geom text, layer text)
+            ON CONFLICT (code) DO NOTHING
+            """
+        ),
+        rows,
+    )
+    return len(rows)
+
+
 def _load_table(conn: Connection, layer: Layer) -> int:
     rows = list(_csv_rows(layer.path))
     if layer.name == "codes_postaux_france":
@@ -379,6 +410,7 @@ def _load_table(conn: Connection, layer: Layer) -> int:
 LOADERS: dict[str, Callable[[Connection, Layer], int]] = {
     "territories": _load_territories,
     "stations": _load_stations,
+    "contrats_ville": _load_contrats_ville,
     "table": _load_table,
 }
 

@@ -405,6 +405,10 @@ def test_politique_ville_not_loaded_is_null_with_reason(
         assert prog["posts"] is None and prog["amount_eur"] is None
         assert prog["reason"] == "couche non chargée"
     assert loaded["docs"]["23"]["layers"]["politique_ville"]["available"] is False
+    # No contrat de ville of the shipped (IDF) layer here: null with the reason, no zeros.
+    cv = pv["contrats_ville"]
+    assert cv["available"] is False and cv["contrats"] is None and cv["unattributed"] is None
+    assert cv["reason"].startswith("département hors de la couverture de la couche")
     with engine.connect() as conn:
         _doc, _layers, html = build_report(conn, "23")
     assert "Contexte politique de la ville non chargé" in html

@@ -3,7 +3,9 @@ diagnostics built from them, checked against independent pandas computations."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -11,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -19,7 +22,7 @@ from pypdf import PdfReader
 
 from carteco.demo import DEMO_LAND, DEMO_SOURCES
 from carteco.diagnostics.indicators import foncier_indicators
-from carteco.diagnostics.report import build_report
+from carteco.diagnostics.report import SCHEMA_FILE, build_report
 from carteco.importer import run_import
 from carteco.importer.mapping import Mapping
 from carteco.land import run_land_import
@@ -222,10 +225,148 @@ def test_politique_ville_context_of_93_and_94_matches_pandas(
         assert lever["figures"]["postes"] == len(a) + len(f)
         assert lever["figures"]["employeurs_du_registre"] == len(matched)
         assert "postes financés en 2023, source ANCT" in lever["text"]
+        top = [c for c in pv["contrats_ville"]["contrats"] if c["posts"]][:3]
+        assert lever["figures"]["contrats_de_ville"] == {c["code"]: c["posts"] for c in top}
+        assert f"{top[0]['name']} ({top[0]['posts']})" in lever["text"]
         assert "Politique de la ville" in html
         assert "postes financés en 2023, source ANCT" in html
         for e in pv["registry_employers"]:
             assert html_escape(e["name"]) in html
+
+
+CV_FILE = ROOT / "geodata" / "data" / "contrats_ville_idf_anct.geojson"
+
+
+def _contrats_ville_raw() -> pd.DataFrame:
+    """The shipped contrats de ville (one point each), read from the file itself."""
+    feats = json.loads(CV_FILE.read_text(encoding="utf-8"))["features"]
+    return pd.DataFrame(
+        [
+            {
+                **f["properties"],
+                "lon": f["geometry"]["coordinates"][0],
+                "lat": f["geometry"]["coordinates"][1],
+            }
+            for f in feats
+        ]
+    )
+
+
+def test_contrats_ville_of_93_and_94_match_pandas(
+    idf: dict[str, Any], engine: sa.Engine, client: Any
+) -> None:
+    """Posts, schemes, amounts and employers per contrat de ville, recomputed from the raw ANCT
+    posts and the shipped contrats de ville; posts without a code counted apart, with why."""
+    ar = pd.read_csv(ADULTES_RELAIS, dtype=str, keep_default_na=False)
+    fj = pd.read_csv(FONJEP, dtype=str, keep_default_na=False)
+    ar["employer"] = ar["code_tiers"]
+    fj["employer"] = "nom:" + fj["raison_sociale"].str.strip().str.upper()
+    ar["program"], fj["program"] = "adultes_relais", "fonjep_qpv"
+    posts = pd.concat([ar, fj])
+    posts = posts[posts["annee"] == "2023"]
+    posts["montant"] = posts["montant"].astype(float)
+    cvs = _contrats_ville_raw().set_index("code_cv")
+    registry = _registry_sirets()
+    for dep in ("93", "94"):
+        cv = idf["docs"][dep]["politique_ville"]["contrats_ville"]
+        assert cv["available"] and cv["reason"] is None
+        mine = posts[posts["insee_dep"] == dep]
+        rows = {c["code"]: c for c in cv["contrats"]}
+        # Every contrat de ville of the département is listed, with or without posts.
+        expected_codes = set(cvs.index[cvs["code_dep"] == dep]) | (
+            set(mine["code_cv"]) & set(cvs.index)
+        )
+        assert set(rows) == expected_codes
+        for code, c in rows.items():
+            g = mine[mine["code_cv"] == code]
+            assert c["name"] == cvs.loc[code, "lib_cv"]
+            assert c["departement_code"] == cvs.loc[code, "code_dep"] == dep
+            assert (c["lon"], c["lat"]) == pytest.approx(
+                (cvs.loc[code, "lon"], cvs.loc[code, "lat"])
+            )
+            assert c["posts"] == len(g)
+            assert c["programs"] == {
+                "adultes_relais": int((g["program"] == "adultes_relais").sum()),
+                "fonjep_qpv": int((g["program"] == "fonjep_qpv").sum()),
+            }
+            assert c["amount_eur"] == pytest.approx(g["montant"].sum())
+            assert c["employers"] == g["employer"].nunique()
+            sirets = set(g.loc[g["program"] == "adultes_relais", "code_tiers"])
+            assert c["employers_in_registry"] == len(sirets & registry)
+        # The contrats de ville named in issue #16 carry the posts the ANCT gives them.
+        named = {"93": ("CV349", "CV350", "CV351", "CV353"), "94": ("CV357",)}[dep]
+        assert all(rows[code]["posts"] > 0 for code in named)
+        if dep == "93":
+            assert rows["CV350"]["name"] == "CA Est Ensemble" and rows["CV350"]["posts"] == 73
+            assert rows["CV913"]["posts"] == 0  # Villemomble: no post in 2023, a true zero
+        # Posts without a code: apart, with the reason, never dropped.
+        blank = mine[mine["code_cv"].str.strip() == ""]
+        apart = cv["unattributed"]
+        assert len(blank) > 0
+        assert [(u["reason"], u["posts"]) for u in apart] == [
+            ("code de contrat de ville non renseigné dans le fichier de l'ANCT", len(blank))
+        ]
+        assert apart[0]["amount_eur"] == pytest.approx(blank["montant"].sum())
+        pv = idf["docs"][dep]["politique_ville"]
+        assert sum(c["posts"] for c in rows.values()) + apart[0]["posts"] == pv["posts"]
+        layer = idf["docs"][dep]["layers"]["contrats_ville"]
+        assert layer["available"] and "contrats_ville_idf" in layer["source"]
+
+        with engine.connect() as conn:
+            doc, layers, html = build_report(conn, dep)
+        block = html.split('id="contrats-ville"', 1)[1].split("</section>", 1)[0]
+        assert "Par contrat de ville" in html and "Postes sans contrat de ville connu" in block
+        for c in cv["contrats"]:
+            assert f"{html_escape(c['name'])} ({c['code']})" in block
+        assert "centre du contrat de ville tel que le publie l'ANCT" in block
+        # The map: one circle per contrat de ville, its area proportional to its posts.
+        data = json.loads(
+            re.search(
+                r'<script type="application/json" data-carte="carte-contrats-ville">(.*?)</script>',
+                block,
+                re.S,
+            ).group(1)
+        )
+        layer_cv = next(lay for lay in data["layers"] if lay["name"] == "Contrats de ville")
+        assert len(layer_cv["features"]) == len(rows)
+        radius = {
+            f["properties"]["t"][1]: f["properties"]["s"]["radius"] for f in layer_cv["features"]
+        }
+        most = max(c["posts"] for c in rows.values())
+        for code, c in rows.items():
+            if c["posts"]:
+                want = max(24 * (c["posts"] / most) ** 0.5, 3.0)
+                assert radius[code] == pytest.approx(want, abs=0.01)
+            else:
+                assert radius[code] == 3.5
+        legend = [e["label"] for e in data["legend"]]
+        assert f"{most} postes" in legend
+        assert len(layers["contrats_ville"]["features"]) == len(rows)
+        # The same figures in the JSON of the API, valid against the published schema.
+        r = client.get(f"/diagnostics/foncier/{dep}.json")
+        assert r.status_code == 200
+        served = r.json()
+        assert served["politique_ville"]["contrats_ville"] == json.loads(json.dumps(cv))
+        jsonschema.validate(served, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def test_contrats_ville_layer_missing_gives_null_with_reason(
+    idf: dict[str, Any], engine: sa.Engine
+) -> None:
+    """Without the contrats de ville layer: null with "couche non chargée", never zeros."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("DELETE FROM contrats_ville"))
+        doc = foncier_indicators(conn, "93")
+        _doc, _layers, html = build_report(conn, "93")
+        conn.rollback()  # the shipped layer stays loaded for the other tests
+    cv = doc["politique_ville"]["contrats_ville"]
+    assert cv["available"] is False and cv["reason"] == "couche non chargée"
+    assert cv["contrats"] is None and cv["unattributed"] is None
+    assert doc["politique_ville"]["posts"] > 0  # the département's totals stay
+    assert doc["layers"]["contrats_ville"]["available"] is False
+    assert "couche non chargée" in doc["layers"]["contrats_ville"]["note"]
+    assert "Postes non répartis par contrat de ville : couche non chargée" in html
+    assert 'data-carte="carte-contrats-ville"' not in html
 
 
 def test_anct_posts_reimport_and_row_errors(
@@ -298,6 +439,7 @@ def test_93_pdf_report_printed_by_chromium(
     for expected in ("Pression foncière", "Offre foncière", "Recommandations", "Méthode"):
         assert expected in text
     assert "Appel à projet Fonds Friches" in text
+    assert "Par contrat de ville" in text and "CA Est Ensemble (CV350)" in text
     # The printed maps (network off) carry their basemap's place names and their legend.
     assert "Limite du département" in text and "Gare ou station" in text
     assert "Noisy-le-Grand" in text and "VAL-D'OISE" in text.upper()

@@ -353,6 +353,39 @@ def test_politique_ville_block_lists_planted_employer_as_text(
     check_html(block, [STRUCTURE["nom"]])
 
 
+def test_contrat_de_ville_name_is_text_in_table_map_and_json(
+    hostile: int, engine: sa.Engine
+) -> None:
+    """A contrat de ville named with template syntax and HTML: literal in the "Par contrat de
+    ville" table, in the map's tooltip data and in the JSON figures, never evaluated."""
+    name = planted("lib_cv")
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO contrats_ville (code, name, departement_code, geom, layer) "
+                "VALUES ('CV931', :n, :d, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), 'essai')"
+            ),
+            {"n": name, "d": DEP, "lon": LON, "lat": LAT},
+        )
+        doc, _layers, page = build_report(conn, DEP)
+        conn.rollback()  # the shipped layer stays as it is
+    rows = {c["code"]: c for c in doc["politique_ville"]["contrats_ville"]["contrats"]}
+    assert rows["CV931"]["name"] == name and rows["CV931"]["posts"] == 1
+    assert rows["CV931"]["employers_in_registry"] == 1
+    check_json(json.loads(json.dumps(doc, default=str)), [name])
+    block = page.split('id="contrats-ville"', 1)[1].split("</section>", 1)[0]
+    check_html(block, [name])
+    assert html.escape(name, quote=False) in block  # the table cell, escaped
+    tips = [
+        v
+        for data in _script_data(block)
+        for layer in data["layers"]
+        for f in layer.get("features", [])
+        for v in f["properties"].get("t", [])
+    ]
+    assert name in tips
+
+
 @pytest.mark.browser
 def test_report_tooltip_shows_planted_name_as_text_in_chromium(
     hostile: int, live_server: str

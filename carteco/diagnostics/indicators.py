@@ -769,7 +769,7 @@ def _politique_ville(conn: Connection, dep: str, layers: dict[str, Any]) -> dict
     missing = [f"{POST_PROGRAMS[k]} : {v['reason']}" for k, v in programs.items() if k not in ok]
     # The employer is its SIRET when the file gives one, else its name (FONJEP): one employer
     # of both programs may then count twice, which the note says.
-    employers = {p["siret"] or f"nom:{p['employer_name'].strip().upper()}" for p in posts}
+    employers = {_employer_key(p) for p in posts}
     matched: dict[str, dict[str, Any]] = {}
     for p in posts:
         if p["siret"] and p["structure_name"] is not None:
@@ -794,6 +794,7 @@ def _politique_ville(conn: Connection, dep: str, layers: dict[str, Any]) -> dict
         else None,
         "registry_employers": sorted(matched.values(), key=lambda m: (-m["posts"], m["name"])),
     }
+    block["contrats_ville"] = _contrats_ville(conn, dep, posts, block, layers)
     layers["politique_ville"] = {
         "available": bool(ok),
         "label": "Politique de la ville : postes financés par l'ANCT (adultes-relais, FONJEP)",
@@ -807,6 +808,134 @@ def _politique_ville(conn: Connection, dep: str, layers: dict[str, Any]) -> dict
         else "Contexte politique de la ville non établi : " + " ; ".join(missing),
     }
     return block
+
+
+CV_LAYER_MISSING = "couche non chargée"
+CV_NO_CODE = "code de contrat de ville non renseigné dans le fichier de l'ANCT"
+
+
+def _employer_key(p: dict[str, Any]) -> str:
+    """The employer of a post: its SIRET, else its name (FONJEP posts carry no SIRET)."""
+    return p["siret"] or f"nom:{p['employer_name'].strip().upper()}"
+
+
+def _post_figures(
+    rows: list[dict[str, Any]], programs: dict[str, Any], with_registry: bool
+) -> dict[str, Any]:
+    """Posts (per scheme: null when the scheme's layer is absent), amount and employers."""
+    return {
+        "posts": len(rows),
+        "programs": {
+            k: sum(1 for p in rows if p["program"] == k) if v["available"] else None
+            for k, v in programs.items()
+        },
+        "amount_eur": round(sum(p["amount_eur"] or 0 for p in rows), 2),
+        "employers": len({_employer_key(p) for p in rows}),
+        "employers_in_registry": len(
+            {p["siret"] for p in rows if p["siret"] and p["structure_name"] is not None}
+        )
+        if with_registry
+        else None,
+    }
+
+
+def _contrats_ville(
+    conn: Connection,
+    dep: str,
+    posts: list[dict[str, Any]],
+    block: dict[str, Any],
+    layers: dict[str, Any],
+) -> dict[str, Any]:
+    """The département's posts per contrat de ville (its code in the ANCT file), each with the
+    point the ANCT publishes as its centre; posts without a known contrat de ville apart."""
+    layer = dict(conn.execute(sql("contrats_ville_layer.sql")).mappings().one())
+    loaded = layer["n"] > 0
+    codes = sorted({p["contrat_ville"] for p in posts if p["contrat_ville"]})
+    known = (
+        {
+            r["code"]: dict(r)
+            for r in conn.execute(sql("contrats_ville.sql"), {"d": dep, "codes": codes}).mappings()
+        }
+        if loaded
+        else {}
+    )
+    mine = sum(1 for c in known.values() if c["departement_code"] == dep)
+    covered = bool(known)
+    layer_reason = (
+        CV_LAYER_MISSING
+        if not loaded
+        else None
+        if covered
+        else f"département hors de la couverture de la couche (départements {layer['coverage']})"
+    )
+    reason = layer_reason or (
+        None if block["available"] else f"postes ANCT absents : {block['reason']}"
+    )
+    layers["contrats_ville"] = {
+        "available": covered,
+        "label": "Contrats de ville (ANCT) : un point par contrat de ville",
+        "source": f"ANCT, application Ci.Ville (couche de référence {layer['layers']})"
+        if loaded
+        else None,
+        "vintage": layer["vintage"],
+        "coverage": f"{mine} contrats de ville dans le département" if covered else None,
+        "note": None
+        if covered
+        else f"Contrats de ville : {layer_reason} ; postes non répartis par contrat de ville",
+    }
+    out: dict[str, Any] = {
+        "available": reason is None,
+        "reason": reason,
+        "point_note": "point : centre du contrat de ville publié par l'ANCT, pas l'adresse des "
+        "postes (les postes n'en ont pas)",
+        "contrats": None,
+        "unattributed": None,
+    }
+    if reason is not None:
+        return out
+    programs = block["programs"]
+    with_registry = programs["adultes_relais"]["available"]
+    by_code: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    apart: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    unknown = (
+        f"code absent de la couche des contrats de ville (couverture : départements "
+        f"{layer['coverage']})"
+    )
+    for p in posts:
+        code = p["contrat_ville"]
+        if not code:
+            apart[CV_NO_CODE].append(p)
+        elif code in known:
+            by_code[code].append(p)
+        else:
+            apart[unknown].append(p)
+    rows = []
+    # The contrats de ville of the département without any post are listed too: a true zero,
+    # since the post layers cover the département.
+    for code, cv in known.items():
+        if cv["departement_code"] != dep and code not in by_code:
+            continue
+        rows.append(
+            {
+                "code": code,
+                "name": cv["name"],
+                "departement_code": cv["departement_code"],
+                "lon": round(cv["lon"], 6),
+                "lat": round(cv["lat"], 6),
+                **_post_figures(by_code.get(code, []), programs, with_registry),
+            }
+        )
+    rows.sort(key=lambda r: (-r["posts"], r["code"]))
+    out["contrats"] = rows
+    out["unattributed"] = [
+        {
+            "reason": why,
+            "codes": sorted({p["contrat_ville"] for p in group if p["contrat_ville"]}),
+            **_post_figures(group, programs, with_registry),
+        }
+        for why, group in sorted(apart.items())
+    ]
+    return out
 
 
 def _known_sum(rows: list[dict[str, Any]], key: str) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import statistics
 from collections.abc import Callable
@@ -172,6 +173,25 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
             # The map shows the sales behind the headline median: market sales of premises.
             if is_market_sale(r.nature_mutation)
         ]
+    cv = doc["politique_ville"]["contrats_ville"]
+    contrats = [
+        {
+            "type": "Feature",
+            "geometry": _point(c["lon"], c["lat"]),
+            "properties": {
+                "code": c["code"],
+                "nom": c["name"],
+                "departement": c["departement_code"],
+                "postes": c["posts"],
+                "postes_adultes_relais": c["programs"]["adultes_relais"],
+                "postes_fonjep_qpv": c["programs"]["fonjep_qpv"],
+                "montant_eur": c["amount_eur"],
+                "employeurs": c["employers"],
+                "employeurs_du_registre": c["employers_in_registry"],
+            },
+        }
+        for c in cv["contrats"] or []
+    ]
     layers = {
         "communes": _fc(communes),
         "qpv": _fc(qpv),
@@ -180,6 +200,7 @@ def geojson_layers(conn: Connection, doc: dict[str, Any]) -> dict[str, dict[str,
         "besoins": _fc(needs),
         "structures": _fc(structures),
         "ventes_prix": _fc(sales),
+        "contrats_ville": _fc(contrats),
         "departement": _fc(
             [
                 {
@@ -327,9 +348,13 @@ class _Map:
         # In-map legend entries (label, colour, shape): the printed map explains itself.
         self.legend: list[dict[str, str]] = []
 
-    def entry(self, label: str, colour: str, shape: str = "point") -> None:
-        """A legend entry: shape is "point", "area", "line" or "dash"."""
-        self.legend.append({"label": label, "colour": colour, "shape": shape})
+    def entry(self, label: str, colour: str, shape: str = "point", size: float = 0) -> None:
+        """A legend entry: shape is "point", "ring", "area", "line" or "dash"; `size` (px)
+        draws a point at the diameter of a proportional symbol."""
+        e: dict[str, Any] = {"label": label, "colour": colour, "shape": shape}
+        if size:
+            e["size"] = round(size, 1)
+        self.legend.append(e)
 
     def add(
         self,
@@ -462,6 +487,72 @@ def _points_layer(
     )
 
 
+CV_COLOUR = "#ad1457"
+CV_MAX_RADIUS = 24.0  # px, the contrat de ville with the most posts
+
+
+def _cv_radius(posts: int, most: int) -> float:
+    """Radius of a proportional circle: its area, not its radius, follows the posts."""
+    return CV_MAX_RADIUS * math.sqrt(posts / most) if most else 0.0
+
+
+def _legend_steps(most: int) -> list[int]:
+    """The largest post count, then round ones (1, 2 or 5 × 10ⁿ) near a quarter and a
+    sixteenth of it, for the legend of the proportional circles."""
+    steps = [most]
+    for v in (most / 4, most / 16):
+        if v < 1:
+            break
+        power = 10 ** math.floor(math.log10(v))
+        step = max(k * power for k in (1, 2, 5) if k * power <= v)
+        if step not in steps:
+            steps.append(step)
+    return steps
+
+
+def _contrats_ville_map(
+    layers: dict[str, Any], bounds: list[list[float]] | None
+) -> dict[str, Any] | None:
+    """The contrats de ville as circles sized by their posts (hollow: none), or None."""
+    feats = [f for f in layers["contrats_ville"]["features"] if f["geometry"]]
+    if not feats:
+        return None
+    m = _Map("contrats-ville", bounds)
+    # No stations here: hundreds of dots would hide the few circles this map is about.
+    _outline_layer(m, layers)
+    most = max(f["properties"]["postes"] for f in feats)
+    # The largest circles first: the small ones stay on top, readable and pointable.
+    feats.sort(key=lambda f: -f["properties"]["postes"])
+
+    def style(p: dict[str, Any]) -> dict[str, Any]:
+        if not p["postes"]:
+            return {"radius": 3.5, "color": CV_COLOUR, "weight": 1.5, "fillOpacity": 0}
+        return {"radius": round(max(_cv_radius(p["postes"], most), 3.0), 2)}
+
+    m.add(
+        "Contrats de ville",
+        feats,
+        {"color": "#ffffff"},
+        tooltip=[
+            ("nom", "Contrat de ville"),
+            ("code", "Code"),
+            ("postes", "Postes financés"),
+            ("postes_adultes_relais", "Adultes-relais"),
+            ("postes_fonjep_qpv", "FONJEP en QPV"),
+            ("montant_eur", "Montant (€)"),
+        ],
+        feature_style=style,
+        circle={"weight": 1.2, "fill": True, "fillColor": CV_COLOUR, "fillOpacity": 0.6},
+    )
+    for n in _legend_steps(most) if most else []:
+        m.entry(
+            f"{n} poste{'s' if n > 1 else ''}", CV_COLOUR, size=2 * max(_cv_radius(n, most), 3.0)
+        )
+    if any(not f["properties"]["postes"] for f in feats):
+        m.entry("Contrat de ville sans poste financé", CV_COLOUR, "ring", size=7)
+    return m.spec()
+
+
 def _bounds(layers: dict[str, Any]) -> list[list[float]] | None:
     xs: list[float] = []
     ys: list[float] = []
@@ -495,6 +586,9 @@ def build_maps(
     stations = stations or []
     tax = {n.code: n.color for n in load_taxonomy().nodes}
     maps: dict[str, dict[str, Any]] = {}
+    cv_map = _contrats_ville_map(layers, bounds)
+    if cv_map:
+        maps["contrats_ville"] = cv_map
 
     m = _Map("structures", bounds)
     _outline_layer(m, layers, shade=True)

@@ -203,6 +203,9 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
     if pv.get("available") and pv.get("posts"):
         names = [e["name"] for e in pv["registry_employers"][:5]]
         in_registry = pv["employers_in_registry"]
+        cv = pv.get("contrats_ville") or {}
+        # The contrats de ville holding most posts: where to meet those employers first.
+        top = [c for c in cv.get("contrats") or [] if c["posts"]][:3]
         recos.append(
             {
                 "rule": "politique_ville_employeurs",
@@ -224,6 +227,12 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
                         if in_registry is not None
                         else ""
                     )
+                    + (
+                        " ; contrats de ville qui en comptent le plus : "
+                        + ", ".join(f"{c['name']} ({c['posts']})" for c in top)
+                        if top
+                        else ""
+                    )
                     + ". Associer ces employeurs au recensement des besoins de locaux et aux "
                     "conventions de pieds d'immeubles avec les bailleurs sociaux du contrat "
                     "de ville."
@@ -234,6 +243,7 @@ def recommendations(doc: dict[str, Any], opts: Options) -> list[dict[str, Any]]:
                     "employeurs": pv["employers"],
                     "employeurs_du_registre": in_registry,
                     "perimetre": pv["scope"],
+                    "contrats_de_ville": {c["code"]: c["posts"] for c in top} or None,
                 },
             }
         )

@@ -86,7 +86,13 @@
         var mark = document.createElement("i");
         mark.className = "carte-legende-" + e.shape;
         if (e.shape === "line" || e.shape === "dash") mark.style.borderTopColor = e.colour;
+        else if (e.shape === "ring") mark.style.borderColor = e.colour;
         else mark.style.background = e.colour;
+        // A proportional symbol: drawn at the diameter it has on the map.
+        if (e.size) {
+          mark.style.width = e.size + "px";
+          mark.style.height = e.size + "px";
+        }
         row.appendChild(mark);
         row.appendChild(document.createTextNode(e.label));
         div.appendChild(row);
