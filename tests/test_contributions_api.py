@@ -253,6 +253,10 @@ def test_self_update_link_flow(http: TestClient, engine: sa.Engine, app_settings
     page = http.get("/contribuer/fiche", params={"lien": token})
     assert page.status_code == 200 and "Mettre à jour la fiche" in page.text
     form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page.text))
+    # Sent back unchanged: refused on the same page, with its reason.
+    same = http.post("/contribuer/fiche", data=form)
+    assert same.status_code == 400 and "Mettre à jour la fiche" in same.text
+    assert "fields : aucune modification proposée" in same.text
     form["phone"] = "01 48 00 00 00"
     r = http.post("/contribuer/fiche", data=form)
     assert r.status_code == 200 and "sera examinée" in r.text

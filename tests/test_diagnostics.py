@@ -22,6 +22,7 @@ from markupsafe import escape as html_escape
 from shapely.geometry import box
 
 from carteco.demo import DEMO_SOURCES
+from carteco.diagnostics import queries
 from carteco.diagnostics.indicators import foncier_indicators
 from carteco.diagnostics.report import SCHEMA_FILE, build_report, public, write_outputs
 from carteco.importer import run_import
@@ -615,6 +616,12 @@ def test_basemap_from_shipped_outlines_matches_geopandas(
     )
     m = max(x1 - x0, y1 - y0) * 0.12
     x0, y0, x1, y1 = x0 - m, y0 - m, x1 + m, y1 + m
+    # That frame is computed once, by one query, for the basemap's three queries.
+    with engine.connect() as conn:
+        frame = queries.basemap_frame(conn, "93")
+        assert queries.basemap_frame(conn, "99") is None  # no such département loaded
+    assert frame is not None
+    assert frame.box() == pytest.approx({"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1})
 
     def overlaps(g: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         b = g.bounds

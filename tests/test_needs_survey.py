@@ -104,6 +104,8 @@ def test_need_survey_submit_moderate_and_appear_in_93_report(
     assert fresh
     r = http.post("/besoins-fonciers", data=_need(form_token=fresh.group(1)))
     assert r.status_code == 400 and "trop vite" in r.text
+    # The page sent back keeps the form's own token (its age), not a new one.
+    assert f'name="form_token" value="{fresh.group(1)}"' in r.text
     assert _last(land93)[1:] == ("land_need", "spam")
     # From another site: refused before anything is stored.
     before = _last(land93)[0]

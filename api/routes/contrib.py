@@ -9,6 +9,8 @@ session cookie, CSRF token in every form) to decide. The work is the core's
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -106,6 +108,28 @@ def _sectors() -> list[dict[str, str]]:
     return [{"code": code, "label": s.label} for code, s in sorted(tax.by_code().items())]
 
 
+async def _form_proposal(
+    engine: Engine,
+    st: Settings,
+    submit: Callable[[], dict[str, Any]],
+    page: Callable[..., HTMLResponse],
+    **kept: Any,
+) -> HTMLResponse:
+    """The end of a public form's post: store the proposal (`submit`, a blocking core call
+    that also runs the robot checks), then answer with the form's `page`: the receipt, or the
+    errors (429 over the rate, else 400) with what the page shows back (`kept`)."""
+    try:
+        answer = await run_in_threadpool(submit)
+    except CartecoError as exc:
+        status = 429 if exc.kind == "too_many" else 400
+        errors: list[dict[str, Any]] = exc.field_errors() or [
+            {"field": "", "reason": str(exc), "value": None}
+        ]
+        return page(status=status, errors=errors, **kept)
+    await run_in_threadpool(mail.deliver, engine, st)
+    return page(done=answer)
+
+
 def contrib_router() -> APIRouter:
     """Public submission endpoints, the self-update page and `/moderation`."""
     router = APIRouter(tags=["contributions"])
@@ -158,12 +182,18 @@ def contrib_router() -> APIRouter:
 
     # ---- needs survey ----------------------------------------------------------------------
 
-    def _need_page(request: Request, st: Settings, status: int = 200, **extra: Any) -> HTMLResponse:
+    def _need_page(
+        request: Request,
+        st: Settings,
+        status: int = 200,
+        form_token: str | None = None,
+        **extra: Any,
+    ) -> HTMLResponse:
         ctx = {
             "kinds": survey.KIND_LABELS,
             "labels": survey.FIELD_LABELS,
             "v": {},
-            "form_token": proposals.form_token(st.secret_key),
+            "form_token": form_token or proposals.form_token(st.secret_key),
             **extra,
         }
         return TEMPLATES.TemplateResponse(
@@ -191,19 +221,15 @@ def contrib_router() -> APIRouter:
         _same_origin(request)
         form = await request.form(max_files=0, max_fields=30)
         values = {k: _form_value(form, k, 2000) for k in NEED_FORM_FIELDS if k in form}
-        try:
-            answer = await run_in_threadpool(
-                lambda: proposals.submit_need(engine, st, values, client=client_of(request))
-            )
-        except CartecoError as exc:
-            status = 429 if exc.kind == "too_many" else 400
-            errors = exc.field_errors() or [{"field": "", "reason": str(exc), "value": None}]
-            # The visitor keeps what was typed, and the form's original token (its age).
-            kept = {k: v for k, v in values.items() if k in survey.FIELD_LABELS}
-            token = values.get("form_token") or proposals.form_token(st.secret_key)
-            return _need_page(request, st, status=status, errors=errors, v=kept, form_token=token)
-        await run_in_threadpool(mail.deliver, engine, st)
-        return _need_page(request, st, done=answer)
+        return await _form_proposal(
+            engine,
+            st,
+            lambda: proposals.submit_need(engine, st, values, client=client_of(request)),
+            partial(_need_page, request, st),
+            # A refused form keeps what was typed, and its original token (its age).
+            v={k: v for k, v in values.items() if k in survey.FIELD_LABELS},
+            form_token=values.get("form_token"),
+        )
 
     # ---- self-update link --------------------------------------------------------------------
 
@@ -250,24 +276,20 @@ def contrib_router() -> APIRouter:
             if value.strip() != (old or ""):
                 fields[key] = value
         payload = {"fields": fields, "contributor_email": _form_value(form, "contributor_email")}
-        try:
-            answer = await run_in_threadpool(
-                lambda: proposals.submit(
-                    engine,
-                    st,
-                    payload,
-                    client=client_of(request),
-                    structure_id=link.structure_id,
-                    origin="self_update",
-                    link_id=link.id,
-                )  # fmt: skip
-            )
-        except CartecoError as exc:
-            page = _link_page(request, st, engine, lien, errors=exc.field_errors() or [
-                {"field": "", "reason": str(exc)}], status=400)  # fmt: skip
-            return page
-        await run_in_threadpool(mail.deliver, engine, st)
-        return _link_page(request, st, engine, lien, done=answer)
+        return await _form_proposal(
+            engine,
+            st,
+            lambda: proposals.submit(
+                engine,
+                st,
+                payload,
+                client=client_of(request),
+                structure_id=link.structure_id,
+                origin="self_update",
+                link_id=link.id,
+            ),
+            partial(_link_page, request, st, engine, lien),
+        )
 
     # ---- moderation ------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -47,20 +47,47 @@ BASEMAP_MARGIN = 0.12
 BASEMAP_DETAIL = 1200
 
 
-def basemap_communes(conn: Connection, dep: str) -> Sequence[Row[Any]]:
-    """Communes in the frame of `dep`'s maps: code, name, population, own (in `dep`), label
+class BasemapFrame(NamedTuple):
+    """The frame of a département's maps: a box in EPSG:4326 (the SRID of the outlines and
+    stations it selects, so their indexed columns are compared as they are) and its size."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    size: float  # the département's extent's larger side, in degrees
+
+    def box(self) -> dict[str, float]:
+        """The box as the bound parameters of the basemap queries."""
+        return {"xmin": self.xmin, "ymin": self.ymin, "xmax": self.xmax, "ymax": self.ymax}
+
+    def tolerance(self) -> float:
+        """The simplification tolerance of the outlines drawn in this frame (degrees)."""
+        return self.size / BASEMAP_DETAIL
+
+
+def basemap_frame(conn: Connection, dep: str) -> BasemapFrame | None:
+    """The frame of `dep`'s maps, computed once for the basemap queries; None when the
+    département is not loaded."""
+    row = conn.execute(
+        sql("report_basemap_frame.sql"), {"d": dep, "margin": BASEMAP_MARGIN}
+    ).first()
+    return None if row is None else BasemapFrame(*row)
+
+
+def basemap_communes(conn: Connection, dep: str, frame: BasemapFrame) -> Sequence[Row[Any]]:
+    """Communes in `frame` (`dep`'s maps): code, name, population, own (in `dep`), label
     point (lon, lat) and, for other départements' communes, a simplified outline `g`."""
-    params = {"d": dep, "margin": BASEMAP_MARGIN, "detail": BASEMAP_DETAIL}
+    params = {"d": dep, **frame.box(), "tolerance": frame.tolerance()}
     return conn.execute(sql("report_basemap_communes.sql"), params).all()
 
 
-def basemap_departements(conn: Connection, dep: str) -> Sequence[Row[Any]]:
-    """The other départements in the frame of `dep`'s maps: outline `g` and label point."""
-    params = {"d": dep, "margin": BASEMAP_MARGIN, "detail": BASEMAP_DETAIL}
+def basemap_departements(conn: Connection, dep: str, frame: BasemapFrame) -> Sequence[Row[Any]]:
+    """The other départements in `frame` (`dep`'s maps): outline `g` and label point."""
+    params = {"d": dep, **frame.box(), "tolerance": frame.tolerance()}
     return conn.execute(sql("report_basemap_departements.sql"), params).all()
 
 
-def basemap_stations(conn: Connection, dep: str) -> Sequence[Row[Any]]:
-    """Stations (name, mode, line, lon, lat) in the frame of `dep`'s maps."""
-    params = {"d": dep, "margin": BASEMAP_MARGIN}
-    return conn.execute(sql("report_basemap_stations.sql"), params).all()
+def basemap_stations(conn: Connection, frame: BasemapFrame) -> Sequence[Row[Any]]:
+    """Stations (name, mode, line, lon, lat) in `frame`."""
+    return conn.execute(sql("report_basemap_stations.sql"), frame.box()).all()

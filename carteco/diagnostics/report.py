@@ -225,10 +225,12 @@ LABELS_OWN = 14  # names of the département's most populated communes
 LABELS_OTHER = 6  # and of its neighbours' (the frame's other communes)
 
 
-def basemap(conn: Connection, dep: str) -> dict[str, Any]:
+def basemap(conn: Connection, dep: str, frame: queries.BasemapFrame | None) -> dict[str, Any]:
     """The maps' shared basemap as data: neighbouring outlines (layers) and place names."""
-    communes = queries.basemap_communes(conn, dep)
-    departements = queries.basemap_departements(conn, dep)
+    if frame is None:  # the département is not loaded: nothing around it to draw
+        return {"layers": [], "labels": []}
+    communes = queries.basemap_communes(conn, dep, frame)
+    departements = queries.basemap_departements(conn, dep, frame)
     voisines = [
         {"type": "Feature", "geometry": json.loads(c.g), "properties": {}}
         for c in communes
@@ -287,15 +289,17 @@ def basemap(conn: Connection, dep: str) -> dict[str, Any]:
     return {"layers": layers, "labels": labels}
 
 
-def station_features(conn: Connection, dep: str) -> list[dict[str, Any]]:
+def station_features(conn: Connection, frame: queries.BasemapFrame | None) -> list[dict[str, Any]]:
     """The stations in the frame of the département's maps, as GeoJSON point features."""
+    if frame is None:
+        return []
     return [
         {
             "type": "Feature",
             "geometry": _point(r.lon, r.lat),
             "properties": {"nom": r.name, "mode": r.mode, "ligne": r.line},
         }
-        for r in queries.basemap_stations(conn, dep)
+        for r in queries.basemap_stations(conn, frame)
     ]
 
 
@@ -835,7 +839,9 @@ def build_report(
     say("Couches GeoJSON")
     layers = geojson_layers(conn, doc)
     say("Cartes, graphiques et rapport HTML")
-    html = render_html(doc, layers, basemap(conn, dep), station_features(conn, dep))
+    # The maps' frame, computed once for the basemap's outlines, place names and stations.
+    frame = queries.basemap_frame(conn, dep)
+    html = render_html(doc, layers, basemap(conn, dep, frame), station_features(conn, frame))
     return doc, layers, html
 
 
