@@ -64,6 +64,9 @@ def _rows(changed: bool = False) -> list[str]:
     # Outside the IDF communes: nearest commune within 2 km, else département, else région.
     rows.append(f"Près de la limite;{siret(950)};;;;;49.2460;1.6100;Réemploi;")
     rows.append(f"À Lyon;{siret(951)};;;69001;Lyon;45.7640;4.8357;Réemploi;")
+    # Text that COPY's format must escape: backslash, tab, a line break inside quotes.
+    rows.append(f"Atelier \\ du\tcoin;{siret(980)};;2\\4 rue\tBasse;75011;Paris;;;Réemploi;")
+    rows.append(f'"Relais\nsur deux lignes ""cité""";{siret(981)};;;75011;Paris;;;Collecte;')
     # Rows with errors.
     rows.append("Mauvais SIRET;12345678901234;;;;;48.85;2.35;Réemploi;")
     rows.append(f"Mauvaise latitude;{siret(960)};;;;;quarante;2.35;Réemploi;")
@@ -329,10 +332,10 @@ def test_threshold_chooses_the_bulk_path(engine: sa.Engine, tmp_path: Path) -> N
         limits=ReadLimits(bulk_min_rows=100),
         progress=lambda done, total, **_: seen.append((done, total)),
     )
-    assert report.status == "succeeded" and report.rows_read == 3 * 131
+    assert report.status == "succeeded" and report.rows_read == 3 * 133
     # The bulk path reports each batch of 5,000 rows, then the end; the row path every 200.
     assert seen[-1] == (report.rows_read, report.rows_read)
-    assert seen[0][0] == report.rows_read, seen  # 393 rows: one batch
+    assert seen[0][0] == report.rows_read, seen  # 399 rows: one batch
 
 
 def _checksum(engine: sa.Engine) -> tuple[int, str]:
@@ -452,7 +455,7 @@ def test_progress_on_get_imports(client: Any, engine: sa.Engine, tmp_path: Path)
     assert seen, "no progress seen while the import ran"
     assert 0 < seen[0]["rows_done"] <= seen[0]["rows_expected"]
     assert seen[0]["rows_per_s"] > 0 and seen[0]["eta_s"] is not None
-    assert job["progress"]["rows_done"] == job["report"]["rows_read"] == 400 * 131
+    assert job["progress"]["rows_done"] == job["report"]["rows_read"] == 400 * 133
 
 
 def test_history_versions_are_the_rows_as_json(engine: sa.Engine, tmp_path: Path) -> None:

@@ -277,19 +277,22 @@ def _run(
             assert raw is not None
             cur = raw.cursor()
             tagger = PointTagger(conn)
-            staged: list[tuple[Any, ...]] = []
-            for results in _validated(_batches(rows, columns, mapping, path), validator, workers):
-                for staged_row, errs in results:
+            staged: list[bytes] = []
+            batches = _batches(rows, columns, mapping, path)
+            for results in _validated(
+                batches, _Stager(validator, tagger, raw.info.encoding), workers
+            ):
+                for line, errs in results:
                     report.rows_read += 1
                     if errs:
                         report.rejected += 1
                         room = MAX_KEPT_ERRORS - len(report.errors)
                         if room > 0:
                             report.errors.extend(errs[:room])
-                    elif staged_row is not None and (skip_invalid or not report.rejected):
-                        staged.append(staged_row)
+                    elif line is not None and (skip_invalid or not report.rejected):
+                        staged.append(line)
                 if len(staged) >= BATCH:
-                    _copy(cur, _COPY_STAGE, _tagged(staged, tagger))
+                    _copy_lines(cur, _COPY_STAGE, staged)
                     staged = []
                 if progress:
                     progress(report.rows_read, max(expected, report.rows_read))
@@ -299,7 +302,7 @@ def _run(
                 progress(report.rows_read, report.rows_read)
             if report.rejected and not skip_invalid:
                 raise _Rejected  # leaves the transaction: rolled back, nothing written
-            _copy(cur, _COPY_STAGE, _tagged(staged, tagger))
+            _copy_lines(cur, _COPY_STAGE, staged)
             clock = _Clock()
             clock.t = started
             clock("read, validate, COPY")
@@ -362,26 +365,76 @@ def _batches(
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-# The validator of a worker process (set before forking: the workers inherit it).
-_VALIDATOR: RowValidator | None = None
-Validated = list[tuple[tuple[Any, ...] | None, list[RowError]]]
+
+@dataclass(frozen=True)
+class _Stager:
+    """What turns a batch of rows into staging lines: validator, point tagger, encoding."""
+
+    validator: RowValidator
+    tagger: PointTagger
+    encoding: str
+
+
+# The stager of a worker process (set before forking: the workers inherit it).
+_STAGER: _Stager | None = None
+# Each row's staging line (COPY text, encoded) or its errors, in order.
+Validated = list[tuple[bytes | None, list[RowError]]]
 
 
 def _validate_batch(rows: list[SourceRow]) -> Validated:
-    """Each row's staged form (JSON, hash, keys, point) or its errors, in order."""
-    validator = _VALIDATOR
-    assert validator is not None
+    """Each row's staging line (JSON, hash, keys, territory codes) or its errors, in order.
+
+    Validation, tagging and COPY formatting all happen here, in the worker processes: the
+    import's own process only reads the file and writes the lines it gets back.
+    """
+    stager = _STAGER
+    assert stager is not None
     out: Validated = []
+    kept: list[tuple[int, tuple[Any, ...]]] = []
+    lons: list[float | None] = []
+    lats: list[float | None] = []
     for row in rows:
-        rec, errs = validator.validate(row)
+        rec, errs = stager.validator.validate(row)
         if errs or rec is None:
             out.append((None, errs))
             continue
         v = rec.values
         blob = record_json(v)
-        staged = (rec.row, rec.source_id, content_hash(blob), blob, v["siret"], v["rna"])
-        out.append(((*staged, v["lon"], v["lat"]), []))
+        kept.append(
+            (len(out), (rec.row, rec.source_id, content_hash(blob), blob, v["siret"], v["rna"]))
+        )
+        lons.append(v["lon"])
+        lats.append(v["lat"])
+        out.append((None, []))
+    for (i, staged), tags in zip(kept, stager.tagger.tags(lons, lats), strict=True):
+        out[i] = (_copy_line((*staged, *tags), stager.encoding), [])
     return out
+
+
+def _copy_field(value: Any) -> str:
+    """One field in COPY's text format: NULL as \\N, backslash and line breaks escaped."""
+    if value is None:
+        return "\\N"
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\n" in text or "\r" in text or "\t" in text:
+        text = (
+            text.replace("\\", "\\\\")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+            .replace("\t", "\\t")
+        )
+    return text
+
+
+def _copy_line(values: tuple[Any, ...], encoding: str) -> bytes:
+    """A row as one line of COPY text, in the connection's encoding."""
+    return ("\t".join([_copy_field(v) for v in values]) + "\n").encode(encoding)
+
+
+def _copy_lines(cur: Any, sql: str, lines: list[bytes]) -> None:
+    if lines:
+        with cur.copy(sql) as cp:
+            cp.write(b"".join(lines))
 
 
 def _worker_start(parent: int) -> None:
@@ -409,11 +462,11 @@ def _worker_start(parent: int) -> None:
 
 
 def _validated(
-    batches: Iterator[list[SourceRow]], validator: RowValidator, workers: int
+    batches: Iterator[list[SourceRow]], stager: _Stager, workers: int
 ) -> Iterator[Validated]:
     """Validated batches in file order, in this process or in `workers` forked ones."""
-    global _VALIDATOR
-    _VALIDATOR = validator
+    global _STAGER
+    _STAGER = stager
     if workers <= 1:
         for batch in batches:
             yield _validate_batch(batch)
@@ -434,12 +487,6 @@ def _validated(
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
-
-
-def _tagged(staged: list[tuple[Any, ...]], tagger: PointTagger) -> list[tuple[Any, ...]]:
-    """Staged rows (…, lon, lat) as COPY rows with their territory codes instead of the point."""
-    tags = tagger.tags([r[6] for r in staged], [r[7] for r in staged])
-    return [(*r[:6], *t) for r, t in zip(staged, tags, strict=True)]
 
 
 def _stage_rows(recs: list[Record], tagger: PointTagger) -> list[tuple[Any, ...]]:
