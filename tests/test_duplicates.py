@@ -67,6 +67,26 @@ def test_name_key_drops_legal_forms_articles_accents_and_punctuation(engine: sa.
     assert keys[3] == "association"  # nothing but a legal form: kept rather than emptied
 
 
+def test_name_key_edge_cases(engine: sa.Engine) -> None:
+    """Keys the regular-expression version (0019, 0021) gave, kept by the word filter (0026)."""
+    cases = {
+        "Le La Les": "le la les",  # only stop words: the whole normalised name
+        "Sas des Sas": "sas des sas",
+        "SCOP  Ét. de   la Forêt du Rhône": "foret rhone",
+        "ÉTABLISSEMENTS Dupont & fils": "dupont fils",
+        " Ste-Anne  ": "anne",
+        "Œuvre d'art & Cie": "oeuvre art cie",
+        " -l- ": "l",
+        "---": "",
+        "": "",
+        None: "",
+    }
+    with engine.connect() as conn:
+        for name, key in cases.items():
+            got = conn.execute(sa.text("SELECT carteco_name_key(:n)"), {"n": name}).scalar_one()
+            assert got == key, name
+
+
 def test_phone_website_and_score() -> None:
     assert normalise_phone("05 49 00 00 00") == normalise_phone(
         "+33 (0)5 49 00 00 00"[:4] + "549000000"
