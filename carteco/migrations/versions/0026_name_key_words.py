@@ -38,7 +38,7 @@ SELECT coalesce(
                                                    coalesce(t, ''))),
                               '[^a-z0-9]+', ' ', 'g') AS n) s
 $$;
-"""
+"""  # noqa: S608 - migration DDL from module constants
 
 # 0021's body, for the downgrade.
 _ALTERNATION = f"""
@@ -54,7 +54,7 @@ SELECT coalesce(
     btrim(regexp_replace(lower(public.unaccent('public.unaccent'::regdictionary,
                                                coalesce(t, ''))), '[^a-z0-9]+', ' ', 'g')))
 $$;
-"""
+"""  # noqa: S608 - migration DDL from module constants
 
 
 def upgrade() -> None:
