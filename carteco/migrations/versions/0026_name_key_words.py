@@ -1,12 +1,12 @@
 """`carteco_name_key` drops its stop words by filtering words, not with one regular expression.
 
 The key (0019, 0021) removed legal-form and article words with a 40-way alternation matched
-at every space: that regular expression was four fifths of the function's cost, and the key is
-computed for every new or renamed structure — about 10 s of a million-row bulk INSERT. The
-normalised text is already words separated by single spaces (`[^a-z0-9]+` → ' '), so the
-same key is the words that are not in the list, joined by one space; when none is left, the
-whole normalised text, as before. Same results (checked over a million generated names and
-the edge cases in tests/test_duplicates.py), about five times faster.
+at every space, and the key is computed for every new or renamed structure (a bulk INSERT
+computes it for each of its rows). The normalised text is already words separated by single
+spaces (`[^a-z0-9]+` → ' '), so the same key is the words that are not in the list, joined by
+one space; when none is left, the whole normalised text, as before. Same results (0 differences
+over the names, addresses and communes of the 1,000,000-row bench file and over every
+territory name), 1.6× faster on a quiet machine (1,000,000 names: 7.6 s → 4.8 s, interleaved).
 
 Revision ID: 0026_name_key_words
 Revises: 0025_contrats_ville
