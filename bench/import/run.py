@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/import/run.py                 # 1,000,000 rows
     .venv/bin/python bench/import/run.py --rows 20000    # while developing
+    .venv/bin/python bench/import/run.py --phases        # and where each import's time goes
 
 The file: `nom;siret;adresse;code postal;commune;latitude;longitude;secteur`, Luhn-valid
 SIRETs (SIREN valid too), points drawn inside the Île-de-France commune polygons, one row in
@@ -203,12 +204,28 @@ def floor(path: Path, url: str) -> tuple[float, float, float]:
     return load, join, rss
 
 
-def carteco_import(path: Path, url: str) -> tuple[float, float, str]:
+# `carteco` itself, with the bulk path's phase log (DEBUG) on stderr: where the time goes.
+_WITH_PHASES = (
+    "import logging, runpy; "
+    "logging.basicConfig(level=logging.WARNING, format='    %(message)s'); "
+    "logging.getLogger('carteco.importer.bulk').setLevel(logging.DEBUG); "
+    "runpy.run_module('carteco.cli', run_name='__main__', alter_sys=True)"
+)
+
+
+def carteco_import(path: Path, url: str, phases: bool = False) -> tuple[float, float, str]:
     """(wall s, peak RSS MB, output) of `carteco import FILE --source bench --bulk`."""
     env = {**os.environ, "CARTECO_DATABASE_URL": url}
     # --bulk: what the default threshold chooses at 1 M rows, also for a smaller --rows.
-    cmd = [sys.executable, "-m", "carteco.cli", "import", str(path), "--source", "bench", "--bulk"]
-    return _timed(cmd, env)
+    args = ["import", str(path), "--source", "bench", "--bulk"]
+    if phases:
+        return _timed([sys.executable, "-c", _WITH_PHASES, *args], env)
+    return _timed([sys.executable, "-m", "carteco.cli", *args], env)
+
+
+def _phases(out: str) -> str:
+    """The phase lines of the bulk path's log, as printed with --phases."""
+    return "\n".join(line for line in out.splitlines() if "bulk import:" in line)
 
 
 TAG_SQL = """
@@ -274,6 +291,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep-db", action="store_true", help="keep the benchmark database")
     ap.add_argument(
+        "--phases", action="store_true",
+        help="also print how long each phase of both imports took (the bulk path's DEBUG log)",
+    )  # fmt: skip
+    ap.add_argument(
         "--tagging", type=int, default=0, metavar="N",
         help="only compare territory tagging of N points: PostGIS join vs shapely",
     )  # fmt: skip
@@ -295,10 +316,14 @@ def main() -> None:
                 f"floor (ogr2ogr COPY + commune join): {floor_s:.1f} s "
                 f"(load {load:.1f} s, join {join:.1f} s), peak RSS {floor_rss:.0f} MB"
             )
-            first, rss1, out1 = carteco_import(path, url)
+            first, rss1, out1 = carteco_import(path, url, args.phases)
             print(f"carteco import:    {first:.1f} s, peak RSS {rss1:.0f} MB  [{_counts(out1)}]")
-            again, rss2, out2 = carteco_import(path, url)
+            if args.phases:
+                print(_phases(out1))
+            again, rss2, out2 = carteco_import(path, url, args.phases)
             print(f"carteco re-import: {again:.1f} s, peak RSS {rss2:.0f} MB  [{_counts(out2)}]")
+            if args.phases:
+                print(_phases(out2))
             print(
                 json.dumps(
                     {
