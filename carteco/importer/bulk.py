@@ -501,11 +501,9 @@ def _stage_rows(recs: list[Record], tagger: PointTagger) -> list[tuple[Any, ...]
 
 
 def _copy(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    if not rows:
-        return
-    with cur.copy(sql) as cp:
-        for r in rows:
-            cp.write_row(r)
+    """COPY rows of Python values, in the same text format as the staging lines."""
+    encoding = cur.connection.info.encoding
+    _copy_lines(cur, sql, [_copy_line(r, encoding) for r in rows])
 
 
 _STAGE = """
