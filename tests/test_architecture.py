@@ -125,6 +125,19 @@ def test_the_core_imports_no_outer_layer_nor_framework() -> None:
     assert not bad, _report("the core (carteco without carteco.cli) must stay inward", bad)
 
 
+def test_the_core_reads_no_file_of_the_outer_layers() -> None:
+    """No import, and no path either: a file built as `… / "api" / …` is a dependency too."""
+    outward = re.compile(r"""/\s*["'](api|tiles)["']\s*/""")
+    bad = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "carteco").rglob("*.py"))
+        if "cli" not in path.relative_to(ROOT / "carteco").parts
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if outward.search(line)
+    ]
+    assert not bad, f"the core builds paths into api/ or tiles/: {bad}"
+
+
 def test_tiles_and_geodata_import_only_inward() -> None:
     bad = [
         _where(i)

@@ -317,7 +317,8 @@ MAPS_JS = TEMPLATES / "cartes.js"
 @lru_cache(maxsize=1)
 def leaflet_assets() -> tuple[str, str]:
     """Leaflet's JS and CSS from the vendored copy, images inlined as data URIs (no network)."""
-    base = Path(__file__).resolve().parents[2] / "api" / "static" / "vendor" / "leaflet"
+    # Vendored in this package (scripts/vendor-assets.sh): the core reads nothing of api/.
+    base = Path(__file__).resolve().parent / "vendor" / "leaflet"
     js = (base / "leaflet.js").read_text(encoding="utf-8")
     css = (base / "leaflet.css").read_text(encoding="utf-8")
 
