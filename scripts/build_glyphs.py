@@ -72,6 +72,7 @@ def _sdf(mask: np.ndarray, left_hi: int, top_hi: int) -> tuple[np.ndarray, int, 
     nb_in = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
     edge_in = np.argwhere(core & nb_out)  # inside pixels touching the outside
     edge_out = np.argwhere(~core & nb_in)  # outside pixels touching the inside
+
     # Hi-res pixel centres in 24 px units (x right, y up).
     def centres(idx: np.ndarray) -> np.ndarray:
         return np.stack(

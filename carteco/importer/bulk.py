@@ -184,8 +184,12 @@ def run_bulk_import(
     return report
 
 
-def _rows(path: Path, scan: FileScan, limits: ReadLimits) -> tuple[list[str], Iterator[SourceRow]]:
-    """Headers and a stream of rows, read exactly as `readers._read_csv` reads them."""
+def _rows(path: Path, scan: FileScan, limits: ReadLimits) -> tuple[list[str], Iterator[RawRow]]:
+    """Headers and a stream of (line number, cells), read exactly as `readers._read_csv` does.
+
+    The cells become a `SourceRow` in the validation worker (`_source_row`): the import's own
+    process only splits the file, so that it is not the bottleneck of the workers it feeds.
+    """
     if scan.blank:
         raise ImportFileError(path.name, "fichier vide")
     if scan.has_nul:
@@ -215,26 +219,18 @@ def _rows(path: Path, scan: FileScan, limits: ReadLimits) -> tuple[list[str], It
         )
     headers = check_headers(path.name, header)
 
-    def rows() -> Iterator[SourceRow]:
-        width = len(headers)
+    def rows() -> Iterator[RawRow]:
         n = 0
         with f:
             try:
                 for cells in reader:
-                    number = reader.line_num
                     if not any(c.strip() for c in cells):
                         continue
                     if n >= limits.max_rows:
-                        raise ImportFileError(path.name, _too_many_rows(limits), row=number)
+                        line = reader.line_num
+                        raise ImportFileError(path.name, _too_many_rows(limits), row=line)
                     n += 1
-                    values: dict[str, Any] = {}
-                    if len(cells) != width:
-                        values["__width__"] = (
-                            f"{len(cells)} champs au lieu de {width} (ligne mal formée)"
-                        )
-                    for h, c in zip(headers, cells, strict=False):
-                        values[h] = c
-                    yield SourceRow(number, values)
+                    yield reader.line_num, cells
             except csv.Error as exc:
                 raise _csv_error(path, exc, reader.line_num) from exc
 
@@ -277,23 +273,19 @@ def _run(
             assert raw is not None
             cur = raw.cursor()
             tagger = PointTagger(conn)
-            staged: list[bytes] = []
             batches = _batches(rows, columns, mapping, path)
-            for results in _validated(
-                batches, _Stager(validator, tagger, raw.info.encoding), workers
-            ):
-                for line, errs in results:
-                    report.rows_read += 1
-                    if errs:
-                        report.rejected += 1
-                        room = MAX_KEPT_ERRORS - len(report.errors)
-                        if room > 0:
-                            report.errors.extend(errs[:room])
-                    elif line is not None and (skip_invalid or not report.rejected):
-                        staged.append(line)
-                if len(staged) >= BATCH:
-                    _copy_lines(cur, _COPY_STAGE, staged)
-                    staged = []
+            stager = _Stager(tuple(headers), validator, tagger, raw.info.encoding)
+            for done in _validated(batches, stager, workers):
+                report.rows_read += done.rows
+                if done.rejected:
+                    report.rejected += done.rejected
+                    room = MAX_KEPT_ERRORS - len(report.errors)
+                    if room > 0:
+                        report.errors.extend(done.errors[:room])
+                # After a rejected row without --skip-invalid nothing is written: the rows
+                # are still read, for the report to list every error.
+                if done.lines and (skip_invalid or not report.rejected):
+                    _copy_lines(cur, _COPY_STAGE, [done.lines])
                 if progress:
                     progress(report.rows_read, max(expected, report.rows_read))
             if report.rows_read == 0:
@@ -302,7 +294,6 @@ def _run(
                 progress(report.rows_read, report.rows_read)
             if report.rejected and not skip_invalid:
                 raise _Rejected  # leaves the transaction: rolled back, nothing written
-            _copy_lines(cur, _COPY_STAGE, staged)
             clock = _Clock()
             clock.t = started
             clock("read, validate, COPY")
@@ -348,10 +339,10 @@ _NO_NAME = (
 
 
 def _batches(
-    rows: Iterator[SourceRow], columns: dict[str, str], mapping: Mapping, path: Path
-) -> Iterator[list[SourceRow]]:
+    rows: Iterator[RawRow], columns: dict[str, str], mapping: Mapping, path: Path
+) -> Iterator[list[RawRow]]:
     """Rows in batches of BATCH; no name column is an error once a data row is seen."""
-    batch: list[SourceRow] = []
+    batch: list[RawRow] = []
     for row in rows:
         if not batch and "name" not in columns and "name" not in mapping.constants:
             raise ImportFileError(path.name, _NO_NAME, row=1)
@@ -368,8 +359,9 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 @dataclass(frozen=True)
 class _Stager:
-    """What turns a batch of rows into staging lines: validator, point tagger, encoding."""
+    """What turns a batch of rows into staging lines: headers, validator, tagger, encoding."""
 
+    headers: tuple[str, ...]
     validator: RowValidator
     tagger: PointTagger
     encoding: str
@@ -377,38 +369,59 @@ class _Stager:
 
 # The stager of a worker process (set before forking: the workers inherit it).
 _STAGER: _Stager | None = None
-# Each row's staging line (COPY text, encoded) or its errors, in order.
-Validated = list[tuple[bytes | None, list[RowError]]]
+# A data row as the file gives it: its line number and its cells.
+RawRow = tuple[int, list[str]]
 
 
-def _validate_batch(rows: list[SourceRow]) -> Validated:
-    """Each row's staging line (JSON, hash, keys, territory codes) or its errors, in order.
+@dataclass
+class Validated:
+    """A validated batch: its rows' staging lines (COPY text, encoded, file order) and errors."""
 
-    Validation, tagging and COPY formatting all happen here, in the worker processes: the
-    import's own process only reads the file and writes the lines it gets back.
+    rows: int
+    lines: bytes
+    errors: list[RowError]
+    rejected: int
+
+
+def _source_row(number: int, cells: list[str], headers: tuple[str, ...]) -> SourceRow:
+    """The row as `readers._read_csv` gives it: cells by header, a short or long row flagged."""
+    values: dict[str, Any] = {}
+    if len(cells) != len(headers):
+        values["__width__"] = f"{len(cells)} champs au lieu de {len(headers)} (ligne mal formée)"
+    for h, c in zip(headers, cells, strict=False):
+        values[h] = c
+    return SourceRow(number, values)
+
+
+def _validate_batch(rows: list[RawRow]) -> Validated:
+    """The batch's staging lines (JSON, hash, keys, territory codes) and its rows' errors.
+
+    Building the rows, validation, tagging and COPY formatting all happen here, in the worker
+    processes: the import's own process only splits the file and writes what it gets back.
     """
     stager = _STAGER
     assert stager is not None
-    out: Validated = []
-    kept: list[tuple[int, tuple[Any, ...]]] = []
+    errors: list[RowError] = []
+    rejected = 0
+    kept: list[tuple[Any, ...]] = []
     lons: list[float | None] = []
     lats: list[float | None] = []
-    for row in rows:
-        rec, errs = stager.validator.validate(row)
+    for number, cells in rows:
+        rec, errs = stager.validator.validate(_source_row(number, cells, stager.headers))
         if errs or rec is None:
-            out.append((None, errs))
+            rejected += 1
+            errors.extend(errs)
             continue
         v = rec.values
         blob = record_json(v)
-        kept.append(
-            (len(out), (rec.row, rec.source_id, content_hash(blob), blob, v["siret"], v["rna"]))
-        )
+        kept.append((rec.row, rec.source_id, content_hash(blob), blob, v["siret"], v["rna"]))
         lons.append(v["lon"])
         lats.append(v["lat"])
-        out.append((None, []))
-    for (i, staged), tags in zip(kept, stager.tagger.tags(lons, lats), strict=True):
-        out[i] = (_copy_line((*staged, *tags), stager.encoding), [])
-    return out
+    lines = [
+        _copy_line((*staged, *tags), stager.encoding)
+        for staged, tags in zip(kept, stager.tagger.tags(lons, lats), strict=True)
+    ]
+    return Validated(len(rows), b"".join(lines), errors, rejected)
 
 
 def _copy_field(value: Any) -> str:
@@ -462,7 +475,7 @@ def _worker_start(parent: int) -> None:
 
 
 def _validated(
-    batches: Iterator[list[SourceRow]], stager: _Stager, workers: int
+    batches: Iterator[list[RawRow]], stager: _Stager, workers: int
 ) -> Iterator[Validated]:
     """Validated batches in file order, in this process or in `workers` forked ones."""
     global _STAGER
