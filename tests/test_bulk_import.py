@@ -24,7 +24,13 @@ from carteco.importer.readers import ReadLimits
 from tests.conftest import REGISTRY_TABLES, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADER = "nom;siret;rna;adresse;code postal;commune;latitude;longitude;secteur;date_creation\n"
+HEADER = (
+    "nom;siret;rna;adresse;code postal;commune;latitude;longitude;secteur;date_creation;"
+    "esus;remarque\n"
+)
+# ESUS flags and an unmapped column (kept in `extra`) whose text the staging must carry as is:
+# quotes, backslash, braces and commas, as in an array or JSON literal.
+_TAILS = ("oui;", ';"dit ""le {grand}"", c:\\temp"', "non;{a,b}", ";")
 
 
 def _luhn(body: str) -> str:
@@ -76,12 +82,17 @@ def _rows(changed: bool = False) -> list[str]:
     return rows
 
 
+def _lines(changed: bool = False) -> list[str]:
+    """The rows with their ESUS and unmapped cells."""
+    return [f"{r};{_TAILS[i % len(_TAILS)]}" for i, r in enumerate(_rows(changed))]
+
+
 def write(path: Path, changed: bool = False, repeat: int = 1) -> Path:
     """The comparison file (`repeat` copies of the rows make it big enough for the bulk path)."""
     with path.open("w", encoding="utf-8") as f:
         f.write(HEADER)
         for _ in range(repeat):
-            f.write("\n".join(_rows(changed)) + "\n")
+            f.write("\n".join(_lines(changed)) + "\n")
     return path
 
 
@@ -157,7 +168,15 @@ def registry(engine: sa.Engine) -> dict[str, Any]:
                 """
             )
         ).all()
-    return {"structures": structures, "links": links, "grid": grid, "history": history}
+        # Ids aside, but in the same order: the file's.
+        order = conn.execute(sa.text("SELECT source, source_id FROM structures ORDER BY id")).all()
+    return {
+        "structures": structures,
+        "links": links,
+        "grid": grid,
+        "history": history,
+        "order": order,
+    }
 
 
 def _summary(report: Any) -> dict[str, Any]:
@@ -230,6 +249,17 @@ def test_row_and_bulk_paths_give_the_same_registry(
             ).all()
         )
         versions = conn.execute(sa.text("SELECT max(version) FROM structures")).scalar_one()
+        typed = conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE esus), "
+                "count(*) FILTER (WHERE extra->>'remarque' = 'dit \"le {grand}\", c:\\temp'), "
+                "count(*) FILTER (WHERE cardinality(sectors) > 1), "
+                "count(*) FILTER (WHERE strpos(name || address_line, chr(92)) > 0) "
+                "FROM structures"
+            )
+        ).one()
+    # Values of every staged type went through: boolean, JSON, array, escaped text.
+    assert all(n > 0 for n in typed), typed
     assert codes["À Lyon"] == "69123/69/84"
     assert codes["Près de la limite"].count("/") == 2  # a commune near the boundary
     assert versions == 2  # one change, one new version (then nothing on the second re-import)
@@ -241,7 +271,7 @@ def test_row_and_bulk_paths_close_missing_structures_alike(
     """--missing close: the structures absent from a re-import closed (and versioned) alike."""
     full = write(tmp_path / "liste.csv")
     part = tmp_path / "partielle.csv"
-    part.write_text(HEADER + "\n".join(_rows()[:80]) + "\n", encoding="utf-8")
+    part.write_text(HEADER + "\n".join(_lines()[:80]) + "\n", encoding="utf-8")
     _seed(engine)
     _seed(second_engine)
     for path, missing in ((full, "flag"), (part, "close"), (full, "close")):
