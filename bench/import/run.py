@@ -3,6 +3,7 @@
     .venv/bin/python bench/import/run.py                 # 1,000,000 rows
     .venv/bin/python bench/import/run.py --rows 20000    # while developing
     .venv/bin/python bench/import/run.py --phases        # and where each import's time goes
+    .venv/bin/python bench/import/run.py --repeat 3      # three runs and the median ratios
 
 The file: `nom;siret;adresse;code postal;commune;latitude;longitude;secteur`, Luhn-valid
 SIRETs (SIREN valid too), points drawn inside the Île-de-France commune polygons, one row in
@@ -30,11 +31,13 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -285,6 +288,43 @@ def _counts(out: str) -> str:
     return m.group(0).strip() if m else out[-500:]
 
 
+def one_run(path: Path, rows: int, phases: bool, keep_db: bool) -> dict[str, Any]:
+    """A fresh database, the floor, `carteco import`, the re-import: their figures."""
+    url = _fresh_database()
+    try:
+        load, join, floor_rss = floor(path, url)
+        floor_s = load + join
+        print(
+            f"floor (ogr2ogr COPY + commune join): {floor_s:.1f} s "
+            f"(load {load:.1f} s, join {join:.1f} s), peak RSS {floor_rss:.0f} MB"
+        )
+        first, rss1, out1 = carteco_import(path, url, phases)
+        print(f"carteco import:    {first:.1f} s, peak RSS {rss1:.0f} MB  [{_counts(out1)}]")
+        if phases:
+            print(_phases(out1))
+        again, rss2, out2 = carteco_import(path, url, phases)
+        print(f"carteco re-import: {again:.1f} s, peak RSS {rss2:.0f} MB  [{_counts(out2)}]")
+        if phases:
+            print(_phases(out2))
+    finally:
+        if not keep_db:
+            _drop_database(url)
+    result = {
+        "rows": rows,
+        "floor_s": round(floor_s, 2),
+        "import_s": round(first, 2),
+        "reimport_s": round(again, 2),
+        "ratio_import": round(first / floor_s, 2),
+        "ratio_reimport": round(again / floor_s, 2),
+        "rss_floor_mb": round(floor_rss),
+        "rss_import_mb": round(rss1),
+        "rss_reimport_mb": round(rss2),
+        "load": os.getloadavg(),
+    }
+    print(json.dumps(result))
+    return result
+
+
 def main() -> None:
     """Generate the file, time the floor and `carteco import` (twice), print the ratio."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -293,6 +333,10 @@ def main() -> None:
     ap.add_argument(
         "--phases", action="store_true",
         help="also print how long each phase of both imports took (the bulk path's DEBUG log)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--repeat", type=int, default=1, metavar="N",
+        help="N runs (each: fresh database, floor, import, re-import), then the median ratios",
     )  # fmt: skip
     ap.add_argument(
         "--tagging", type=int, default=0, metavar="N",
@@ -305,44 +349,35 @@ def main() -> None:
         generate(path, args.rows)
         size = path.stat().st_size / 1e6
         print(f"file: {args.rows} rows, {size:.0f} MB ({time.perf_counter() - t0:.1f} s)")
-        url = _fresh_database()
-        try:
-            if args.tagging:
+        if args.tagging:
+            url = _fresh_database()
+            try:
                 compare_tagging(path, url, args.tagging)
-                return
-            load, join, floor_rss = floor(path, url)
-            floor_s = load + join
-            print(
-                f"floor (ogr2ogr COPY + commune join): {floor_s:.1f} s "
-                f"(load {load:.1f} s, join {join:.1f} s), peak RSS {floor_rss:.0f} MB"
-            )
-            first, rss1, out1 = carteco_import(path, url, args.phases)
-            print(f"carteco import:    {first:.1f} s, peak RSS {rss1:.0f} MB  [{_counts(out1)}]")
-            if args.phases:
-                print(_phases(out1))
-            again, rss2, out2 = carteco_import(path, url, args.phases)
-            print(f"carteco re-import: {again:.1f} s, peak RSS {rss2:.0f} MB  [{_counts(out2)}]")
-            if args.phases:
-                print(_phases(out2))
+            finally:
+                if not args.keep_db:
+                    _drop_database(url)
+            return
+        runs = []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {i + 1} of {args.repeat}")
+            runs.append(one_run(path, args.rows, args.phases, args.keep_db))
+        if len(runs) > 1:
+            # The machine is shared and one run's figures vary (by 10 % seen here): the
+            # median of the runs' own ratios, each measured floor beside import.
             print(
                 json.dumps(
                     {
-                        "rows": args.rows,
-                        "floor_s": round(floor_s, 2),
-                        "import_s": round(first, 2),
-                        "reimport_s": round(again, 2),
-                        "ratio_import": round(first / floor_s, 2),
-                        "ratio_reimport": round(again / floor_s, 2),
-                        "rss_floor_mb": round(floor_rss),
-                        "rss_import_mb": round(rss1),
-                        "rss_reimport_mb": round(rss2),
-                        "load": os.getloadavg(),
+                        "runs": len(runs),
+                        "median_ratio_import": statistics.median(r["ratio_import"] for r in runs),
+                        "median_ratio_reimport": statistics.median(
+                            r["ratio_reimport"] for r in runs
+                        ),
+                        "ratios_import": [r["ratio_import"] for r in runs],
+                        "max_rss_import_mb": max(r["rss_import_mb"] for r in runs),
                     }
                 )
             )
-        finally:
-            if not args.keep_db:
-                _drop_database(url)
 
 
 if __name__ == "__main__":
