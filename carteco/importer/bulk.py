@@ -65,10 +65,10 @@ from carteco.importer.pipeline import (
 from carteco.importer.readers import (
     _SNIFF_CHARS,
     ReadLimits,
-    SourceRow,
     _csv_error,
     _too_many_rows,
     check_headers,
+    csv_row,
     sniff_delimiter,
 )
 from carteco.importer.skeleton import import_transaction
@@ -187,7 +187,7 @@ def run_bulk_import(
 def _rows(path: Path, scan: FileScan, limits: ReadLimits) -> tuple[list[str], Iterator[RawRow]]:
     """Headers and a stream of (line number, cells), read exactly as `readers._read_csv` does.
 
-    The cells become a `SourceRow` in the validation worker (`_source_row`): the import's own
+    The cells become a `SourceRow` in the validation worker (`csv_row`): the import's own
     process only splits the file, so that it is not the bottleneck of the workers it feeds.
     """
     if scan.blank:
@@ -383,16 +383,6 @@ class Validated:
     rejected: int
 
 
-def _source_row(number: int, cells: list[str], headers: tuple[str, ...]) -> SourceRow:
-    """The row as `readers._read_csv` gives it: cells by header, a short or long row flagged."""
-    values: dict[str, Any] = {}
-    if len(cells) != len(headers):
-        values["__width__"] = f"{len(cells)} champs au lieu de {len(headers)} (ligne mal formée)"
-    for h, c in zip(headers, cells, strict=False):
-        values[h] = c
-    return SourceRow(number, values)
-
-
 def _validate_batch(rows: list[RawRow]) -> Validated:
     """The batch's staging lines (JSON, hash, keys, territory codes) and its rows' errors.
 
@@ -407,7 +397,7 @@ def _validate_batch(rows: list[RawRow]) -> Validated:
     lons: list[float | None] = []
     lats: list[float | None] = []
     for number, cells in rows:
-        rec, errs = stager.validator.validate(_source_row(number, cells, stager.headers))
+        rec, errs = stager.validator.validate(csv_row(number, cells, stager.headers))
         if errs or rec is None:
             rejected += 1
             errors.extend(errs)

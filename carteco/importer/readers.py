@@ -7,7 +7,7 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,16 @@ class SourceRow:
     number: int
     values: dict[str, Any]
     geometry: dict[str, Any] | None = None
+
+
+def csv_row(number: int, cells: list[str], headers: Sequence[str]) -> SourceRow:
+    """A CSV line's cells by header; a line with too few or too many cells is flagged."""
+    values: dict[str, Any] = {}
+    if len(cells) != len(headers):
+        values["__width__"] = f"{len(cells)} champs au lieu de {len(headers)} (ligne mal formée)"
+    for h, c in zip(headers, cells, strict=False):
+        values[h] = c
+    return SourceRow(number, values)
 
 
 @dataclass
@@ -236,7 +246,6 @@ def _read_csv(path: Path, data: bytes, limits: ReadLimits) -> SourceTable:
         )
     headers = check_headers(path.name, header)
     rows: list[SourceRow] = []
-    width = len(headers)
     try:
         for cells in reader:
             number = reader.line_num
@@ -244,12 +253,7 @@ def _read_csv(path: Path, data: bytes, limits: ReadLimits) -> SourceTable:
                 continue
             if len(rows) >= limits.max_rows:
                 raise ImportFileError(path.name, _too_many_rows(limits), row=number)
-            values: dict[str, Any] = {}
-            if len(cells) != width:
-                values["__width__"] = f"{len(cells)} champs au lieu de {width} (ligne mal formée)"
-            for h, c in zip(headers, cells, strict=False):
-                values[h] = c
-            rows.append(SourceRow(number, values))
+            rows.append(csv_row(number, cells, headers))
     except csv.Error as exc:
         raise _csv_error(path, exc, reader.line_num) from exc
     return SourceTable("csv", headers, rows, encoding=encoding, delimiter=delimiter)
