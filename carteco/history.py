@@ -1,20 +1,18 @@
 """History of structures: `as_of` dates, the registry as it stood then, and who changed what.
 
-Migration 0016 keeps every state of every structure in ``structure_versions`` (its row as
-JSON, its geometry, the period [valid_from, valid_to) during which it was current), filled by
-statement triggers on ``structures``. :func:`structures_source` is the SQL that rebuilds the
-``structures`` table as it stood at an instant from those versions: the collections, the
-territory figures and the tiles read it instead of ``structures`` when a request says
-``as_of=YYYY-MM-DD`` (the state at the end of that day, UTC).
-
-A writer that disables the row triggers (a bulk load) calls :func:`record_versions` (SQL:
-``carteco_record_structure_versions(ids)``) for the rows it wrote, in the same transaction.
+As in SQL:2011 system versioning (migration 0027), a structure's current state is its row in
+``structures`` (``valid_from``: since when, ``changed_by`` and ``import_run_id``: by whom) and
+the states that ended are in ``structure_past_versions`` (the row as JSON, the geometry, the
+period [valid_from, valid_to)), moved there by the UPDATE and DELETE statement triggers; an
+INSERT writes no history. The view ``structure_versions`` lists every state in one shape.
+:func:`structures_source` is the SQL that rebuilds the ``structures`` table as it stood at an
+instant: the collections, the territory figures and the tiles read it instead of
+``structures`` when a request says ``as_of=YYYY-MM-DD`` (the state at the end of that day, UTC).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
@@ -28,6 +26,8 @@ PARAM = "as_of"
 # ASCII digits only: "２０２４-01-01" or "2024-1-1" are refused, not guessed.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _COLUMNS = tuple(c.name for c in structures.c)
+# Columns a version row holds itself (not in its data): the geometry, period start, author.
+_VERSION_COLUMNS = ("geom", "valid_from", "changed_by", "import_run_id")
 
 
 class AsOfError(CartecoError, ValueError):
@@ -67,33 +67,38 @@ def cutoff(day: date) -> datetime:
 def structures_source(param: str = "coll_as_of") -> str:
     """SQL `(SELECT … ) ` of the structures table as it stood just before the bound `:param`.
 
-    Every column of ``structures`` is there with its type (the row JSON read back through
-    ``jsonb_populate_record``), the geometry from its own column and the search vector
-    recomputed, so a query written for ``structures t`` runs unchanged on ``<this> t``.
+    Every column of ``structures`` is there with its type: the ended states' row JSON read back
+    through ``jsonb_populate_record`` (the geometry, the period start and the author from the
+    version's own columns, the search vector recomputed), then the current rows that had begun
+    by then. A query written for ``structures t`` runs unchanged on ``<this> t``.
     """
     allowed = set(_COLUMNS)
-    cols = []
+    past, current = [], []
     for name in _COLUMNS:
         q = quote_ident(name, allowed)
+        current.append(f"s.{q}")
         if name == "id":
-            cols.append(f"v.structure_id AS {q}")
-        elif name == "geom":
-            cols.append(f"v.geom AS {q}")
+            past.append(f"v.structure_id AS {q}")
+        elif name in _VERSION_COLUMNS:
+            past.append(f"v.{q}")
         elif name == "search":
-            cols.append(
+            past.append(
                 "to_tsvector('french', coalesce(r.name, '') || ' ' || "
                 f"coalesce(r.description, '')) AS {q}"
             )
         else:
-            cols.append(f"r.{q}")
+            past.append(f"r.{q}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", param):
         raise ValueError(f"bad bind name {param!r}")
     return (
         "(SELECT "  # noqa: S608 - columns from the schema, bind name checked
-        + ", ".join(cols)
-        + " FROM structure_versions v CROSS JOIN LATERAL "
+        + ", ".join(past)
+        + " FROM structure_past_versions v CROSS JOIN LATERAL "
         "jsonb_populate_record(NULL::structures, v.data) r "
-        f"WHERE v.valid_from < :{param} AND (v.valid_to IS NULL OR v.valid_to >= :{param}))"
+        f"WHERE v.valid_from < :{param} AND v.valid_to >= :{param} "
+        "UNION ALL SELECT "
+        + ", ".join(current)
+        + f" FROM structures s WHERE s.valid_from < :{param})"
     )
 
 
@@ -110,22 +115,13 @@ def set_change_context(
     )
 
 
-def record_versions(conn: Connection, ids: Iterable[int]) -> int:
-    """Record the current state of these structures as new versions (set-based); how many."""
-    return int(
-        conn.execute(
-            sa.text("SELECT carteco_record_structure_versions(CAST(:ids AS bigint[]))"),
-            {"ids": list(ids)},
-        ).scalar_one()
-    )
-
-
 def versions(conn: Connection, structure_id: int) -> list[dict[str, object]]:
     """Every recorded state of one structure, oldest first (period, author, run, row)."""
     rows = conn.execute(
         sa.text(
             "SELECT valid_from, valid_to, changed_by, import_run_id, data "
-            "FROM structure_versions WHERE structure_id = :id ORDER BY valid_from, id"
+            "FROM structure_versions WHERE structure_id = :id "
+            "ORDER BY valid_from, id NULLS LAST"
         ),
         {"id": structure_id},
     ).mappings()

@@ -42,6 +42,10 @@ TEXT_ARRAY = ARRAY(sa.Text)
 EMPTY_ARRAY = sa.text("'{}'")
 EMPTY_OBJECT = sa.text("'{}'")
 NOW = sa.text("now()")
+# Who writes, in which import run: what writers SET LOCAL (carteco.history.set_change_context).
+# Written as PostgreSQL prints them back, for `alembic check` to compare the defaults.
+CHANGED_BY = "NULLIF(current_setting('carteco.changed_by'::text, true), ''::text)"
+IMPORT_RUN_ID = "(NULLIF(current_setting('carteco.import_run_id'::text, true), ''::text))::bigint"
 
 
 def _point() -> Geometry:
@@ -165,6 +169,12 @@ structures = sa.Table(
     # 0019_duplicates: set by the carteco_structure_keys trigger from the name and the point.
     sa.Column("name_key", sa.Text),
     sa.Column("geom_l93", Geometry("POINT", srid=2154, spatial_index=False)),
+    # 0027_history_past_only: when the current state began and who wrote it (set with
+    # `version` by carteco_touch_structure; defaults: now() and the session's
+    # carteco.changed_by / carteco.import_run_id). Ended states: structure_past_versions.
+    sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("changed_by", sa.Text, server_default=sa.text(CHANGED_BY)),
+    sa.Column("import_run_id", sa.BigInteger, server_default=sa.text(IMPORT_RUN_ID)),
     sa.UniqueConstraint("source", "source_id", name="structures_source_source_id_key"),
     sa.CheckConstraint("siret ~ '^[0-9]{14}$'", name="structures_siret_check"),
     sa.CheckConstraint("siren ~ '^[0-9]{9}$'", name="structures_siren_check"),
@@ -826,36 +836,28 @@ commune_indicators = sa.Table(
     sa.Index("commune_indicators_lookup_idx", "indicator", "commune_code"),
 )
 
-# --- 0016_history -------------------------------------------------------------------------
+# --- 0016_history, 0027_history_past_only ---------------------------------------------------
 
-# Every state a structure had: its row as JSON (all columns but geom and search), its point,
-# the period [valid_from, valid_to) it was current (valid_to NULL: the current state), who
-# changed it and in which import run. Filled by statement triggers on structures (and by
-# carteco_record_structure_versions(ids) for writers that bypass them). No foreign key: a
-# deleted structure keeps its past.
-structure_versions = sa.Table(
-    "structure_versions",
+# Every state a structure had and that ended (0027: the current one is its row in structures;
+# the view structure_versions lists both, in 0016's shape): its row as JSON (all columns but
+# geom, search and the provenance columns), its point, the period [valid_from, valid_to) it
+# was current, who wrote it and in which import run. Filled by the UPDATE and DELETE
+# statement triggers on structures. No foreign key: a deleted structure keeps its past.
+structure_past_versions = sa.Table(
+    "structure_past_versions",
     metadata,
     _identity(),
     sa.Column("structure_id", sa.BigInteger, nullable=False),
     sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("valid_to", sa.DateTime(timezone=True)),
+    sa.Column("valid_to", sa.DateTime(timezone=True), nullable=False),
     sa.Column("data", JSONB, nullable=False),
     sa.Column("geom", _point()),
     sa.Column("changed_by", sa.Text),
     sa.Column("import_run_id", sa.BigInteger),
-    sa.CheckConstraint(
-        "valid_to IS NULL OR valid_to >= valid_from", name="structure_versions_check"
-    ),
-    sa.Index(
-        "structure_versions_current_idx",
-        "structure_id",
-        unique=True,
-        postgresql_where=sa.text("valid_to IS NULL"),
-    ),
-    sa.Index("structure_versions_structure_idx", "structure_id", "valid_from"),
-    sa.Index("structure_versions_period_idx", "valid_from", "valid_to"),
-    sa.Index("structure_versions_geom_idx", "geom", postgresql_using="gist"),
+    sa.CheckConstraint("valid_to >= valid_from", name="structure_past_versions_check"),
+    sa.Index("structure_past_versions_structure_idx", "structure_id", "valid_from"),
+    sa.Index("structure_past_versions_period_idx", "valid_from", "valid_to"),
+    sa.Index("structure_past_versions_geom_idx", "geom", postgresql_using="gist"),
 )
 
 # --- 0015_population_grid -----------------------------------------------------------------

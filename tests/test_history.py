@@ -51,7 +51,8 @@ def registry(engine: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> sa.
     a = run_import(engine, _csv(tmp / "a.csv", FIRST), source="hist-a")
     assert (a.status, a.created) == ("succeeded", 3), a.as_dict()
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE structure_versions SET valid_from = '2024-01-01T00:00:00Z'"))
+        # The current states began then (moving a start is not a change: no new version).
+        conn.execute(sa.text("UPDATE structures SET valid_from = '2024-01-01T00:00:00Z'"))
     b = run_import(engine, _csv(tmp / "b.csv", SECOND), source="hist-b")
     assert (b.status, b.created) == ("succeeded", 2), b.as_dict()
     return engine
@@ -283,3 +284,91 @@ def test_territory_page_shows_creations_and_closures(api) -> None:  # type: igno
     page = api.get("/territoires/commune/93048")
     assert page.status_code == 200
     assert "Créations et fermetures par année" in page.text and "<td>2023</td>" in page.text
+
+
+def test_history_keeps_ended_states_only(registry: sa.Engine) -> None:
+    """SQL:2011-style: an insert writes no history; a change or a deletion moves the old state
+    (its period, author and run) to structure_past_versions; the view lists every state."""
+    from carteco.history import set_change_context, structures_source, versions
+
+    def past(conn: sa.Connection, sid: int) -> list[tuple[object, ...]]:
+        return conn.execute(
+            sa.text(
+                "SELECT data->>'name', changed_by, valid_to > valid_from "
+                "FROM structure_past_versions WHERE structure_id = :id ORDER BY id"
+            ),
+            {"id": sid},
+        ).all()
+
+    with registry.begin() as conn:
+        set_change_context(conn, "test:a")
+        sid = conn.execute(
+            sa.text(
+                "INSERT INTO structures (name, source, source_id, content_hash) "
+                "VALUES ('Versionnée', 'hist-z', 'z1', 'h') RETURNING id"
+            )
+        ).scalar_one()
+        assert past(conn, sid) == []
+    with registry.begin() as conn:
+        set_change_context(conn, "test:b")
+        conn.execute(
+            sa.text("UPDATE structures SET valid_from = valid_from WHERE id = :id"), {"id": sid}
+        )
+        # Two changes in one transaction: one new state, the one before it kept once.
+        for name in ("Versionnée 2", "Versionnée 3"):
+            conn.execute(
+                sa.text("UPDATE structures SET name = :n WHERE id = :id"), {"n": name, "id": sid}
+            )
+        row = conn.execute(
+            sa.text(
+                "SELECT version, changed_by, valid_from = now() FROM structures WHERE id = :id"
+            ),
+            {"id": sid},
+        ).one()
+        assert tuple(row) == (3, "test:b", True)
+        assert past(conn, sid) == [("Versionnée", "test:a", True)]
+        # The view: 0016's shape, every state; its current data is what a change records.
+        states = versions(conn, sid)
+        assert [(v["data"]["name"], v["changed_by"], v["valid_to"] is None) for v in states] == [
+            ("Versionnée", "test:a", False),
+            ("Versionnée 3", "test:b", True),
+        ]
+        recorded = conn.execute(
+            sa.text(
+                "SELECT data = to_jsonb(s) - 'search' - 'geom' - 'valid_from' - 'changed_by' "
+                "- 'import_run_id' FROM structure_versions v JOIN structures s "
+                "ON s.id = v.structure_id WHERE v.structure_id = :id AND v.valid_to IS NULL"
+            ),
+            {"id": sid},
+        ).scalar_one()
+        assert recorded is True
+    # As of a past instant: the state then, with its author, from the ended states.
+    with registry.connect() as conn:
+        ended_at = conn.execute(
+            sa.text("SELECT valid_to FROM structure_past_versions WHERE structure_id = :id"),
+            {"id": sid},
+        ).scalar_one()
+        then = conn.execute(
+            sa.text(
+                f"SELECT name, changed_by, version FROM {structures_source('t')} x WHERE id = :id"
+            ),
+            {"t": ended_at, "id": sid},
+        ).one()
+        assert tuple(then) == ("Versionnée", "test:a", 1)
+    with registry.begin() as conn:
+        set_change_context(conn, "test:c")
+        conn.execute(sa.text("DELETE FROM structures WHERE id = :id"), {"id": sid})
+        assert [r[0] for r in past(conn, sid)] == ["Versionnée", "Versionnée 3"]
+        assert (
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM structure_versions "
+                    "WHERE structure_id = :id AND valid_to IS NULL"
+                ),
+                {"id": sid},
+            ).scalar_one()
+            == 0
+        )
+        conn.execute(
+            sa.text("DELETE FROM structure_past_versions WHERE structure_id = :id"), {"id": sid}
+        )

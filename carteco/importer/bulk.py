@@ -16,9 +16,11 @@ memory whatever the file's size:
 No trigger runs row by row on this path: the per-row triggers `structures_tag`,
 `structures_touch` and `structures_keys` are skipped in that transaction
 (`SET LOCAL carteco.bulk_import = on`, their WHEN condition, migrations 0020 and 0021): the
-INSERT and UPDATE carry the codes, `version`, `updated_at`, `name_key` and `geom_l93` those
-triggers would have set. The statement-level triggers (history versions, tile grid and cache)
-run once per statement over its transition tables, as for every writer. A killed import
+INSERT and UPDATE carry the codes, `version`, `updated_at`, the state's start and author
+(`valid_from`, `changed_by`, `import_run_id`), `name_key` and `geom_l93` those triggers would
+have set. The statement-level triggers (the ended states moved to the history, tile grid and
+cache) run once per statement over its transition tables, as for every writer; an INSERT
+writes no history (migration 0027: a new row is its own current state). A killed import
 leaves nothing behind: everything happens in the one transaction.
 """
 
@@ -73,6 +75,7 @@ from carteco.importer.readers import (
 )
 from carteco.importer.skeleton import import_transaction
 from carteco.importer.validate import Record, RowValidator, content_hash, record_json
+from carteco.models import CHANGED_BY, IMPORT_RUN_ID
 from carteco.sectors import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -535,8 +538,7 @@ _STAGE_COLS = f"row, source_id, content_hash, v, siret, rna, {_TAG_LIST}"
 _SECONDARY_INDEXES = """
 SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
- WHERE x.indrelid IN ('structures'::regclass, 'structure_versions'::regclass,
-                       'structure_sources'::regclass)
+ WHERE x.indrelid IN ('structures'::regclass, 'structure_sources'::regclass)
    AND NOT x.indisunique
  ORDER BY i.relname
 """
@@ -868,7 +870,8 @@ _SET = [
     *(f"{t} = u.{t}" for t in TAGS),
     f"(name_key, geom_l93) = ({_KEYS.format(name='r.name', geom='u.geom')})",
 ]
-# carteco_touch_structure(): a new version and updated_at only when the row really changes.
+# carteco_touch_structure(): a new version, updated_at and the state's start and author
+# (migration 0027) only when the row really changes.
 _CHANGED = " OR ".join(
     [
         *(f"r.{f} IS DISTINCT FROM s.{f}" for f in DATA_FIELDS),
@@ -884,7 +887,10 @@ _CHANGED = " OR ".join(
 _UPDATE = f"""
 UPDATE structures s SET {", ".join(_SET)},
        version = CASE WHEN {_CHANGED} THEN s.version + 1 ELSE s.version END,
-       updated_at = CASE WHEN {_CHANGED} THEN now() ELSE s.updated_at END
+       updated_at = CASE WHEN {_CHANGED} THEN now() ELSE s.updated_at END,
+       valid_from = CASE WHEN {_CHANGED} THEN now() ELSE s.valid_from END,
+       changed_by = CASE WHEN {_CHANGED} THEN {CHANGED_BY} ELSE s.changed_by END,
+       import_run_id = CASE WHEN {_CHANGED} THEN {IMPORT_RUN_ID} ELSE s.import_run_id END
   FROM bulk_upd2 u CROSS JOIN LATERAL jsonb_to_record(u.v) AS r({_recordset(_DATA_TYPES)})
  WHERE s.id = u.id
 """  # noqa: S608 - column lists are module constants
