@@ -297,6 +297,7 @@ def test_row_and_bulk_paths_close_missing_structures_alike(
 
 
 def _index_definitions(engine: sa.Engine) -> list[str]:
+    """The indexes and the constraints (foreign keys included, validated) of both tables."""
     with engine.connect() as conn:
         return list(
             conn.execute(
@@ -305,13 +306,23 @@ def _index_definitions(engine: sa.Engine) -> list[str]:
                     "('structures', 'structure_sources') ORDER BY indexname"
                 )
             ).scalars()
-        )
+        ) + [
+            f"{r.conname} {r.definition} {r.convalidated}"
+            for r in conn.execute(
+                sa.text(
+                    "SELECT conname, pg_get_constraintdef(oid) AS definition, convalidated "
+                    "FROM pg_constraint WHERE conrelid IN "
+                    "('structures'::regclass, 'structure_sources'::regclass) ORDER BY conname"
+                )
+            )
+        ]
 
 
 def test_first_bulk_import_rebuilds_the_indexes(
     engine: sa.Engine, second_engine: sa.Engine, tmp_path: Path
 ) -> None:
-    """Into an empty registry the bulk path drops and rebuilds its indexes: same registry."""
+    """Into an empty registry the bulk path drops and rebuilds its indexes and the links'
+    foreign key: same registry, same indexes and constraints."""
     path = write(tmp_path / "liste.csv")
     for eng in (engine, second_engine):
         with eng.begin() as conn:
@@ -319,6 +330,7 @@ def test_first_bulk_import_rebuilds_the_indexes(
             conn.execute(sa.text("TRUNCATE tile_grid"))
     before = _index_definitions(second_engine)
     assert any("USING gin" in d for d in before)
+    assert any(d.startswith("structure_sources_structure_id_fkey FOREIGN KEY") for d in before)
     row = run_import(engine, path, source="liste", skip_invalid=True, bulk=False)
     big = run_import(second_engine, path, source="liste", skip_invalid=True, bulk=True)
     assert _summary(big) == _summary(row) and big.created > 100
