@@ -152,7 +152,8 @@ SELECT NULL::bigint, s.id, s.valid_from, NULL::timestamptz,
   FROM structures s;
 """  # noqa: S608 - migration DDL from module constants
 
-# Back to one table of every state (0016's), the current ones rebuilt from the rows.
+# Back to one table of every state (0016's), the current ones rebuilt from the rows; the
+# functions as 0001, 0016 and 0021 wrote them are put back by downgrade().
 DOWNGRADE = r"""
 DROP VIEW structure_versions;
 ALTER TABLE structure_past_versions
@@ -178,37 +179,6 @@ BEGIN
 END $$;
 ALTER TABLE structures DROP COLUMN valid_from, DROP COLUMN changed_by,
                        DROP COLUMN import_run_id;
-
-CREATE OR REPLACE FUNCTION carteco_structure_version_columns(alias text) RETURNS text
-LANGUAGE sql STABLE AS $$
-SELECT string_agg(
-           CASE WHEN a.atttypid = 'geometry'::regtype
-                THEN format('CAST(CAST(%s.%I AS json) AS jsonb) AS %I', alias, a.attname,
-                            a.attname)
-                ELSE format('%s.%I', alias, a.attname) END,
-           ', ' ORDER BY a.attnum)
-  FROM pg_attribute a
- WHERE a.attrelid = 'structures'::regclass AND a.attnum > 0 AND NOT a.attisdropped
-   AND a.attname NOT IN ('search', 'geom')
-$$;
-
-CREATE OR REPLACE FUNCTION carteco_touch_structure() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- Generated columns are not computed yet in a BEFORE trigger: compare without them.
-    IF to_jsonb(NEW) - 'search' - 'updated_at' - 'version'
-       IS DISTINCT FROM to_jsonb(OLD) - 'search' - 'updated_at' - 'version' THEN
-        NEW.updated_at := now();
-        NEW.version := OLD.version + 1;
-    END IF;
-    RETURN NEW;
-END $$;
-
-CREATE OR REPLACE FUNCTION carteco_structures_history_truncated() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    TRUNCATE structure_versions RESTART IDENTITY;
-    RETURN NULL;
-END $$;
 """  # noqa: S608 - migration DDL from module constants
 
 
@@ -221,8 +191,13 @@ def downgrade() -> None:
     """Back to 0021's history: every state in the structure_versions table."""
     from importlib import import_module
 
+    from carteco.migrations.earlier import function_sql
+
     m = import_module("carteco.migrations.versions.0021_bulk_speed")
     op.execute(DOWNGRADE)
+    op.execute(function_sql("0021_bulk_speed", "carteco_structure_version_columns"))
+    op.execute(function_sql("0001_initial", "carteco_touch_structure"))
+    op.execute(function_sql("0016_history", "carteco_structures_history_truncated"))
     # 0021's recording function and history trigger function, and the INSERT trigger.
     op.execute(m._RECORD.format(insert_s=m._NEW_INSERT_S, insert_n=m._NEW_INSERT_N))
     op.execute(

@@ -97,16 +97,6 @@ END $$;
 """  # noqa: S608 - migration DDL from module constants
 
 
-def _0005_function() -> str:
-    """0005's text of the trigger function, for the downgrade."""
-    from importlib import import_module
-
-    text: str = import_module("carteco.migrations.versions.0005_tiles").UPGRADE
-    start = text.index("CREATE FUNCTION carteco_tiles_structures_changed()")
-    end = text.index("END $$;", start) + len("END $$;")
-    return "CREATE OR REPLACE" + text[start + len("CREATE") : end]
-
-
 def upgrade() -> None:
     """Plain INSERT into an empty grid; at most 20,001 points projected."""
     op.execute(UPGRADE)
@@ -114,4 +104,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to 0005's trigger function."""
-    op.execute(_0005_function())
+    from carteco.migrations.earlier import function_sql
+
+    op.execute(function_sql("0005_tiles", "carteco_tiles_structures_changed"))
