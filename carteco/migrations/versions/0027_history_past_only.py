@@ -27,6 +27,8 @@ Create Date: 2026-12-01
 
 from alembic import op
 
+from carteco.migrations.earlier import function_sql
+
 revision = "0027_history_past_only"
 down_revision = "0026_name_key_words"
 branch_labels = None
@@ -190,8 +192,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to 0021's history: every state in the structure_versions table."""
     from importlib import import_module
-
-    from carteco.migrations.earlier import function_sql
 
     m = import_module("carteco.migrations.versions.0021_bulk_speed")
     op.execute(DOWNGRADE)

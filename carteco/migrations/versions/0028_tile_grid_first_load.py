@@ -20,6 +20,8 @@ Create Date: 2026-12-01
 
 from alembic import op
 
+from carteco.migrations.earlier import function_sql
+
 revision = "0028_tile_grid_first_load"
 down_revision = "0027_history_past_only"
 branch_labels = None
@@ -104,6 +106,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to 0005's trigger function."""
-    from carteco.migrations.earlier import function_sql
-
     op.execute(function_sql("0005_tiles", "carteco_tiles_structures_changed"))
