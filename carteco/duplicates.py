@@ -693,9 +693,16 @@ def review_import(
 
 
 def review_staged(
-    conn: Connection, source: str, min_score: float = DEFAULT_MIN_SCORE
+    conn: Connection, source: str, min_score: float = DEFAULT_MIN_SCORE, first_load: bool = False
 ) -> dict[str, Any]:
-    """The same review for the bulk path, the file's rows read from its staging table."""
+    """The same review for the bulk path, the file's rows read from its staging table.
+
+    `first_load`: the registry was empty before this import. Then no structure of another
+    source exists to be a duplicate, and each row's link names the structure made from it:
+    nothing to compare, and the review is empty without reading the million rows again.
+    """
+    if first_load:
+        return _review_result([], [])
     return _review(conn, source, min_score, _ROWS_STAGED, {})
 
 
@@ -750,6 +757,10 @@ def _review(
                     "fields": fields,
                 }
             )
+    return _review_result(dups, conflicts)
+
+
+def _review_result(dups: list[dict[str, Any]], conflicts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "possible_duplicates": len(dups),
         "duplicates": dups[:REPORT_LIMIT],

@@ -306,7 +306,7 @@ def _run(
             conn.execute(sa.text("CREATE INDEX ON bulk_stage (source_id)"))
             conn.execute(sa.text("ANALYZE bulk_stage"))
             clock("duplicates")
-            _upsert(conn, cur, report)
+            first_load = _upsert(conn, cur, report)
             # The statements that follow read structures: their planner must know the rows
             # this import just wrote (an empty table's statistics would say 1 row, and a
             # nested loop over 100,000 structures × the staging table never ended).
@@ -321,10 +321,11 @@ def _run(
                 report.run_id,
                 report.rejected,
                 staged="bulk_stage",  # the file's source ids stay in the database
+                first_load=first_load,
             )
             clock("missing")
             # Possible duplicates and field conflicts, as the row path reports them.
-            report.review = review_staged(conn, report.source)
+            report.review = review_staged(conn, report.source, first_load=first_load)
             clock("review")
     except _Rejected:
         report.status = "rejected"
@@ -675,8 +676,11 @@ class _Clock:
         self.t = now
 
 
-def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
-    """Match, tag and write the staged records; the counts go to `report`."""
+def _upsert(conn: Connection, cur: Any, report: ImportReport) -> bool:
+    """Match, tag and write the staged records; the counts go to `report`.
+
+    True when it was a first load: the registry was empty before (see `_drop_for_first_load`).
+    """
     clock = _Clock()
     report.unchanged += int(conn.execute(_UNCHANGED, {"source": report.source}).scalar_one())
     clock("unchanged")
@@ -701,6 +705,7 @@ def _upsert(conn: Connection, cur: Any, report: ImportReport) -> None:
     clock("links")
     # Any later write in this transaction goes through the per-row triggers again.
     conn.execute(sa.text("SET LOCAL carteco.bulk_import = 'off'"))
+    return bool(rebuild)
 
 
 def _decide(conn: Connection, cur: Any, report: ImportReport) -> None:

@@ -96,11 +96,14 @@ def apply_missing(
     run_id: int | None,
     rejected: int = 0,
     staged: str | None = None,
+    first_load: bool = False,
 ) -> dict[str, Any]:
     """Flag, close or keep the source's active structures absent from the file; a summary.
 
     `present`: the file's source ids; or None and `staged` = "bulk_stage", the bulk path's
-    staging table holding them.
+    staging table holding them. `first_load`: the registry was empty before this import, so
+    every structure of the source comes from the file: none is absent, none is back (the
+    two scans of a million structures are skipped).
     """
     check_action(action)
     if staged not in _PRESENT or (staged is None) != (present is not None):
@@ -108,9 +111,9 @@ def apply_missing(
     params: dict[str, Any] = {"key": FLAG_KEY, "source": source}
     if present is not None:
         params["sids"] = sorted(set(present))
-    back = [r[0] for r in conn.execute(_BACK[staged], params)]
+    back = [] if first_load else [r[0] for r in conn.execute(_BACK[staged], params)]
     summary: dict[str, Any] = {"action": action, "count": 0, "back": len(back), "structures": []}
-    if action == "keep":
+    if action == "keep" or first_load:
         return summary
     absent = [dict(r) for r in conn.execute(_ABSENT[staged], params).mappings()]
     summary["count"] = len(absent)
