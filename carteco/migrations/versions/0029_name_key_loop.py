@@ -14,6 +14,8 @@ Revises: 0028_tile_grid_first_load
 Create Date: 2026-12-01
 """
 
+from importlib import import_module
+
 from alembic import op
 
 from carteco.migrations.earlier import function_sql
@@ -23,12 +25,8 @@ down_revision = "0028_tile_grid_first_load"
 branch_labels = None
 depends_on = None
 
-# 0026's stop words (0019's list).
-_WORDS = (
-    "assoc,association,asso,ass,sarl,sas,sasu,sa,scop,scic,sca,eurl,sci,gie,ste,societe,"
-    "cooperative,coop,fondation,mutuelle,ets,etablissement,etablissements,"
-    "l,la,le,les,un,une,de,des,du,d,et,a,au,aux,en,sur,pour,the"
-)
+# The stop words: 0026's list (0019's), one list for every version of the key.
+_WORDS: str = import_module("carteco.migrations.versions.0026_name_key_words")._WORDS
 
 UPGRADE = f"""
 CREATE OR REPLACE FUNCTION carteco_name_key(t text) RETURNS text
