@@ -12,6 +12,8 @@ from tests.conftest import Browser
 
 pytestmark = pytest.mark.browser
 
+# The signed-in moderation pages (the queue, a proposal, the log) are opened the same way,
+# outside requests blocked, by tests/test_contributions_browser.py.
 PAGES = (
     "/",
     "/carte",
@@ -34,6 +36,7 @@ PAGES = (
     "/moderation/journal",
     "/contribuer/fiche",
     "/collections/structures/items/1?f=html",
+    "/collections/structures/queryables?f=html",
     "/besoins-fonciers",
     "/docs",
     "/territoires/departement/99",
