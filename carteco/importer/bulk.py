@@ -910,11 +910,14 @@ _CHANGED = " OR ".join(
 )
 _UPDATE = f"""
 UPDATE structures s SET {", ".join(_SET)},
-       version = CASE WHEN {_CHANGED} THEN s.version + 1 ELSE s.version END,
-       updated_at = CASE WHEN {_CHANGED} THEN now() ELSE s.updated_at END,
-       valid_from = CASE WHEN {_CHANGED} THEN now() ELSE s.valid_from END,
-       changed_by = CASE WHEN {_CHANGED} THEN {CHANGED_BY} ELSE s.changed_by END,
-       import_run_id = CASE WHEN {_CHANGED} THEN {IMPORT_RUN_ID} ELSE s.import_run_id END
+       -- The comparison evaluated once per row, for the five columns a new state sets.
+       (version, updated_at, valid_from, changed_by, import_run_id) = (
+           SELECT CASE WHEN c.changed THEN s.version + 1 ELSE s.version END,
+                  CASE WHEN c.changed THEN now() ELSE s.updated_at END,
+                  CASE WHEN c.changed THEN now() ELSE s.valid_from END,
+                  CASE WHEN c.changed THEN {CHANGED_BY} ELSE s.changed_by END,
+                  CASE WHEN c.changed THEN {IMPORT_RUN_ID} ELSE s.import_run_id END
+             FROM (SELECT {_CHANGED} AS changed) c)
   FROM bulk_upd2 u CROSS JOIN LATERAL jsonb_to_record(u.v) AS r({_recordset(_DATA_TYPES)})
  WHERE s.id = u.id
 """  # noqa: S608 - column lists are module constants
